@@ -1,0 +1,81 @@
+import { z } from 'zod';
+
+/** A configuration problem; the message names every bad variable. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/**
+ * Parses the environment with a zod schema whose keys are variable names. Fails fast with one
+ * message naming each bad variable and why, never with a stack trace from deep inside the app.
+ */
+export function loadConfig<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv): z.output<S> {
+  const result = schema.safeParse(env);
+  if (result.success) return result.data;
+  const lines = result.error.issues.map((issue) => {
+    const name = issue.path.map(String).join('.') || '(environment)';
+    const value = issue.path.length === 1 ? env[String(issue.path[0])] : undefined;
+    const got = value === undefined ? '' : ` (got ${JSON.stringify(value)})`;
+    return `  ${name}: ${issue.message}${got}`;
+  });
+  return failConfig(`Invalid configuration:\n${lines.join('\n')}`);
+}
+
+function failConfig(message: string): never {
+  throw new ConfigError(message);
+}
+
+/** Building blocks shared by every service's config schema. */
+export const env = {
+  port: (fallback: number) =>
+    z.coerce
+      .number({ error: 'must be a port number' })
+      .int('must be an integer port number')
+      .min(0, 'must be between 0 and 65535')
+      .max(65535, 'must be between 0 and 65535')
+      .default(fallback),
+  logLevel: () =>
+    z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  nodeEnv: () => z.enum(['development', 'production', 'test']).default('development'),
+  /** A host:port address of another service. */
+  address: (fallback: string) =>
+    z
+      .string()
+      .regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, 'must be host:port, e.g. 127.0.0.1:50051')
+      .default(fallback),
+  /** A PostgreSQL connection string, or nothing (then an embedded server is used). */
+  optionalDatabaseUrl: () =>
+    z
+      .string()
+      .trim()
+      .optional()
+      .transform((value) => (value ? value : undefined))
+      .refine(
+        (value) => value === undefined || /^postgres(ql)?:\/\/.+/.test(value),
+        'must be a postgresql:// connection string',
+      ),
+  boolean: (fallback: boolean) =>
+    z
+      .enum(['true', 'false', '1', '0'], { error: 'must be true or false' })
+      .optional()
+      .transform((value) => (value === undefined ? fallback : value === 'true' || value === '1')),
+  /** Milliseconds, a positive integer. */
+  millis: (fallback: number) =>
+    z.coerce.number().int('must be an integer (milliseconds)').positive('must be positive').default(fallback),
+};
+
+/**
+ * For `main.ts`: load the config or print the problem and exit 1. Use only at the composition
+ * root; everything else receives the parsed config.
+ */
+export function loadConfigOrExit<S extends z.ZodType>(schema: S, environment: NodeJS.ProcessEnv): z.output<S> {
+  try {
+    return loadConfig(schema, environment);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${error.message}\n`);
+      process.exit(1);
+    }
+    throw error;
+  }
+}

@@ -1,0 +1,178 @@
+import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import {
+  Server,
+  ServerCredentials,
+  status,
+  type Metadata,
+  type ServerUnaryCall,
+  type ServiceDefinition,
+  type UntypedServiceImplementation,
+  type handleUnaryCall,
+  type sendUnaryData,
+} from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
+import { descriptorSetPath } from '@repo/contracts/descriptor';
+import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
+import type { Logger } from 'pino';
+import { REQUEST_ID_KEY, requestIdOrNew, runWithContext } from './context';
+import { toStatusObject } from './errors';
+
+/** What a handler knows about the call it serves, besides the request message. */
+export interface CallContext {
+  requestId: string;
+  /** The caller's deadline, if it set one. */
+  deadline: Date | undefined;
+  metadata: Metadata;
+}
+
+/** A unary handler as we write them: a promise in, typed errors out. */
+export type UnaryHandler<Req, Res> = (request: Req, context: CallContext) => Promise<Res>;
+
+/** The promise-based handlers of a ts-proto generated `XServiceServer` interface. */
+export type UnaryHandlers<S> = {
+  [K in keyof S as string extends K ? never : K]: S[K] extends handleUnaryCall<infer Req, infer Res>
+    ? UnaryHandler<Req, Res>
+    : never;
+};
+
+export interface ServiceRegistration {
+  /** Fully-qualified name, e.g. `user.v1.UserService`; the name health and reflection report. */
+  name: string;
+  definition: ServiceDefinition;
+  implementation: UntypedServiceImplementation;
+}
+
+function deadlineOf(call: ServerUnaryCall<unknown, unknown>): Date | undefined {
+  const deadline = call.getDeadline();
+  if (deadline instanceof Date) return deadline;
+  return Number.isFinite(deadline) ? new Date(deadline) : undefined;
+}
+
+/**
+ * Adapts promise handlers to grpc-js. For every call it: takes (or creates) the request id and puts
+ * it with the deadline into the async request context (so logs and outgoing calls carry them),
+ * maps a thrown DomainError to its gRPC status with field violations, turns anything else into
+ * INTERNAL without leaking it, and logs each call once.
+ */
+export function unaryService<S>(
+  serviceName: string,
+  handlers: UnaryHandlers<S>,
+  logger: Logger,
+): UntypedServiceImplementation {
+  const implementation: UntypedServiceImplementation = {};
+  for (const [method, handler] of Object.entries(handlers as Record<string, UnaryHandler<unknown, unknown>>)) {
+    const rpc = `${serviceName}/${method.charAt(0).toUpperCase()}${method.slice(1)}`;
+    const wrapped = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
+      const requestId = requestIdOrNew(call.metadata.get(REQUEST_ID_KEY)[0]);
+      const deadline = deadlineOf(call);
+      runWithContext({ requestId, deadline }, () => {
+        const started = performance.now();
+        handler(call.request, { requestId, deadline, metadata: call.metadata }).then(
+          (response) => {
+            if (logger.isLevelEnabled('debug')) {
+              logger.debug({ rpc, code: 'OK', ms: +(performance.now() - started).toFixed(1) }, 'rpc');
+            }
+            callback(null, response);
+          },
+          (error: unknown) => {
+            const { status: wire, expected } = toStatusObject(error);
+            const ms = +(performance.now() - started).toFixed(1);
+            const code = status[wire.code ?? status.INTERNAL];
+            if (expected) logger.info({ rpc, code, ms, detail: wire.details }, 'rpc failed');
+            else logger.error({ rpc, code, ms, err: error }, 'rpc failed with an unexpected error');
+            callback(wire, null);
+          },
+        );
+      });
+    };
+    implementation[method] = wrapped;
+  }
+  return implementation;
+}
+
+/** Everything reflection can describe: our contracts plus the standard health service. */
+function reflectionPackageDefinition(): protoLoader.PackageDefinition {
+  const contracts = protoLoader.loadFileDescriptorSetFromBuffer(readFileSync(descriptorSetPath));
+  const health = protoLoader.loadSync(healthProtoPath);
+  return { ...contracts, ...health };
+}
+
+export const HEALTH_SERVICE_NAME = 'grpc.health.v1.Health';
+
+export interface GrpcServerOptions {
+  services: ServiceRegistration[];
+  logger: Logger;
+}
+
+/**
+ * A gRPC server with what every service needs: `grpc.health.v1.Health` (NOT_SERVING until told
+ * otherwise), server reflection (so `buf curl` and grpcurl work without .proto files), and a
+ * bounded graceful shutdown. It never listens until `listen()` is called, so tests can build one.
+ */
+export class GrpcServer {
+  readonly server: Server;
+  private readonly health: HealthImplementation;
+  private readonly names: string[];
+  private port: number | undefined;
+
+  constructor(private readonly options: GrpcServerOptions) {
+    this.server = new Server({
+      // Let clients keep idle connections alive with pings every 10 s or more.
+      'grpc.keepalive_permit_without_calls': 1,
+      'grpc.http2.min_ping_interval_without_data_ms': 10_000,
+    });
+    this.names = options.services.map((service) => service.name);
+    // '' is the whole server's status, by the health protocol's convention.
+    this.health = new HealthImplementation(
+      Object.fromEntries(['', ...this.names].map((name) => [name, 'NOT_SERVING' as const])),
+    );
+    this.health.addToServer(this.server);
+    new ReflectionService(reflectionPackageDefinition(), {
+      services: [...this.names, HEALTH_SERVICE_NAME],
+    }).addToServer(this.server);
+    for (const service of options.services) {
+      this.server.addService(service.definition, service.implementation);
+    }
+  }
+
+  /** Binds and starts serving; resolves with the bound port (pass 0 for an ephemeral one). */
+  async listen(port: number, host = '0.0.0.0'): Promise<number> {
+    this.port = await new Promise<number>((resolve, reject) => {
+      this.server.bindAsync(`${host}:${port}`, ServerCredentials.createInsecure(), (error, bound) =>
+        error ? reject(error) : resolve(bound),
+      );
+    });
+    return this.port;
+  }
+
+  /** What health checks report for every service of this server (and for the server, ''). */
+  setServing(serving: boolean): void {
+    const state = serving ? 'SERVING' : 'NOT_SERVING';
+    for (const name of ['', ...this.names]) this.health.setStatus(name, state);
+  }
+
+  /**
+   * Reports NOT_SERVING, stops accepting calls, lets in-flight calls finish for up to `graceMs`,
+   * then cancels whatever is left. Resolves when the server is closed.
+   */
+  async shutdown(graceMs: number): Promise<void> {
+    this.setServing(false);
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.options.logger.warn({ graceMs }, 'in-flight calls did not finish in time; cancelling them');
+        this.server.forceShutdown();
+        resolve();
+      }, graceMs);
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}
+
+export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
+  return new GrpcServer(options);
+}

@@ -1,0 +1,39 @@
+import pino, { type Logger, type LevelWithSilent } from 'pino';
+import pretty from 'pino-pretty';
+import { currentContext } from './context';
+
+export type { Logger } from 'pino';
+
+export interface LoggerOptions {
+  /** Service name, on every line as `service`. */
+  name: string;
+  level: LevelWithSilent;
+  /** Human-readable, coloured output for development; JSON lines otherwise. */
+  pretty: boolean;
+}
+
+/**
+ * pino logger. Every line logged while serving a request carries its `requestId` (taken from the
+ * async request context, so no code has to pass a child logger around). Secrets never reach the
+ * output: the redact list covers the fields that could hold them.
+ */
+export function createLogger(options: LoggerOptions): Logger {
+  const config: pino.LoggerOptions = {
+    level: options.level,
+    base: { service: options.name },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    mixin() {
+      const context = currentContext();
+      return context ? { requestId: context.requestId } : {};
+    },
+    redact: {
+      paths: ['password', '*.password', 'passwordHash', '*.passwordHash', 'authorization', '*.authorization'],
+      censor: '[redacted]',
+    },
+  };
+  if (options.pretty) {
+    // A synchronous stream, not a worker-thread transport: nothing to flush at exit.
+    return pino(config, pretty({ colorize: true, sync: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }));
+  }
+  return pino(config);
+}

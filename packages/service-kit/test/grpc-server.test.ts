@@ -1,0 +1,150 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { status, type ServiceError } from '@grpc/grpc-js';
+import { UserServiceClient, UserServiceService, type UserServiceServer } from '@repo/contracts/user/v1';
+import { createServiceClient } from '../src/grpc-client';
+import { createGrpcServer, unaryService, type GrpcServer } from '../src/grpc-server';
+import { DomainError, fieldViolationsOf } from '../src/errors';
+import { createLogger } from '../src/logger';
+import { runWithContext } from '../src/context';
+import { checkHealth } from './helpers';
+import { freePort } from './ports';
+
+const logger = createLogger({ name: 'test', level: 'silent', pretty: false });
+const seenRequestIds: string[] = [];
+
+function buildServer(): GrpcServer {
+  return createGrpcServer({
+    logger,
+    services: [
+      {
+        name: 'user.v1.UserService',
+        definition: UserServiceService,
+        implementation: unaryService<UserServiceServer>(
+          'user.v1.UserService',
+          {
+            getUser: async (request, context) => {
+              seenRequestIds.push(context.requestId);
+              if (request.id === 'missing') throw new DomainError('NOT_FOUND', 'user missing not found');
+              if (request.id === 'boom') throw new Error('SELECT * FROM secret_table failed');
+              return { user: { id: request.id, email: 'a@example.com', name: 'A' } };
+            },
+            createUser: async () => {
+              throw DomainError.invalid([
+                { field: 'email', description: 'must be an email address', reason: 'INVALID_FORMAT' },
+                { field: 'password', description: 'must be at least 12 characters', reason: 'TOO_SHORT' },
+              ]);
+            },
+            batchGetUsers: () => Promise.resolve({ users: [] }),
+            listUsers: () => Promise.resolve({ users: [], nextPageToken: '' }),
+            updateUser: () => Promise.resolve({ user: undefined }),
+            deleteUser: () => Promise.resolve({}),
+            verifyCredentials: () => Promise.resolve({ user: undefined }),
+          },
+          logger,
+        ),
+      },
+    ],
+  });
+}
+
+describe('gRPC server bootstrap over real TCP', () => {
+  let server: GrpcServer;
+  let address: string;
+  let client: ReturnType<typeof createServiceClient<UserServiceClient, typeof UserServiceService>>;
+
+  beforeAll(async () => {
+    server = buildServer();
+    const port = await server.listen(0, '127.0.0.1');
+    expect(port).toBeGreaterThan(0);
+    address = `127.0.0.1:${port}`;
+    client = createServiceClient(UserServiceClient, address);
+  });
+
+  afterAll(async () => {
+    client.close();
+    await server.shutdown(1000);
+  });
+
+  it('reports NOT_SERVING until told otherwise, then SERVING, per service and overall', async () => {
+    expect(await checkHealth(address)).toBe('NOT_SERVING');
+    server.setServing(true);
+    expect(await checkHealth(address)).toBe('SERVING');
+    expect(await checkHealth(address, 'user.v1.UserService')).toBe('SERVING');
+    server.setServing(false);
+    expect(await checkHealth(address, 'user.v1.UserService')).toBe('NOT_SERVING');
+    server.setServing(true);
+  });
+
+  it('answers health for an unknown service with NOT_FOUND', async () => {
+    await expect(checkHealth(address, 'nope.v1.Nope')).rejects.toMatchObject({ code: status.NOT_FOUND });
+  });
+
+  it('lists its services through reflection, as buf curl sees them', async () => {
+    const { stdout } = await promisify(execFile)(
+      require.resolve('@bufbuild/buf/bin/buf'),
+      ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', '--list-services', `http://${address}`],
+    );
+    const services = stdout.trim().split('\n').sort();
+    expect(services).toEqual(['grpc.health.v1.Health', 'user.v1.UserService']);
+  });
+
+  it('serves a unary call and passes the request id through', async () => {
+    const response = await client.getUser({ id: 'u1' }, { requestId: 'req-123' });
+    expect(response.user?.id).toBe('u1');
+    expect(seenRequestIds).toContain('req-123');
+  });
+
+  it('maps a DomainError to its gRPC status and message', async () => {
+    await expect(client.getUser({ id: 'missing' })).rejects.toMatchObject({
+      code: status.NOT_FOUND,
+      details: 'user missing not found',
+    });
+  });
+
+  it('carries one field violation per bad field on INVALID_ARGUMENT', async () => {
+    const error = await client.createUser({ email: 'x', name: 'n', password: 'p' }).catch((e: ServiceError) => e);
+    expect((error as ServiceError).code).toBe(status.INVALID_ARGUMENT);
+    expect(fieldViolationsOf(error as ServiceError)).toEqual([
+      { field: 'email', description: 'must be an email address', reason: 'INVALID_FORMAT' },
+      { field: 'password', description: 'must be at least 12 characters', reason: 'TOO_SHORT' },
+    ]);
+  });
+
+  it('turns an unexpected error into INTERNAL without leaking it', async () => {
+    const error = (await client.getUser({ id: 'boom' }).catch((e: unknown) => e)) as ServiceError;
+    expect(error.code).toBe(status.INTERNAL);
+    expect(error.details).toBe('internal error');
+    expect(error.message).not.toContain('secret_table');
+  });
+
+  it('generates a request id when the caller sends none or a malformed one', async () => {
+    seenRequestIds.length = 0;
+    await client.getUser({ id: 'u2' }, { requestId: 'bad id with spaces' });
+    expect(seenRequestIds[0]).toMatch(/^[0-9a-f-]{36}$/);
+  });
+});
+
+describe('gRPC client helper', () => {
+  it('fails within its deadline with UNAVAILABLE or DEADLINE_EXCEEDED when no server listens', async () => {
+    const client = createServiceClient(UserServiceClient, `127.0.0.1:${await freePort()}`, { deadlineMs: 500 });
+    const started = Date.now();
+    const error = (await client.getUser({ id: 'x' }).catch((e: unknown) => e)) as ServiceError;
+    const elapsed = Date.now() - started;
+    client.close();
+    expect([status.UNAVAILABLE, status.DEADLINE_EXCEEDED]).toContain(error.code);
+    expect(elapsed).toBeLessThan(1500);
+  });
+
+  it('never outlives the deadline of the request being served', async () => {
+    const server = buildServer();
+    const port = await server.listen(0, '127.0.0.1');
+    const client = createServiceClient(UserServiceClient, `127.0.0.1:${port}`, { deadlineMs: 10_000 });
+    const error = await runWithContext({ requestId: 'r', deadline: new Date(Date.now() - 1) }, () =>
+      client.getUser({ id: 'u' }).catch((e: ServiceError) => e),
+    );
+    client.close();
+    await server.shutdown(500);
+    expect((error as ServiceError).code).toBe(status.DEADLINE_EXCEEDED);
+  });
+});
