@@ -7,7 +7,13 @@ import { User, UserServiceService } from './generated/user/v1/user';
 
 describe('generated contracts', () => {
   it('round-trips a message through the protobuf wire format', () => {
-    const user = { id: 'f1c3', email: 'Ada@Example.com', name: 'Ada', createTime: new Date('2026-01-02T03:04:05.678Z'), updateTime: undefined };
+    const user = {
+      id: 'f1c3',
+      email: 'Ada@Example.com',
+      name: 'Ada',
+      createTime: new Date('2026-01-02T03:04:05.678Z'),
+      updateTime: undefined,
+    };
     expect(User.decode(User.encode(user).finish())).toEqual(user);
     const order = { userId: 'u', items: [{ productId: 'p', quantity: 3 }], idempotencyKey: 'k' };
     expect(CreateOrderRequest.decode(CreateOrderRequest.encode(order).finish())).toEqual(order);
@@ -21,7 +27,9 @@ describe('generated contracts', () => {
 
   it('ships a descriptor set describing both services (for reflection)', () => {
     const set = fromBinary(FileDescriptorSetSchema, readFileSync(descriptorSetPath));
-    const services = set.file.flatMap((file) => file.service.map((service) => `${file.package}.${service.name}`));
+    const services = set.file.flatMap((file) =>
+      file.service.map((service) => `${file.package}.${service.name}`),
+    );
     expect(services.sort()).toEqual(['order.v1.OrderService', 'user.v1.UserService']);
   });
 });

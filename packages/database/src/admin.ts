@@ -17,7 +17,10 @@ export function databaseName(url: string): string {
 const quoteIdent = (name: string) => `"${name.replaceAll('"', '""')}"`;
 
 /** Runs `fn` with a client connected to the server's maintenance database `postgres`. */
-export async function withAdminClient<T>(url: string, fn: (client: Client) => Promise<T>): Promise<T> {
+export async function withAdminClient<T>(
+  url: string,
+  fn: (client: Client) => Promise<T>,
+): Promise<T> {
   const client = new Client({ connectionString: withDatabase(url, 'postgres') });
   await client.connect();
   try {

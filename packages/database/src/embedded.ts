@@ -61,7 +61,14 @@ export async function startEmbeddedPostgres(
     persistent: true,
     createPostgresUser: typeof process.getuid === 'function' && process.getuid() === 0,
     // Listen on loopback only, and keep the footprint small: this is a laptop/CI database.
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200', '-c', 'fsync=on'],
+    postgresFlags: [
+      '-c',
+      'listen_addresses=127.0.0.1',
+      '-c',
+      'max_connections=200',
+      '-c',
+      'fsync=on',
+    ],
     onLog: (message: unknown) => log(String(message).trimEnd()),
     onError: (message: unknown) => log(String(message).trimEnd()),
   });

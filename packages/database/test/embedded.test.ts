@@ -10,9 +10,13 @@ describe('embedded PostgreSQL', () => {
   afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 
   it('starts a real server, creates databases idempotently, and keeps data across restarts', async () => {
-    const { stdout } = await promisify(execFile)(process.execPath, [join(__dirname, 'fixtures', 'restart.cjs'), dataDir], {
-      timeout: 60_000,
-    });
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [join(__dirname, 'fixtures', 'restart.cjs'), dataDir],
+      {
+        timeout: 60_000,
+      },
+    );
     const result = JSON.parse(stdout) as { version: string; rows: unknown[]; restartMs: number };
     expect(Number(result.version.split('.')[0])).toBeGreaterThanOrEqual(15);
     expect(result.rows).toEqual([{ v: 42 }]);

@@ -61,14 +61,21 @@ export const env = {
       .transform((value) => (value === undefined ? fallback : value === 'true' || value === '1')),
   /** Milliseconds, a positive integer. */
   millis: (fallback: number) =>
-    z.coerce.number().int('must be an integer (milliseconds)').positive('must be positive').default(fallback),
+    z.coerce
+      .number()
+      .int('must be an integer (milliseconds)')
+      .positive('must be positive')
+      .default(fallback),
 };
 
 /**
  * For `main.ts`: load the config or print the problem and exit 1. Use only at the composition
  * root; everything else receives the parsed config.
  */
-export function loadConfigOrExit<S extends z.ZodType>(schema: S, environment: NodeJS.ProcessEnv): z.output<S> {
+export function loadConfigOrExit<S extends z.ZodType>(
+  schema: S,
+  environment: NodeJS.ProcessEnv,
+): z.output<S> {
   try {
     return loadConfig(schema, environment);
   } catch (error) {

@@ -74,7 +74,10 @@ const BAD_REQUEST_TYPE_URL = 'type.googleapis.com/google.rpc.BadRequest';
  * internals (SQL, stack traces, file paths) leak to callers. `expected` tells the caller whether to
  * log it as a bug.
  */
-export function toStatusObject(error: unknown): { status: Partial<StatusObject>; expected: boolean } {
+export function toStatusObject(error: unknown): {
+  status: Partial<StatusObject>;
+  expected: boolean;
+} {
   if (!(error instanceof DomainError)) {
     return { status: { code: status.INTERNAL, details: 'internal error' }, expected: false };
   }

@@ -80,7 +80,9 @@ export function createServiceClient<C extends { close(): void }, S extends objec
   const defaultDeadlineMs = options.deadlineMs ?? DEFAULT_DEADLINE_MS;
   const wrapped: Record<string, unknown> = { close: () => raw.close() };
   for (const method of Object.keys(Client.service)) {
-    const call = (raw as unknown as Record<string, UnaryMethod<unknown, unknown>>)[method]!.bind(raw);
+    const call = (raw as unknown as Record<string, UnaryMethod<unknown, unknown>>)[method]!.bind(
+      raw,
+    );
     wrapped[method] = (request: unknown, callOptions: UnaryCallOptions = {}) =>
       new Promise((resolve, reject) => {
         const context = currentContext();

@@ -62,7 +62,9 @@ export function unaryService<S>(
   logger: Logger,
 ): UntypedServiceImplementation {
   const implementation: UntypedServiceImplementation = {};
-  for (const [method, handler] of Object.entries(handlers as Record<string, UnaryHandler<unknown, unknown>>)) {
+  for (const [method, handler] of Object.entries(
+    handlers as Record<string, UnaryHandler<unknown, unknown>>,
+  )) {
     const rpc = `${serviceName}/${method.charAt(0).toUpperCase()}${method.slice(1)}`;
     const wrapped = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
       const requestId = requestIdOrNew(call.metadata.get(REQUEST_ID_KEY)[0]);
@@ -72,7 +74,10 @@ export function unaryService<S>(
         handler(call.request, { requestId, deadline, metadata: call.metadata }).then(
           (response) => {
             if (logger.isLevelEnabled('debug')) {
-              logger.debug({ rpc, code: 'OK', ms: +(performance.now() - started).toFixed(1) }, 'rpc');
+              logger.debug(
+                { rpc, code: 'OK', ms: +(performance.now() - started).toFixed(1) },
+                'rpc',
+              );
             }
             callback(null, response);
           },
@@ -140,8 +145,10 @@ export class GrpcServer {
   /** Binds and starts serving; resolves with the bound port (pass 0 for an ephemeral one). */
   async listen(port: number, host = '0.0.0.0'): Promise<number> {
     this.port = await new Promise<number>((resolve, reject) => {
-      this.server.bindAsync(`${host}:${port}`, ServerCredentials.createInsecure(), (error, bound) =>
-        error ? reject(error) : resolve(bound),
+      this.server.bindAsync(
+        `${host}:${port}`,
+        ServerCredentials.createInsecure(),
+        (error, bound) => (error ? reject(error) : resolve(bound)),
       );
     });
     return this.port;
@@ -161,7 +168,10 @@ export class GrpcServer {
     this.setServing(false);
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
-        this.options.logger.warn({ graceMs }, 'in-flight calls did not finish in time; cancelling them');
+        this.options.logger.warn(
+          { graceMs },
+          'in-flight calls did not finish in time; cancelling them',
+        );
         this.server.forceShutdown();
         resolve();
       }, graceMs);

@@ -31,7 +31,10 @@ export function monitorDependency(options: DependencyMonitorOptions): Dependency
   const runCheck = async (): Promise<boolean> => {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${options.timeoutMs} ms`)), options.timeoutMs);
+      timer = setTimeout(
+        () => reject(new Error(`no answer within ${options.timeoutMs} ms`)),
+        options.timeoutMs,
+      );
     });
     let ok: boolean;
     let reason: unknown;
@@ -46,7 +49,8 @@ export function monitorDependency(options: DependencyMonitorOptions): Dependency
     }
     if (ok !== healthy) {
       if (ok) options.logger.info({ dependency: options.name }, 'dependency is healthy');
-      else options.logger.error({ dependency: options.name, err: reason }, 'dependency is unhealthy');
+      else
+        options.logger.error({ dependency: options.name, err: reason }, 'dependency is unhealthy');
       healthy = ok;
       options.onChange(ok);
     }

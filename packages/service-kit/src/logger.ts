@@ -27,13 +27,28 @@ export function createLogger(options: LoggerOptions): Logger {
       return context ? { requestId: context.requestId } : {};
     },
     redact: {
-      paths: ['password', '*.password', 'passwordHash', '*.passwordHash', 'authorization', '*.authorization'],
+      paths: [
+        'password',
+        '*.password',
+        'passwordHash',
+        '*.passwordHash',
+        'authorization',
+        '*.authorization',
+      ],
       censor: '[redacted]',
     },
   };
   if (options.pretty) {
     // A synchronous stream, not a worker-thread transport: nothing to flush at exit.
-    return pino(config, pretty({ colorize: true, sync: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }));
+    return pino(
+      config,
+      pretty({
+        colorize: true,
+        sync: true,
+        translateTime: 'SYS:HH:MM:ss.l',
+        ignore: 'pid,hostname',
+      }),
+    );
   }
   return pino(config);
 }

@@ -6,7 +6,9 @@ export const MAX_PAGE_SIZE = 100;
 /** 0 (unset) means the default; negative is an error; above the maximum is clamped (AIP-158). */
 export function normalizePageSize(pageSize: number, field = 'page_size'): number {
   if (!Number.isInteger(pageSize) || pageSize < 0) {
-    throw DomainError.invalid([{ field, description: 'must be a non-negative integer', reason: 'OUT_OF_RANGE' }]);
+    throw DomainError.invalid([
+      { field, description: 'must be a non-negative integer', reason: 'OUT_OF_RANGE' },
+    ]);
   }
   if (pageSize === 0) return DEFAULT_PAGE_SIZE;
   return Math.min(pageSize, MAX_PAGE_SIZE);
@@ -31,7 +33,9 @@ export function decodePageToken<K extends string>(
 ): Record<K, string> | undefined {
   if (token === '') return undefined;
   const invalid = () =>
-    DomainError.invalid([{ field, description: 'is not a page token returned by this API', reason: 'INVALID_FORMAT' }]);
+    DomainError.invalid([
+      { field, description: 'is not a page token returned by this API', reason: 'INVALID_FORMAT' },
+    ]);
   if (token.length > 512 || !/^[A-Za-z0-9_-]+$/.test(token)) throw invalid();
   let parsed: unknown;
   try {

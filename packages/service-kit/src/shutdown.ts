@@ -11,7 +11,10 @@ export interface ShutdownOptions {
  * Runs `cleanup` once on the first SIGTERM or SIGINT, then exits 0 (1 if cleanup failed or took
  * longer than `timeoutMs`). A second signal while cleaning up exits at once.
  */
-export function onShutdownSignal(cleanup: (signal: NodeJS.Signals) => Promise<void>, options: ShutdownOptions): void {
+export function onShutdownSignal(
+  cleanup: (signal: NodeJS.Signals) => Promise<void>,
+  options: ShutdownOptions,
+): void {
   const signals = options.signals ?? ['SIGTERM', 'SIGINT'];
   let shuttingDown = false;
   const handle = (signal: NodeJS.Signals) => {

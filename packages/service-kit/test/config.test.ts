@@ -45,7 +45,9 @@ describe('loadConfig', () => {
     ['FLAG', 'yes'],
   ])('rejects %s=%s with a message naming the variable and the value', (name, value) => {
     expect(() => loadConfig(schema, { [name]: value })).toThrow(ConfigError);
-    expect(() => loadConfig(schema, { [name]: value })).toThrow(new RegExp(`${name}: .*\\(got "${value}"\\)`));
+    expect(() => loadConfig(schema, { [name]: value })).toThrow(
+      new RegExp(`${name}: .*\\(got "${value}"\\)`),
+    );
   });
 
   it('names every bad variable at once', () => {

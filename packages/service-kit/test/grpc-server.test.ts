@@ -1,7 +1,11 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { status, type ServiceError } from '@grpc/grpc-js';
-import { UserServiceClient, UserServiceService, type UserServiceServer } from '@repo/contracts/user/v1';
+import {
+  UserServiceClient,
+  UserServiceService,
+  type UserServiceServer,
+} from '@repo/contracts/user/v1';
 import { createServiceClient } from '../src/grpc-client';
 import { createGrpcServer, unaryService, type GrpcServer } from '../src/grpc-server';
 import { DomainError, fieldViolationsOf } from '../src/errors';
@@ -25,14 +29,23 @@ function buildServer(): GrpcServer {
           {
             getUser: async (request, context) => {
               seenRequestIds.push(context.requestId);
-              if (request.id === 'missing') throw new DomainError('NOT_FOUND', 'user missing not found');
+              if (request.id === 'missing')
+                throw new DomainError('NOT_FOUND', 'user missing not found');
               if (request.id === 'boom') throw new Error('SELECT * FROM secret_table failed');
               return { user: { id: request.id, email: 'a@example.com', name: 'A' } };
             },
             createUser: async () => {
               throw DomainError.invalid([
-                { field: 'email', description: 'must be an email address', reason: 'INVALID_FORMAT' },
-                { field: 'password', description: 'must be at least 12 characters', reason: 'TOO_SHORT' },
+                {
+                  field: 'email',
+                  description: 'must be an email address',
+                  reason: 'INVALID_FORMAT',
+                },
+                {
+                  field: 'password',
+                  description: 'must be at least 12 characters',
+                  reason: 'TOO_SHORT',
+                },
               ]);
             },
             batchGetUsers: () => Promise.resolve({ users: [] }),
@@ -77,14 +90,20 @@ describe('gRPC server bootstrap over real TCP', () => {
   });
 
   it('answers health for an unknown service with NOT_FOUND', async () => {
-    await expect(checkHealth(address, 'nope.v1.Nope')).rejects.toMatchObject({ code: status.NOT_FOUND });
+    await expect(checkHealth(address, 'nope.v1.Nope')).rejects.toMatchObject({
+      code: status.NOT_FOUND,
+    });
   });
 
   it('lists its services through reflection, as buf curl sees them', async () => {
-    const { stdout } = await promisify(execFile)(
-      require.resolve('@bufbuild/buf/bin/buf'),
-      ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', '--list-services', `http://${address}`],
-    );
+    const { stdout } = await promisify(execFile)(require.resolve('@bufbuild/buf/bin/buf'), [
+      'curl',
+      '--protocol',
+      'grpc',
+      '--http2-prior-knowledge',
+      '--list-services',
+      `http://${address}`,
+    ]);
     const services = stdout.trim().split('\n').sort();
     expect(services).toEqual(['grpc.health.v1.Health', 'user.v1.UserService']);
   });
@@ -103,7 +122,9 @@ describe('gRPC server bootstrap over real TCP', () => {
   });
 
   it('carries one field violation per bad field on INVALID_ARGUMENT', async () => {
-    const error = await client.createUser({ email: 'x', name: 'n', password: 'p' }).catch((e: ServiceError) => e);
+    const error = await client
+      .createUser({ email: 'x', name: 'n', password: 'p' })
+      .catch((e: ServiceError) => e);
     expect((error as ServiceError).code).toBe(status.INVALID_ARGUMENT);
     expect(fieldViolationsOf(error as ServiceError)).toEqual([
       { field: 'email', description: 'must be an email address', reason: 'INVALID_FORMAT' },
@@ -127,7 +148,9 @@ describe('gRPC server bootstrap over real TCP', () => {
 
 describe('gRPC client helper', () => {
   it('fails within its deadline with UNAVAILABLE or DEADLINE_EXCEEDED when no server listens', async () => {
-    const client = createServiceClient(UserServiceClient, `127.0.0.1:${await freePort()}`, { deadlineMs: 500 });
+    const client = createServiceClient(UserServiceClient, `127.0.0.1:${await freePort()}`, {
+      deadlineMs: 500,
+    });
     const started = Date.now();
     const error = (await client.getUser({ id: 'x' }).catch((e: unknown) => e)) as ServiceError;
     const elapsed = Date.now() - started;
@@ -139,7 +162,9 @@ describe('gRPC client helper', () => {
   it('never outlives the deadline of the request being served', async () => {
     const server = buildServer();
     const port = await server.listen(0, '127.0.0.1');
-    const client = createServiceClient(UserServiceClient, `127.0.0.1:${port}`, { deadlineMs: 10_000 });
+    const client = createServiceClient(UserServiceClient, `127.0.0.1:${port}`, {
+      deadlineMs: 10_000,
+    });
     const error = await runWithContext({ requestId: 'r', deadline: new Date(Date.now() - 1) }, () =>
       client.getUser({ id: 'u' }).catch((e: ServiceError) => e),
     );

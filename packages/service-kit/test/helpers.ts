@@ -7,14 +7,18 @@ export async function checkHealth(address: string, serviceName = ''): Promise<st
   const client = new HealthClient(address, credentials.createInsecure());
   try {
     return await new Promise<string>((resolve, reject) => {
-      (client as unknown as {
-        check: (
-          req: { service: string },
-          opts: { deadline: Date },
-          cb: (err: ServiceError | null, res: { status: string }) => void,
-        ) => void;
-      }).check({ service: serviceName }, { deadline: new Date(Date.now() + 2000) }, (error, response) =>
-        error ? reject(error) : resolve(response.status),
+      (
+        client as unknown as {
+          check: (
+            req: { service: string },
+            opts: { deadline: Date },
+            cb: (err: ServiceError | null, res: { status: string }) => void,
+          ) => void;
+        }
+      ).check(
+        { service: serviceName },
+        { deadline: new Date(Date.now() + 2000) },
+        (error, response) => (error ? reject(error) : resolve(response.status)),
       );
     });
   } finally {

@@ -15,22 +15,31 @@ describe('page sizes', () => {
 describe('page tokens', () => {
   it('round-trips a cursor', () => {
     const token = encodePageToken({ t: '2026-01-01T00:00:00.000Z', id: 'abc' });
-    expect(decodePageToken(token, ['t', 'id'])).toEqual({ t: '2026-01-01T00:00:00.000Z', id: 'abc' });
+    expect(decodePageToken(token, ['t', 'id'])).toEqual({
+      t: '2026-01-01T00:00:00.000Z',
+      id: 'abc',
+    });
   });
   it('treats an empty token as the first page', () => {
     expect(decodePageToken('', ['id'])).toBeUndefined();
   });
-  it.each(['%%%', 'bm90IGpzb24', encodePageToken({ other: 'x' }), encodePageToken({ id: 'x', extra: 'y' }), 'a'.repeat(600)])(
-    'rejects a forged or corrupt token %#',
-    (token) => {
-      let caught: unknown;
-      try {
-        decodePageToken(token, ['id']);
-      } catch (error) {
-        caught = error;
-      }
-      expect(caught).toBeInstanceOf(DomainError);
-      expect(caught).toMatchObject({ code: 'INVALID_ARGUMENT', violations: [{ field: 'page_token' }] });
-    },
-  );
+  it.each([
+    '%%%',
+    'bm90IGpzb24',
+    encodePageToken({ other: 'x' }),
+    encodePageToken({ id: 'x', extra: 'y' }),
+    'a'.repeat(600),
+  ])('rejects a forged or corrupt token %#', (token) => {
+    let caught: unknown;
+    try {
+      decodePageToken(token, ['id']);
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(DomainError);
+    expect(caught).toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      violations: [{ field: 'page_token' }],
+    });
+  });
 });
