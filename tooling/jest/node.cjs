@@ -13,6 +13,8 @@ module.exports = {
   ),
   testMatch: ['**/*.test.ts'],
   moduleFileExtensions: ['ts', 'js', 'json'],
+  // TypeScript sources may import siblings as './x.js' (NodeNext style, e.g. Prisma's generated client).
+  moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   transform: {
     '^.+\\.ts$': [
       require.resolve('@swc/jest'),

@@ -1,3 +1,4 @@
+import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { dropDatabase, ensureDatabase, withDatabase } from './admin';
 
@@ -27,5 +28,63 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   return {
     url: withDatabase(templateUrl, name),
     drop: () => dropDatabase(templateUrl, name),
+  };
+}
+
+export interface TcpProxy {
+  /** The database URL, rewritten to go through the proxy. */
+  url: string;
+  /** Cuts every open connection and refuses new ones: the database "goes away". */
+  block(): void;
+  /** Accepts connections again: the database "comes back". */
+  unblock(): void;
+  close(): Promise<void>;
+}
+
+/**
+ * A TCP proxy in front of a real PostgreSQL, for tests of what a service does while its database
+ * is unreachable (health turning NOT_SERVING, then SERVING again).
+ */
+export async function startTcpProxy(databaseUrl: string): Promise<TcpProxy> {
+  const target = new URL(databaseUrl);
+  const sockets = new Set<Socket>();
+  let blocked = false;
+  const server = createServer((client) => {
+    if (blocked) {
+      client.destroy();
+      return;
+    }
+    const upstream = connect(Number(target.port || 5432), target.hostname);
+    sockets.add(client).add(upstream);
+    const drop = () => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on('error', drop).on('close', drop);
+    upstream.on('error', drop).on('close', drop);
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  const proxied = new URL(databaseUrl);
+  proxied.hostname = '127.0.0.1';
+  proxied.port = String(port);
+  return {
+    url: proxied.toString(),
+    block() {
+      blocked = true;
+      for (const socket of sockets) socket.destroy();
+      sockets.clear();
+    },
+    unblock() {
+      blocked = false;
+    },
+    close() {
+      blocked = true;
+      for (const socket of sockets) socket.destroy();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
   };
 }

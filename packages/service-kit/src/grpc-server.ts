@@ -17,7 +17,7 @@ import { descriptorSetPath } from '@repo/contracts/descriptor';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import { REQUEST_ID_KEY, requestIdOrNew, runWithContext } from './context';
-import { toStatusObject } from './errors';
+import { DomainError, toStatusObject } from './errors';
 
 /** What a handler knows about the call it serves, besides the request message. */
 export interface CallContext {
@@ -56,10 +56,19 @@ function deadlineOf(call: ServerUnaryCall<unknown, unknown>): Date | undefined {
  * maps a thrown DomainError to its gRPC status with field violations, turns anything else into
  * INTERNAL without leaking it, and logs each call once.
  */
+export interface UnaryServiceOptions {
+  logger: Logger;
+  /**
+   * Turns an infrastructure failure the service recognises (its database being unreachable, say)
+   * into a DomainError, e.g. UNAVAILABLE. Return undefined for anything else (it becomes INTERNAL).
+   */
+  translateError?: (error: unknown) => DomainError | undefined;
+}
+
 export function unaryService<S>(
   serviceName: string,
   handlers: UnaryHandlers<S>,
-  logger: Logger,
+  { logger, translateError }: UnaryServiceOptions,
 ): UntypedServiceImplementation {
   const implementation: UntypedServiceImplementation = {};
   for (const [method, handler] of Object.entries(
@@ -82,10 +91,13 @@ export function unaryService<S>(
             callback(null, response);
           },
           (error: unknown) => {
-            const { status: wire, expected } = toStatusObject(error);
+            const translated = error instanceof DomainError ? error : translateError?.(error);
+            const { status: wire, expected } = toStatusObject(translated ?? error);
             const ms = +(performance.now() - started).toFixed(1);
             const code = status[wire.code ?? status.INTERNAL];
-            if (expected) logger.info({ rpc, code, ms, detail: wire.details }, 'rpc failed');
+            if (translated && translated !== error)
+              logger.warn({ rpc, code, ms, err: error }, 'rpc failed');
+            else if (expected) logger.info({ rpc, code, ms, detail: wire.details }, 'rpc failed');
             else logger.error({ rpc, code, ms, err: error }, 'rpc failed with an unexpected error');
             callback(wire, null);
           },

@@ -11,7 +11,7 @@ import { createGrpcServer, unaryService, type GrpcServer } from '../src/grpc-ser
 import { DomainError, fieldViolationsOf } from '../src/errors';
 import { createLogger } from '../src/logger';
 import { runWithContext } from '../src/context';
-import { checkHealth } from './helpers';
+import { checkHealth } from '../src/health-client';
 import { freePort } from './ports';
 
 const logger = createLogger({ name: 'test', level: 'silent', pretty: false });
@@ -54,7 +54,7 @@ function buildServer(): GrpcServer {
             deleteUser: () => Promise.resolve({}),
             verifyCredentials: () => Promise.resolve({ user: undefined }),
           },
-          logger,
+          { logger },
         ),
       },
     ],

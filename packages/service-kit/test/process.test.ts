@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { UserServiceClient } from '@repo/contracts/user/v1';
 import { createServiceClient } from '../src/grpc-client';
-import { checkHealth } from './helpers';
+import { checkHealth } from '../src/health-client';
 
 const FIXTURE = join(__dirname, 'fixtures', 'slow-server.cjs');
 

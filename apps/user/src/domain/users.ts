@@ -1,0 +1,111 @@
+import { DomainError } from '@repo/service-kit/errors';
+import { decodePageToken, encodePageToken, normalizePageSize } from '@repo/service-kit/pagination';
+import { dummyPasswordHash, hashPassword, verifyPassword } from './password';
+import type { User } from './user';
+import type { UserRepository } from './user-repository';
+import {
+  isUuid,
+  normalizeEmail,
+  validateName,
+  validateNewUser,
+  type NewUserInput,
+} from './validation';
+
+export const BATCH_GET_MAX = 100;
+const INVALID_CREDENTIALS = 'invalid email or password';
+
+const notFound = (id: string) => new DomainError('NOT_FOUND', `user ${id} not found`);
+
+/**
+ * The user service's use cases. Transport calls these; these call the repository. All rules
+ * (validation, hashing, credential checks, paging) live here.
+ */
+export class Users {
+  constructor(private readonly repository: UserRepository) {}
+
+  async create(input: NewUserInput): Promise<User> {
+    const user = validateNewUser(input);
+    const passwordHash = await hashPassword(user.password);
+    return this.repository.create({
+      email: user.email,
+      emailNormalized: user.emailNormalized,
+      name: user.name,
+      passwordHash,
+    });
+  }
+
+  /** A malformed id is simply not found: it never reaches the database. */
+  async get(id: string): Promise<User> {
+    const user = isUuid(id) ? await this.repository.findById(id.toLowerCase()) : undefined;
+    if (!user) throw notFound(id);
+    return user;
+  }
+
+  /** The users that exist among `ids`, in the order asked, each once. */
+  async batchGet(ids: readonly string[]): Promise<User[]> {
+    if (ids.length > BATCH_GET_MAX) {
+      throw DomainError.invalid([
+        { field: 'ids', description: `must hold at most ${BATCH_GET_MAX} ids`, reason: 'TOO_MANY' },
+      ]);
+    }
+    const wanted = [...new Set(ids.filter(isUuid).map((id) => id.toLowerCase()))];
+    if (wanted.length === 0) return [];
+    const found = new Map((await this.repository.findByIds(wanted)).map((user) => [user.id, user]));
+    return wanted.flatMap((id) => found.get(id) ?? []);
+  }
+
+  async list(
+    pageSize: number,
+    pageToken: string,
+  ): Promise<{ users: User[]; nextPageToken: string }> {
+    const limit = normalizePageSize(pageSize);
+    const cursor = decodePageToken(pageToken, ['t', 'id']);
+    let after: { createdAt: Date; id: string } | undefined;
+    if (cursor) {
+      const createdAt = new Date(cursor.t);
+      if (Number.isNaN(createdAt.getTime()) || !isUuid(cursor.id)) {
+        throw DomainError.invalid([
+          { field: 'page_token', description: 'is not a page token returned by this API' },
+        ]);
+      }
+      after = { createdAt, id: cursor.id };
+    }
+    // One extra row tells whether another page exists without a COUNT.
+    const rows = await this.repository.list(after, limit + 1);
+    const users = rows.slice(0, limit);
+    const last = users.at(-1);
+    const nextPageToken =
+      rows.length > limit && last
+        ? encodePageToken({ t: last.createdAt.toISOString(), id: last.id })
+        : '';
+    return { users, nextPageToken };
+  }
+
+  async updateName(id: string, name: string): Promise<User> {
+    const valid = validateName(name);
+    const user = isUuid(id) ? await this.repository.updateName(id.toLowerCase(), valid) : undefined;
+    if (!user) throw notFound(id);
+    return user;
+  }
+
+  async delete(id: string): Promise<void> {
+    const deleted = isUuid(id) ? await this.repository.delete(id.toLowerCase()) : false;
+    if (!deleted) throw notFound(id);
+  }
+
+  /**
+   * The same answer, and about the same time, for an unknown email and a wrong password: both run
+   * one scrypt verification, so neither the message nor the latency reveals which emails exist.
+   */
+  async verifyCredentials(email: string, password: string): Promise<User> {
+    const found =
+      email.trim() === ''
+        ? undefined
+        : await this.repository.findByEmailWithCredentials(normalizeEmail(email));
+    const hash = found?.passwordHash ?? (await dummyPasswordHash());
+    const matches = await verifyPassword(password, hash);
+    if (!found || !matches) throw new DomainError('UNAUTHENTICATED', INVALID_CREDENTIALS);
+    const { passwordHash: _omitted, ...user } = found;
+    return user;
+  }
+}

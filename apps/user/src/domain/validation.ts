@@ -1,0 +1,109 @@
+import type { FieldViolation } from '@repo/service-kit/errors';
+import { DomainError } from '@repo/service-kit/errors';
+
+export const NAME_MAX = 100;
+export const PASSWORD_MIN = 12;
+export const PASSWORD_MAX = 256;
+export const EMAIL_MAX = 254;
+
+// Pragmatic, not RFC 5322: one @, no spaces, a dot in the domain, no empty labels.
+const EMAIL_PATTERN = /^[^\s@]+@[^\s@.]+(\.[^\s@.]+)+$/;
+const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Length in characters as people count them (code points), not UTF-16 units. */
+const length = (value: string) => [...value].length;
+
+/** Lower-cased, trimmed: the form uniqueness is checked on. */
+export function normalizeEmail(email: string): string {
+  return email.trim().toLowerCase();
+}
+
+export function isUuid(value: string): boolean {
+  return UUID_PATTERN.test(value);
+}
+
+function emailViolation(email: string): FieldViolation | undefined {
+  const trimmed = email.trim();
+  if (trimmed === '') return { field: 'email', description: 'is required', reason: 'REQUIRED' };
+  if (length(trimmed) > EMAIL_MAX) {
+    return {
+      field: 'email',
+      description: `must be at most ${EMAIL_MAX} characters`,
+      reason: 'TOO_LONG',
+    };
+  }
+  if (!EMAIL_PATTERN.test(trimmed)) {
+    return { field: 'email', description: 'must be an email address', reason: 'INVALID_FORMAT' };
+  }
+  return undefined;
+}
+
+function nameViolation(name: string): FieldViolation | undefined {
+  const trimmed = name.trim();
+  if (trimmed === '') return { field: 'name', description: 'is required', reason: 'REQUIRED' };
+  if (length(trimmed) > NAME_MAX) {
+    return {
+      field: 'name',
+      description: `must be at most ${NAME_MAX} characters`,
+      reason: 'TOO_LONG',
+    };
+  }
+  return undefined;
+}
+
+function passwordViolation(password: string): FieldViolation | undefined {
+  const chars = length(password);
+  if (chars < PASSWORD_MIN) {
+    return {
+      field: 'password',
+      description: `must be at least ${PASSWORD_MIN} characters`,
+      reason: 'TOO_SHORT',
+    };
+  }
+  if (chars > PASSWORD_MAX) {
+    return {
+      field: 'password',
+      description: `must be at most ${PASSWORD_MAX} characters`,
+      reason: 'TOO_LONG',
+    };
+  }
+  return undefined;
+}
+
+export interface NewUserInput {
+  email: string;
+  name: string;
+  password: string;
+}
+
+export interface ValidNewUser {
+  /** Trimmed, as typed. */
+  email: string;
+  emailNormalized: string;
+  /** Trimmed. */
+  name: string;
+  password: string;
+}
+
+/** Checks every field and reports every bad one at once (one violation per field). */
+export function validateNewUser(input: NewUserInput): ValidNewUser {
+  const violations = [
+    emailViolation(input.email),
+    nameViolation(input.name),
+    passwordViolation(input.password),
+  ].filter((violation): violation is FieldViolation => violation !== undefined);
+  if (violations.length > 0) throw DomainError.invalid(violations);
+  const email = input.email.trim();
+  return {
+    email,
+    emailNormalized: normalizeEmail(email),
+    name: input.name.trim(),
+    password: input.password,
+  };
+}
+
+export function validateName(name: string): string {
+  const violation = nameViolation(name);
+  if (violation) throw DomainError.invalid([violation]);
+  return name.trim();
+}

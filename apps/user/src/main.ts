@@ -1,0 +1,61 @@
+// Composition root of the user service: config -> logger -> database -> repository -> gRPC server.
+import { resolve } from 'node:path';
+import { provisionDatabase } from '@repo/database/provision';
+import { createLogger } from '@repo/service-kit/logger';
+import { onShutdownSignal } from '@repo/service-kit/shutdown';
+import { exitOnStartupError } from '@repo/service-kit/startup';
+import { loadConfig } from './config';
+import { createPrismaClient } from './data/prisma';
+import { PrismaUserRepository } from './data/user-repository';
+import { createUserServer } from './server';
+
+const config = loadConfig(process.env);
+const logger = createLogger({
+  name: 'user',
+  level: config.LOG_LEVEL,
+  pretty: config.NODE_ENV === 'development',
+});
+
+async function main(): Promise<void> {
+  const appDir = resolve(__dirname, '..');
+  const database = await provisionDatabase({
+    database: 'user',
+    appDir,
+    databaseUrl: config.DATABASE_URL,
+    dataDir: resolve(appDir, config.DATA_DIR),
+    port: config.EMBEDDED_PG_PORT || undefined,
+    migrate: config.MIGRATE_ON_START,
+    onLog: (line) => logger.trace({ postgres: line }),
+  });
+  const prisma = createPrismaClient({
+    connectionString: database.url,
+    poolSize: config.DATABASE_POOL_SIZE,
+  });
+  const server = createUserServer({
+    repository: new PrismaUserRepository(prisma),
+    logger,
+    healthCheckIntervalMs: config.HEALTH_CHECK_INTERVAL_MS,
+  });
+
+  onShutdownSignal(
+    async () => {
+      await server.stop(config.SHUTDOWN_GRACE_MS);
+      await prisma.$disconnect();
+      await database.stop();
+    },
+    { logger, timeoutMs: config.SHUTDOWN_GRACE_MS + 5_000 },
+  );
+
+  const port = await server.start(config.USER_GRPC_PORT, config.USER_GRPC_HOST);
+  logger.info(
+    {
+      port,
+      database: database.embedded
+        ? `embedded (${resolve(appDir, config.DATA_DIR)})`
+        : 'DATABASE_URL',
+    },
+    `user service listening on ${config.USER_GRPC_HOST}:${port}`,
+  );
+}
+
+main().catch(exitOnStartupError(logger));

@@ -1,0 +1,296 @@
+import { status, type ServiceError } from '@grpc/grpc-js';
+import { createTestDatabase, startTcpProxy, type TestDatabase } from '@repo/database/testing';
+import { fieldViolationsOf } from '@repo/service-kit/errors';
+import { startUserService, type RunningUserService } from './harness';
+import { checkHealth } from '@repo/service-kit/health-client';
+import { eventually } from '@repo/service-kit/testing';
+
+const PASSWORD = 'correct horse battery staple';
+const UNKNOWN_ID = '00000000-0000-4000-8000-000000000000';
+
+async function failure(promise: Promise<unknown>): Promise<ServiceError> {
+  try {
+    await promise;
+  } catch (error) {
+    return error as ServiceError;
+  }
+  throw new Error('expected the call to fail');
+}
+
+describe('user.v1.UserService over gRPC', () => {
+  let database: TestDatabase;
+  let service: RunningUserService;
+  let counter = 0;
+  const email = () => `person${++counter}@example.com`;
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    service = await startUserService(database.url);
+  });
+
+  afterAll(async () => {
+    await service.stop();
+    await database.drop();
+  });
+
+  describe('CreateUser', () => {
+    it('creates a user and never returns the password or its hash', async () => {
+      const { user } = await service.client.createUser({
+        email: ' Ada@Example.com ',
+        name: 'Ada',
+        password: PASSWORD,
+      });
+      expect(user).toMatchObject({ email: 'Ada@Example.com', name: 'Ada' });
+      expect(user!.id).toMatch(/^[0-9a-f-]{36}$/);
+      expect(user!.createTime).toBeInstanceOf(Date);
+      expect(JSON.stringify(user)).not.toMatch(/scrypt|horse/);
+    });
+
+    it('answers ALREADY_EXISTS for the same email in another case', async () => {
+      const address = email();
+      await service.client.createUser({ email: address, name: 'A', password: PASSWORD });
+      const error = await failure(
+        service.client.createUser({ email: address.toUpperCase(), name: 'B', password: PASSWORD }),
+      );
+      expect(error.code).toBe(status.ALREADY_EXISTS);
+    });
+
+    it('answers INVALID_ARGUMENT with one field violation per bad field', async () => {
+      const error = await failure(
+        service.client.createUser({
+          email: 'not-an-email',
+          name: 'x'.repeat(101),
+          password: 'short',
+        }),
+      );
+      expect(error.code).toBe(status.INVALID_ARGUMENT);
+      expect(fieldViolationsOf(error).map((v) => [v.field, v.reason])).toEqual([
+        ['email', 'INVALID_FORMAT'],
+        ['name', 'TOO_LONG'],
+        ['password', 'TOO_SHORT'],
+      ]);
+    });
+
+    it.each([
+      ['an empty name', { name: '' }, 'name'],
+      ['a 257-character password', { password: 'p'.repeat(257) }, 'password'],
+      ['a missing email', { email: '' }, 'email'],
+    ])('rejects %s', async (_label, override, field) => {
+      const error = await failure(
+        service.client.createUser({ email: email(), name: 'N', password: PASSWORD, ...override }),
+      );
+      expect(error.code).toBe(status.INVALID_ARGUMENT);
+      expect(fieldViolationsOf(error).map((v) => v.field)).toEqual([field]);
+    });
+
+    it('creates exactly one user when 20 calls race with the same email', async () => {
+      const address = email();
+      const results = await Promise.allSettled(
+        Array.from({ length: 20 }, (_, i) =>
+          service.client.createUser({ email: address, name: `Racer ${i}`, password: PASSWORD }),
+        ),
+      );
+      const created = results.filter((result) => result.status === 'fulfilled');
+      const rejected = results.filter(
+        (result): result is PromiseRejectedResult => result.status === 'rejected',
+      );
+      expect(created).toHaveLength(1);
+      expect(rejected).toHaveLength(19);
+      expect(
+        rejected.every((result) => (result.reason as ServiceError).code === status.ALREADY_EXISTS),
+      ).toBe(true);
+    });
+  });
+
+  describe('GetUser and BatchGetUsers', () => {
+    it('gets a user by id', async () => {
+      const { user } = await service.client.createUser({
+        email: email(),
+        name: 'Grace',
+        password: PASSWORD,
+      });
+      const { user: found } = await service.client.getUser({ id: user!.id });
+      expect(found).toEqual(user);
+    });
+
+    it.each([UNKNOWN_ID, 'not-a-uuid', "1' OR '1'='1", ''])(
+      'answers NOT_FOUND for %j',
+      async (id) => {
+        const error = await failure(service.client.getUser({ id }));
+        expect(error.code).toBe(status.NOT_FOUND);
+      },
+    );
+
+    it('batch-gets existing users in the order asked, skipping unknown and malformed ids', async () => {
+      const a = (await service.client.createUser({ email: email(), name: 'A', password: PASSWORD }))
+        .user!;
+      const b = (await service.client.createUser({ email: email(), name: 'B', password: PASSWORD }))
+        .user!;
+      const { users } = await service.client.batchGetUsers({
+        ids: [b.id, UNKNOWN_ID, 'junk', a.id, b.id],
+      });
+      expect(users.map((user) => user.id)).toEqual([b.id, a.id]);
+    });
+
+    it('refuses more than 100 ids', async () => {
+      const error = await failure(
+        service.client.batchGetUsers({ ids: Array.from({ length: 101 }, () => UNKNOWN_ID) }),
+      );
+      expect(error.code).toBe(status.INVALID_ARGUMENT);
+      expect(fieldViolationsOf(error)[0]?.field).toBe('ids');
+    });
+  });
+
+  describe('ListUsers', () => {
+    it('walks every user once with opaque cursors, 20 by default and at most 100', async () => {
+      for (let i = 0; i < 25; i++)
+        await service.client.createUser({ email: email(), name: `L${i}`, password: PASSWORD });
+      const first = await service.client.listUsers({ pageSize: 0, pageToken: '' });
+      expect(first.users).toHaveLength(20);
+      expect(first.nextPageToken).not.toBe('');
+      expect(first.nextPageToken).not.toMatch(/^\d+$/); // not an offset
+
+      const ids: string[] = [];
+      let pageToken = '';
+      do {
+        const page = await service.client.listUsers({ pageSize: 7, pageToken });
+        ids.push(...page.users.map((user) => user.id));
+        pageToken = page.nextPageToken;
+      } while (pageToken);
+      expect(new Set(ids).size).toBe(ids.length);
+      const all = await service.client.listUsers({ pageSize: 1000, pageToken: '' });
+      expect(all.users.length).toBeLessThanOrEqual(100);
+      expect(ids.slice(0, all.users.length)).toEqual(all.users.map((user) => user.id));
+    });
+
+    it('rejects a forged page token and a negative page size', async () => {
+      expect(
+        (await failure(service.client.listUsers({ pageSize: 5, pageToken: 'forged' }))).code,
+      ).toBe(status.INVALID_ARGUMENT);
+      expect((await failure(service.client.listUsers({ pageSize: -1, pageToken: '' }))).code).toBe(
+        status.INVALID_ARGUMENT,
+      );
+    });
+  });
+
+  describe('UpdateUser and DeleteUser', () => {
+    it('renames a user', async () => {
+      const { user } = await service.client.createUser({
+        email: email(),
+        name: 'Old',
+        password: PASSWORD,
+      });
+      const { user: updated } = await service.client.updateUser({ id: user!.id, name: '  New  ' });
+      expect(updated!.name).toBe('New');
+      expect((await service.client.getUser({ id: user!.id })).user!.name).toBe('New');
+    });
+
+    it('rejects an invalid name and an unknown user', async () => {
+      const { user } = await service.client.createUser({
+        email: email(),
+        name: 'Old',
+        password: PASSWORD,
+      });
+      expect((await failure(service.client.updateUser({ id: user!.id, name: '' }))).code).toBe(
+        status.INVALID_ARGUMENT,
+      );
+      expect((await failure(service.client.updateUser({ id: UNKNOWN_ID, name: 'X' }))).code).toBe(
+        status.NOT_FOUND,
+      );
+    });
+
+    it('deletes a user once', async () => {
+      const { user } = await service.client.createUser({
+        email: email(),
+        name: 'Gone',
+        password: PASSWORD,
+      });
+      await service.client.deleteUser({ id: user!.id });
+      expect((await failure(service.client.getUser({ id: user!.id }))).code).toBe(status.NOT_FOUND);
+      expect((await failure(service.client.deleteUser({ id: user!.id }))).code).toBe(
+        status.NOT_FOUND,
+      );
+    });
+  });
+
+  describe('VerifyCredentials', () => {
+    it('returns the user for the right password, whatever the email case', async () => {
+      const address = email();
+      const { user } = await service.client.createUser({
+        email: address,
+        name: 'Vera',
+        password: PASSWORD,
+      });
+      const { user: verified } = await service.client.verifyCredentials({
+        email: address.toUpperCase(),
+        password: PASSWORD,
+      });
+      expect(verified!.id).toBe(user!.id);
+    });
+
+    it('answers UNAUTHENTICATED with the same message, in about the same time, for a wrong password and an unknown email', async () => {
+      const address = email();
+      await service.client.createUser({ email: address, name: 'Vera', password: PASSWORD });
+      const timed = async (call: Promise<unknown>) => {
+        const started = process.hrtime.bigint();
+        const error = await failure(call);
+        return { error, ms: Number(process.hrtime.bigint() - started) / 1e6 };
+      };
+      // Warm both paths once (the dummy hash is computed on first use).
+      await failure(
+        service.client.verifyCredentials({ email: 'nobody@example.com', password: PASSWORD }),
+      );
+      const wrong: number[] = [];
+      const unknown: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const a = await timed(
+          service.client.verifyCredentials({ email: address, password: 'wrong password!!' }),
+        );
+        const b = await timed(
+          service.client.verifyCredentials({ email: `nobody${i}@example.com`, password: PASSWORD }),
+        );
+        expect(a.error.code).toBe(status.UNAUTHENTICATED);
+        expect(b.error.code).toBe(status.UNAUTHENTICATED);
+        expect(a.error.details).toBe(b.error.details);
+        wrong.push(a.ms);
+        unknown.push(b.ms);
+      }
+      const median = (values: number[]) => [...values].sort((x, y) => x - y)[2]!;
+      // Both run one scrypt verification; without it the unknown email would answer ~50x faster.
+      expect(median(unknown) / median(wrong)).toBeGreaterThan(0.5);
+      expect(median(unknown) / median(wrong)).toBeLessThan(2);
+    });
+  });
+});
+
+describe('health follows the database', () => {
+  it('reports NOT_SERVING while PostgreSQL is unreachable and SERVING when it returns', async () => {
+    const database = await createTestDatabase();
+    const proxy = await startTcpProxy(database.url);
+    const service = await startUserService(proxy.url, 100);
+    try {
+      expect(await checkHealth(service.address, 'user.v1.UserService')).toBe('SERVING');
+      proxy.block();
+      expect(
+        await eventually(() => checkHealth(service.address, 'user.v1.UserService'), 'NOT_SERVING'),
+      ).toBe('NOT_SERVING');
+      const error = await failure(
+        service.client.getUser({ id: UNKNOWN_ID }, { deadlineMs: 5_000 }),
+      );
+      // A database outage is transient and not the caller's fault: UNAVAILABLE (retryable), no internals.
+      expect(error.code).toBe(status.UNAVAILABLE);
+      expect(error.details).toBe('the database is unavailable');
+      proxy.unblock();
+      expect(
+        await eventually(() => checkHealth(service.address, 'user.v1.UserService'), 'SERVING'),
+      ).toBe('SERVING');
+      await expect(service.client.getUser({ id: UNKNOWN_ID })).rejects.toMatchObject({
+        code: status.NOT_FOUND,
+      });
+    } finally {
+      await service.stop();
+      await proxy.close();
+      await database.drop();
+    }
+  });
+});

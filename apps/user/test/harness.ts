@@ -1,0 +1,42 @@
+import { UserServiceClient } from '@repo/contracts/user/v1';
+import { createServiceClient } from '@repo/service-kit/grpc-client';
+import { createLogger } from '@repo/service-kit/logger';
+import { createPrismaClient } from '../src/data/prisma';
+import { PrismaUserRepository } from '../src/data/user-repository';
+import { createUserServer, type UserServer } from '../src/server';
+
+export interface RunningUserService {
+  server: UserServer;
+  address: string;
+  client: ReturnType<
+    typeof createServiceClient<UserServiceClient, typeof UserServiceClient.service>
+  >;
+  stop(): Promise<void>;
+}
+
+/** The real user service on an ephemeral port, on the given database, with a generated client. */
+export async function startUserService(
+  databaseUrl: string,
+  healthCheckIntervalMs = 200,
+): Promise<RunningUserService> {
+  const logger = createLogger({ name: 'user-test', level: 'silent', pretty: false });
+  const prisma = createPrismaClient({ connectionString: databaseUrl, poolSize: 10 });
+  const server = createUserServer({
+    repository: new PrismaUserRepository(prisma),
+    logger,
+    healthCheckIntervalMs,
+  });
+  const port = await server.start(0, '127.0.0.1');
+  const address = `127.0.0.1:${port}`;
+  const client = createServiceClient(UserServiceClient, address, { deadlineMs: 10_000 });
+  return {
+    server,
+    address,
+    client,
+    async stop() {
+      client.close();
+      await server.stop(1_000);
+      await prisma.$disconnect();
+    },
+  };
+}
