@@ -14,8 +14,9 @@ export function createPrismaClient(options: PrismaOptions): PrismaClient {
   const adapter = new PrismaPg({
     connectionString: options.connectionString,
     max: options.poolSize,
-    // Fail fast when the database is unreachable instead of queueing forever.
-    connectionTimeoutMillis: 2_000,
+    // Bounds both connecting and waiting for a free pooled connection: fail within 5 s when the
+    // database is unreachable instead of queueing forever, but ride out short bursts.
+    connectionTimeoutMillis: 5_000,
   });
   return new PrismaClient({ adapter });
 }

@@ -1,0 +1,232 @@
+import type { Order, OrderStatus, Product } from '../domain/model';
+import type {
+  CancelOrderResult,
+  NewOrder,
+  OrderCursor,
+  OrderRepository,
+  PlaceOrderResult,
+} from '../domain/ports';
+import type { PrismaClient } from './prisma';
+
+const PRODUCT_FIELDS = {
+  id: true,
+  sku: true,
+  name: true,
+  priceCents: true,
+  currency: true,
+  stock: true,
+} as const;
+const ORDER_INCLUDE = {
+  items: {
+    select: { productId: true, sku: true, name: true, unitPriceCents: true, quantity: true },
+    orderBy: { sku: 'asc' },
+  },
+} as const;
+
+interface OrderRow {
+  id: string;
+  userId: string;
+  status: OrderStatus;
+  totalCents: bigint;
+  currency: string;
+  idempotencyKey: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+  items: Order['items'];
+}
+
+function toOrder(row: OrderRow): Order {
+  return {
+    id: row.id,
+    userId: row.userId,
+    status: row.status,
+    items: row.items,
+    totalCents: Number(row.totalCents),
+    currency: row.currency,
+    idempotencyKey: row.idempotencyKey ?? undefined,
+    createdAt: row.createdAt,
+    updatedAt: row.updatedAt,
+  };
+}
+
+const isPrismaError = (error: unknown, code: string) =>
+  typeof error === 'object' && error !== null && (error as { code?: unknown }).code === code;
+
+/**
+ * Interactive transactions wait up to maxWait for a pooled connection and must finish within
+ * timeout. Prisma's defaults (2 s / 5 s) are too tight for bursts of orders on a small pool.
+ */
+const TRANSACTION_OPTIONS = { maxWait: 5_000, timeout: 10_000 } as const;
+
+/** Thrown inside the transaction to roll it back when a line cannot be reserved. */
+class ReservationFailed extends Error {}
+
+/** The only code in the order service that touches Prisma. */
+export class PrismaOrderRepository implements OrderRepository {
+  constructor(private readonly prisma: PrismaClient) {}
+
+  listProducts(afterSku: string | undefined, limit: number): Promise<Product[]> {
+    return this.prisma.product.findMany({
+      where: afterSku === undefined ? {} : { sku: { gt: afterSku } },
+      orderBy: { sku: 'asc' },
+      take: limit,
+      select: PRODUCT_FIELDS,
+    });
+  }
+
+  async findProduct(id: string): Promise<Product | undefined> {
+    return (
+      (await this.prisma.product.findUnique({ where: { id }, select: PRODUCT_FIELDS })) ?? undefined
+    );
+  }
+
+  findProducts(ids: readonly string[]): Promise<Product[]> {
+    return this.prisma.product.findMany({
+      where: { id: { in: [...ids] } },
+      select: PRODUCT_FIELDS,
+    });
+  }
+
+  async placeOrder(order: NewOrder): Promise<PlaceOrderResult> {
+    try {
+      const created = await this.prisma.$transaction(async (tx) => {
+        // The order first: a second call with the same idempotency key blocks on the unique index
+        // here until the first commits, then fails with P2002 and returns the first order.
+        const row = await tx.order.create({
+          data: {
+            userId: order.userId,
+            status: order.status,
+            totalCents: BigInt(order.totalCents),
+            currency: order.currency,
+            idempotencyKey: order.idempotencyKey ?? null,
+            items: { createMany: { data: order.items } },
+          },
+          include: ORDER_INCLUDE,
+        });
+        // Then the stock, in one statement: lock the rows in id order (two orders sharing products
+        // cannot deadlock), and take each quantity only if enough is left at the price we charged.
+        // FOR NO KEY UPDATE, not FOR UPDATE: the order_items foreign key holds a KEY SHARE lock on
+        // each product, which FOR UPDATE would conflict with (a deadlock between two orders).
+        // Under READ COMMITTED, PostgreSQL re-checks the WHERE clause on the latest row version, so
+        // concurrent orders cannot oversell; the CHECK (stock >= 0) constraint is the last guard.
+        const ids = order.items.map((item) => item.productId);
+        const quantities = order.items.map((item) => item.quantity);
+        const prices = order.items.map((item) => item.unitPriceCents);
+        const reserved = await tx.$queryRaw<{ id: string }[]>`
+          WITH wanted AS (
+            SELECT * FROM unnest(${ids}::uuid[], ${quantities}::int[], ${prices}::int[]) AS w(id, quantity, price)
+          ), locked AS (
+            SELECT p.id FROM products p WHERE p.id IN (SELECT id FROM wanted) ORDER BY p.id FOR NO KEY UPDATE
+          )
+          UPDATE products p
+             SET stock = p.stock - w.quantity, updated_at = now()
+            FROM wanted w
+           WHERE p.id = w.id
+             AND p.id IN (SELECT id FROM locked)
+             AND p.stock >= w.quantity
+             AND p.price_cents = w.price
+          RETURNING p.id`;
+        if (reserved.length !== order.items.length) throw new ReservationFailed();
+        return row;
+      }, TRANSACTION_OPTIONS);
+      return { kind: 'created', order: toOrder(created) };
+    } catch (error) {
+      if (isPrismaError(error, 'P2002')) return { kind: 'duplicate-key' };
+      if (!(error instanceof ReservationFailed)) throw error;
+      // Rolled back; say why, from the current catalog.
+      const products = new Map(
+        (await this.findProducts(order.items.map((item) => item.productId))).map((p) => [p.id, p]),
+      );
+      for (const item of order.items) {
+        const product = products.get(item.productId);
+        if (!product || product.stock < item.quantity) {
+          return {
+            kind: 'insufficient-stock',
+            productId: item.productId,
+            available: product?.stock ?? 0,
+          };
+        }
+      }
+      return { kind: 'price-changed' };
+    }
+  }
+
+  async findOrderByIdempotencyKey(userId: string, key: string): Promise<Order | undefined> {
+    const row = await this.prisma.order.findUnique({
+      where: { userId_idempotencyKey: { userId, idempotencyKey: key } },
+      include: ORDER_INCLUDE,
+    });
+    return row ? toOrder(row) : undefined;
+  }
+
+  async findOrder(id: string, userId: string): Promise<Order | undefined> {
+    const row = await this.prisma.order.findFirst({
+      where: { id, userId },
+      include: ORDER_INCLUDE,
+    });
+    return row ? toOrder(row) : undefined;
+  }
+
+  async listOrders(
+    userId: string,
+    before: OrderCursor | undefined,
+    limit: number,
+  ): Promise<Order[]> {
+    const rows = await this.prisma.order.findMany({
+      where: {
+        userId,
+        ...(before
+          ? {
+              OR: [
+                { createdAt: { lt: before.createdAt } },
+                { createdAt: before.createdAt, id: { lt: before.id } },
+              ],
+            }
+          : {}),
+      },
+      orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
+      take: limit,
+      include: ORDER_INCLUDE,
+    });
+    return rows.map(toOrder);
+  }
+
+  async cancelOrder(
+    id: string,
+    userId: string,
+    from: readonly OrderStatus[],
+  ): Promise<CancelOrderResult> {
+    return this.prisma.$transaction(async (tx) => {
+      // Conditional update: of two concurrent cancels, exactly one changes the row.
+      const { count } = await tx.order.updateMany({
+        where: { id, userId, status: { in: [...from] } },
+        data: { status: 'CANCELLED' },
+      });
+      if (count === 0) {
+        const existing = await tx.order.findFirst({
+          where: { id, userId },
+          select: { status: true },
+        });
+        return existing
+          ? { kind: 'not-cancellable', status: existing.status }
+          : { kind: 'not-found' };
+      }
+      await tx.$executeRaw`
+        WITH locked AS (
+          SELECT p.id FROM products p
+           WHERE p.id IN (SELECT product_id FROM order_items WHERE order_id = ${id}::uuid)
+           ORDER BY p.id FOR NO KEY UPDATE
+        )
+        UPDATE products p
+           SET stock = p.stock + i.quantity, updated_at = now()
+          FROM order_items i
+         WHERE i.order_id = ${id}::uuid AND p.id = i.product_id AND p.id IN (SELECT id FROM locked)`;
+      const row = await tx.order.findUniqueOrThrow({ where: { id }, include: ORDER_INCLUDE });
+      return { kind: 'cancelled', order: toOrder(row) };
+    }, TRANSACTION_OPTIONS);
+  }
+
+  async ping(): Promise<void> {
+    await this.prisma.$queryRaw`SELECT 1`;
+  }
+}

@@ -1,0 +1,174 @@
+import { DomainError, type FieldViolation } from '@repo/service-kit/errors';
+import { decodePageToken, encodePageToken, normalizePageSize } from '@repo/service-kit/pagination';
+import type { Order, Product } from './model';
+import type { OrderRepository, UserDirectory } from './ports';
+import { priceOrder } from './pricing';
+import { CANCELLABLE, INITIAL_STATUS } from './status';
+import { isUuid, validateNewOrder, type NewOrderInput } from './validation';
+
+/** A price change between pricing and reserving makes us re-price; this many times at most. */
+const MAX_PLACE_ATTEMPTS = 3;
+
+const orderNotFound = (id: string) => new DomainError('NOT_FOUND', `order ${id} not found`);
+const invalidToken = () =>
+  DomainError.invalid([
+    { field: 'page_token', description: 'is not a page token returned by this API' },
+  ]);
+
+/** The catalog's use cases. */
+export class Catalog {
+  constructor(private readonly repository: OrderRepository) {}
+
+  async list(
+    pageSize: number,
+    pageToken: string,
+  ): Promise<{ products: Product[]; nextPageToken: string }> {
+    const limit = normalizePageSize(pageSize);
+    const cursor = decodePageToken(pageToken, ['sku']);
+    const rows = await this.repository.listProducts(cursor?.sku, limit + 1);
+    const products = rows.slice(0, limit);
+    const last = products.at(-1);
+    return {
+      products,
+      nextPageToken: rows.length > limit && last ? encodePageToken({ sku: last.sku }) : '',
+    };
+  }
+
+  /** A malformed id is simply not found: it never reaches the database. */
+  async get(id: string): Promise<Product> {
+    const product = isUuid(id) ? await this.repository.findProduct(id.toLowerCase()) : undefined;
+    if (!product) throw new DomainError('NOT_FOUND', `product ${id} not found`);
+    return product;
+  }
+}
+
+/** The order use cases: placing, reading, listing and cancelling a user's orders. */
+export class Orders {
+  constructor(
+    private readonly repository: OrderRepository,
+    private readonly users: UserDirectory,
+  ) {}
+
+  async create(input: NewOrderInput): Promise<Order> {
+    const request = validateNewOrder(input);
+    const key = request.idempotencyKey;
+    if (key) {
+      // A retry of an order that was placed: return it, write nothing.
+      const existing = await this.repository.findOrderByIdempotencyKey(request.userId, key);
+      if (existing) return existing;
+    }
+    if (!(await this.users.userExists(request.userId))) {
+      throw new DomainError('FAILED_PRECONDITION', `user ${request.userId} does not exist`);
+    }
+
+    for (let attempt = 1; attempt <= MAX_PLACE_ATTEMPTS; attempt++) {
+      const products = new Map(
+        (await this.repository.findProducts(request.lines.map((line) => line.productId))).map(
+          (p) => [p.id, p],
+        ),
+      );
+      const unknown: FieldViolation[] = request.lines
+        .filter((line) => !products.has(line.productId))
+        .map((line) => ({
+          field: `items[${line.index}].product_id`,
+          description: `product ${line.productId} does not exist`,
+          reason: 'NOT_FOUND',
+        }));
+      if (unknown.length > 0) throw DomainError.invalid(unknown);
+      for (const line of request.lines) {
+        const product = products.get(line.productId)!;
+        if (product.stock < line.quantity)
+          throw notEnoughStock(product, line.quantity, product.stock);
+      }
+
+      const priced = priceOrder(request.lines, products);
+      const result = await this.repository.placeOrder({
+        userId: request.userId,
+        status: INITIAL_STATUS,
+        idempotencyKey: key,
+        ...priced,
+      });
+      switch (result.kind) {
+        case 'created':
+          return result.order;
+        case 'duplicate-key': {
+          // Another call with the same key won the race; it has committed, so its order is there.
+          const existing = await this.repository.findOrderByIdempotencyKey(request.userId, key!);
+          if (existing) return existing;
+          continue;
+        }
+        case 'insufficient-stock': {
+          const product = products.get(result.productId)!;
+          const quantity = request.lines.find(
+            (line) => line.productId === result.productId,
+          )!.quantity;
+          throw notEnoughStock(product, quantity, result.available);
+        }
+        case 'price-changed':
+          continue;
+      }
+    }
+    throw new DomainError('ABORTED', 'the catalog changed while the order was being placed; retry');
+  }
+
+  /** Another user's order is NOT_FOUND too: its existence is not revealed. */
+  async get(id: string, userId: string): Promise<Order> {
+    const order =
+      isUuid(id) && isUuid(userId)
+        ? await this.repository.findOrder(id.toLowerCase(), userId.toLowerCase())
+        : undefined;
+    if (!order) throw orderNotFound(id);
+    return order;
+  }
+
+  async list(
+    userId: string,
+    pageSize: number,
+    pageToken: string,
+  ): Promise<{ orders: Order[]; nextPageToken: string }> {
+    const limit = normalizePageSize(pageSize);
+    const cursor = decodePageToken(pageToken, ['t', 'id']);
+    let before: { createdAt: Date; id: string } | undefined;
+    if (cursor) {
+      const createdAt = new Date(cursor.t);
+      if (Number.isNaN(createdAt.getTime()) || !isUuid(cursor.id)) throw invalidToken();
+      before = { createdAt, id: cursor.id };
+    }
+    if (!isUuid(userId)) return { orders: [], nextPageToken: '' };
+    const rows = await this.repository.listOrders(userId.toLowerCase(), before, limit + 1);
+    const orders = rows.slice(0, limit);
+    const last = orders.at(-1);
+    const nextPageToken =
+      rows.length > limit && last
+        ? encodePageToken({ t: last.createdAt.toISOString(), id: last.id })
+        : '';
+    return { orders, nextPageToken };
+  }
+
+  async cancel(id: string, userId: string): Promise<Order> {
+    if (!isUuid(id) || !isUuid(userId)) throw orderNotFound(id);
+    const result = await this.repository.cancelOrder(
+      id.toLowerCase(),
+      userId.toLowerCase(),
+      CANCELLABLE,
+    );
+    switch (result.kind) {
+      case 'cancelled':
+        return result.order;
+      case 'not-found':
+        throw orderNotFound(id);
+      case 'not-cancellable':
+        throw new DomainError(
+          'FAILED_PRECONDITION',
+          `order ${id} is ${result.status} and cannot be cancelled`,
+        );
+    }
+  }
+}
+
+function notEnoughStock(product: Product, wanted: number, available: number): DomainError {
+  return new DomainError(
+    'FAILED_PRECONDITION',
+    `not enough stock for product ${product.id} (${product.sku}): ${wanted} wanted, ${available} available`,
+  );
+}

@@ -1,0 +1,59 @@
+import type { Order, OrderItem, OrderStatus, Product } from './model';
+
+/** Keyset position in a user's orders (newest first). */
+export interface OrderCursor {
+  createdAt: Date;
+  id: string;
+}
+
+export interface NewOrder {
+  userId: string;
+  status: OrderStatus;
+  items: OrderItem[];
+  totalCents: number;
+  currency: string;
+  idempotencyKey: string | undefined;
+}
+
+export type PlaceOrderResult =
+  | { kind: 'created'; order: Order }
+  /** The user already has an order with this idempotency key (possibly placed a moment ago). */
+  | { kind: 'duplicate-key' }
+  /** Nothing was written: this product has fewer units than asked. */
+  | { kind: 'insufficient-stock'; productId: string; available: number }
+  /** Nothing was written: a price changed between pricing and reserving. */
+  | { kind: 'price-changed' };
+
+export type CancelOrderResult =
+  | { kind: 'cancelled'; order: Order }
+  | { kind: 'not-found' }
+  | { kind: 'not-cancellable'; status: OrderStatus };
+
+/** What the domain needs from storage. Implemented with Prisma in src/data/. */
+export interface OrderRepository {
+  /** Products ordered by sku, after `afterSku`. */
+  listProducts(afterSku: string | undefined, limit: number): Promise<Product[]>;
+  findProduct(id: string): Promise<Product | undefined>;
+  findProducts(ids: readonly string[]): Promise<Product[]>;
+  /**
+   * In one transaction: writes the order with its items and takes each line's quantity from stock,
+   * only if every product still has enough units at the price the order was computed with.
+   */
+  placeOrder(order: NewOrder): Promise<PlaceOrderResult>;
+  findOrderByIdempotencyKey(userId: string, key: string): Promise<Order | undefined>;
+  /** The order, only if it belongs to `userId`. */
+  findOrder(id: string, userId: string): Promise<Order | undefined>;
+  listOrders(userId: string, before: OrderCursor | undefined, limit: number): Promise<Order[]>;
+  /** In one transaction: marks the order CANCELLED (from one of `from`) and returns its stock. */
+  cancelOrder(id: string, userId: string, from: readonly OrderStatus[]): Promise<CancelOrderResult>;
+  ping(): Promise<void>;
+}
+
+/** What the order service needs to know about users; asked of the user service over gRPC. */
+export interface UserDirectory {
+  /**
+   * True when the user exists, false when it does not. Throws DomainError UNAVAILABLE when the
+   * user service cannot answer in time: never hangs, never guesses.
+   */
+  userExists(userId: string): Promise<boolean>;
+}

@@ -1,0 +1,71 @@
+// Composition root of the order service: config -> logger -> database -> repository and user
+// client -> gRPC server.
+import { resolve } from 'node:path';
+import { UserServiceClient } from '@repo/contracts/user/v1';
+import { provisionDatabase } from '@repo/database/provision';
+import { createServiceClient } from '@repo/service-kit/grpc-client';
+import { createLogger } from '@repo/service-kit/logger';
+import { onShutdownSignal } from '@repo/service-kit/shutdown';
+import { exitOnStartupError } from '@repo/service-kit/startup';
+import { GrpcUserDirectory } from './clients/user-directory';
+import { loadConfig } from './config';
+import { PrismaOrderRepository } from './data/order-repository';
+import { createPrismaClient } from './data/prisma';
+import { createOrderServer } from './server';
+
+const config = loadConfig(process.env);
+const logger = createLogger({
+  name: 'order',
+  level: config.LOG_LEVEL,
+  pretty: config.NODE_ENV === 'development',
+});
+
+async function main(): Promise<void> {
+  const appDir = resolve(__dirname, '..');
+  const database = await provisionDatabase({
+    database: 'order',
+    appDir,
+    databaseUrl: config.DATABASE_URL,
+    dataDir: resolve(appDir, config.DATA_DIR),
+    port: config.EMBEDDED_PG_PORT || undefined,
+    migrate: config.MIGRATE_ON_START,
+    onLog: (line) => logger.trace({ postgres: line }),
+  });
+  const prisma = createPrismaClient({
+    connectionString: database.url,
+    poolSize: config.DATABASE_POOL_SIZE,
+  });
+  const userClient = createServiceClient(UserServiceClient, config.USER_SERVICE_ADDR, {
+    deadlineMs: config.USER_SERVICE_DEADLINE_MS,
+  });
+  const server = createOrderServer({
+    repository: new PrismaOrderRepository(prisma),
+    users: new GrpcUserDirectory(userClient),
+    logger,
+    healthCheckIntervalMs: config.HEALTH_CHECK_INTERVAL_MS,
+  });
+
+  onShutdownSignal(
+    async () => {
+      await server.stop(config.SHUTDOWN_GRACE_MS);
+      userClient.close();
+      await prisma.$disconnect();
+      await database.stop();
+    },
+    { logger, timeoutMs: config.SHUTDOWN_GRACE_MS + 5_000 },
+  );
+
+  const port = await server.start(config.ORDER_GRPC_PORT, config.ORDER_GRPC_HOST);
+  logger.info(
+    {
+      port,
+      userService: config.USER_SERVICE_ADDR,
+      database: database.embedded
+        ? `embedded (${resolve(appDir, config.DATA_DIR)})`
+        : 'DATABASE_URL',
+    },
+    `order service listening on ${config.ORDER_GRPC_HOST}:${port}`,
+  );
+}
+
+main().catch(exitOnStartupError(logger));
