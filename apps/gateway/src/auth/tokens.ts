@@ -1,0 +1,69 @@
+import { randomUUID } from 'node:crypto';
+import { SignJWT, errors as joseErrors, jwtVerify } from 'jose';
+import { HttpError, PROBLEM_TYPES } from '../http/problem';
+
+export interface TokenOptions {
+  secret: string;
+  issuer: string;
+  audience: string;
+  ttlSeconds: number;
+}
+
+export interface IssuedToken {
+  accessToken: string;
+  tokenType: 'Bearer';
+  expiresIn: number;
+}
+
+const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const ALGORITHM = 'HS256';
+
+export const invalidToken = (detail: string) =>
+  new HttpError(401, PROBLEM_TYPES.unauthenticated, detail, {
+    headers: { 'WWW-Authenticate': 'Bearer error="invalid_token"' },
+  });
+
+/**
+ * Access tokens: JWTs signed by the gateway with HS256. Verification accepts HS256 only (so
+ * `alg: none` and algorithm-confusion tokens fail), and checks signature, issuer, audience and
+ * expiry; the subject must be a user id.
+ */
+export class TokenService {
+  private readonly key: Uint8Array;
+
+  constructor(private readonly options: TokenOptions) {
+    this.key = new TextEncoder().encode(options.secret);
+  }
+
+  async issue(userId: string): Promise<IssuedToken> {
+    const accessToken = await new SignJWT({})
+      .setProtectedHeader({ alg: ALGORITHM, typ: 'JWT' })
+      .setSubject(userId)
+      .setIssuer(this.options.issuer)
+      .setAudience(this.options.audience)
+      .setIssuedAt()
+      .setExpirationTime(`${this.options.ttlSeconds}s`)
+      .setJti(randomUUID())
+      .sign(this.key);
+    return { accessToken, tokenType: 'Bearer', expiresIn: this.options.ttlSeconds };
+  }
+
+  /** The user id the token was issued to; HttpError 401 for anything but a valid, current token. */
+  async verify(token: string): Promise<string> {
+    try {
+      const { payload } = await jwtVerify(token, this.key, {
+        algorithms: [ALGORITHM],
+        issuer: this.options.issuer,
+        audience: this.options.audience,
+      });
+      if (typeof payload.sub !== 'string' || !UUID_PATTERN.test(payload.sub))
+        throw invalidToken('the token has no valid subject');
+      return payload.sub;
+    } catch (error) {
+      if (error instanceof HttpError) throw error;
+      if (error instanceof joseErrors.JWTExpired)
+        throw invalidToken('the access token has expired');
+      throw invalidToken('the access token is invalid');
+    }
+  }
+}

@@ -1,0 +1,46 @@
+import { z } from 'zod';
+import { env, loadConfigOrExit } from '@repo/service-kit/config';
+
+/** Every setting of the gateway. Nothing else in the gateway reads process.env. */
+export const configSchema = z
+  .object({
+    NODE_ENV: env.nodeEnv(),
+    LOG_LEVEL: env.logLevel(),
+    GATEWAY_HOST: z.string().min(1).default('0.0.0.0'),
+    GATEWAY_PORT: env.port(3000),
+    USER_SERVICE_ADDR: env.address('127.0.0.1:50051'),
+    ORDER_SERVICE_ADDR: env.address('127.0.0.1:50052'),
+    /** HS256 key for access tokens, at least 32 characters. Required in production. */
+    JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+    JWT_ISSUER: z.string().min(1).default('microservices-reference'),
+    JWT_AUDIENCE: z.string().min(1).default('microservices-reference-api'),
+    JWT_TTL_SECONDS: z.coerce.number().int().min(60).max(86_400).default(900),
+    /** Comma-separated allowed origins, `*` for any; empty disables CORS. */
+    CORS_ORIGINS: z.string().default(''),
+    /** Requests per client (IP) per window; 0 disables rate limiting. */
+    RATE_LIMIT_MAX: z.coerce.number().int().min(0).default(300),
+    RATE_LIMIT_WINDOW_MS: env.millis(60_000),
+    /** Largest JSON body accepted, in bytes. */
+    BODY_LIMIT_BYTES: z.coerce.number().int().min(256).max(1_048_576).default(16_384),
+    /** How long a route may take end to end, including every backend call. */
+    ROUTE_DEADLINE_MS: env.millis(3_000),
+    /** Deadline of one backend call (never beyond the route's). */
+    BACKEND_DEADLINE_MS: env.millis(2_000),
+    /** `trust proxy` setting: how many proxies in front of the gateway set X-Forwarded-For. */
+    TRUST_PROXY_HOPS: z.coerce.number().int().min(0).max(10).default(0),
+    SHUTDOWN_GRACE_MS: env.millis(10_000),
+  })
+  .superRefine((config, context) => {
+    if (config.NODE_ENV === 'production' && !config.JWT_SECRET) {
+      context.addIssue({
+        code: 'custom',
+        path: ['JWT_SECRET'],
+        message: 'is required in production (at least 32 characters)',
+      });
+    }
+  });
+
+export type Config = z.output<typeof configSchema>;
+
+export const loadConfig = (environment: NodeJS.ProcessEnv): Config =>
+  loadConfigOrExit(configSchema, environment);

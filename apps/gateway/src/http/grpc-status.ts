@@ -1,0 +1,41 @@
+import { status } from '@grpc/grpc-js';
+import { PROBLEM_TYPES } from './problem';
+
+interface HttpMapping {
+  status: number;
+  type: string;
+}
+
+/**
+ * The one table from gRPC status to HTTP, exhaustive by type (a new gRPC code fails the build).
+ * FAILED_PRECONDITION is 409: the request is well-formed but conflicts with the current state
+ * (not enough stock, an order already cancelled).
+ */
+export const GRPC_TO_HTTP: { readonly [code in status]: HttpMapping } = {
+  [status.OK]: { status: 500, type: PROBLEM_TYPES.internal }, // never an error; here for exhaustiveness
+  [status.CANCELLED]: { status: 499, type: PROBLEM_TYPES.clientClosed },
+  [status.UNKNOWN]: { status: 500, type: PROBLEM_TYPES.internal },
+  [status.INVALID_ARGUMENT]: { status: 400, type: PROBLEM_TYPES.validation },
+  [status.DEADLINE_EXCEEDED]: { status: 504, type: PROBLEM_TYPES.timeout },
+  [status.NOT_FOUND]: { status: 404, type: PROBLEM_TYPES.notFound },
+  [status.ALREADY_EXISTS]: { status: 409, type: PROBLEM_TYPES.conflict },
+  [status.PERMISSION_DENIED]: { status: 403, type: PROBLEM_TYPES.forbidden },
+  [status.RESOURCE_EXHAUSTED]: { status: 429, type: PROBLEM_TYPES.rateLimited },
+  [status.FAILED_PRECONDITION]: { status: 409, type: PROBLEM_TYPES.conflict },
+  [status.ABORTED]: { status: 409, type: PROBLEM_TYPES.conflict },
+  [status.OUT_OF_RANGE]: { status: 400, type: PROBLEM_TYPES.badRequest },
+  [status.UNIMPLEMENTED]: { status: 501, type: PROBLEM_TYPES.notImplemented },
+  [status.INTERNAL]: { status: 500, type: PROBLEM_TYPES.internal },
+  [status.UNAVAILABLE]: { status: 503, type: PROBLEM_TYPES.unavailable },
+  [status.DATA_LOSS]: { status: 500, type: PROBLEM_TYPES.internal },
+  [status.UNAUTHENTICATED]: { status: 401, type: PROBLEM_TYPES.unauthenticated },
+};
+
+export function httpStatusOf(code: status): HttpMapping {
+  return GRPC_TO_HTTP[code] ?? { status: 500, type: PROBLEM_TYPES.internal };
+}
+
+/** gRPC field paths are proto names (`items[1].product_id`); HTTP bodies are camelCase. */
+export function toCamelPath(field: string): string {
+  return field.replace(/_([a-z0-9])/g, (_match, letter: string) => letter.toUpperCase());
+}

@@ -1,0 +1,198 @@
+import { performance } from 'node:perf_hooks';
+import type { ErrorRequestHandler, Request, RequestHandler } from 'express';
+import { rateLimit } from 'express-rate-limit';
+import { REQUEST_ID_KEY, requestIdOrNew, runWithContext } from '@repo/service-kit/context';
+import { fieldViolationsOf, isServiceError } from '@repo/service-kit/errors';
+import type { Logger } from '@repo/service-kit/logger';
+import { status as grpcStatus } from '@grpc/grpc-js';
+import { backendOf } from '../backends';
+import type { Metrics } from '../metrics';
+import { httpStatusOf, toCamelPath } from './grpc-status';
+import { HttpError, PROBLEM_TYPES, problem, sendProblem } from './problem';
+import { pathPattern, type AnyRoute } from './route';
+
+/** Seconds a client should wait before retrying after a 503. */
+export const RETRY_AFTER_SECONDS = 5;
+
+/**
+ * X-Request-Id: the caller's when well-formed (1-128 of [A-Za-z0-9._:-]), otherwise a new UUID;
+ * echoed on the response, put in the async context (so every log line and every gRPC call of the
+ * request carries it).
+ */
+export const requestContext: RequestHandler = (req, res, next) => {
+  const requestId = requestIdOrNew(req.headers[REQUEST_ID_KEY]);
+  res.setHeader('X-Request-Id', requestId);
+  runWithContext({ requestId }, next);
+};
+
+/** The route pattern a request matched, for metric labels; never the raw path. */
+function routeLabel(req: Request): string {
+  const route: unknown = (req as { route?: unknown }).route;
+  const path = route && typeof route === 'object' ? (route as { path?: unknown }).path : undefined;
+  return typeof path === 'string' ? `${req.baseUrl}${path}` : 'unmatched';
+}
+
+/** Counts and times every request by method, route pattern and status; logs it at info. */
+export function observe(metrics: Metrics, logger: Logger): RequestHandler {
+  return (req, res, next) => {
+    const started = performance.now();
+    res.once('finish', () => {
+      const seconds = (performance.now() - started) / 1000;
+      const labels = { method: req.method, route: routeLabel(req), status: String(res.statusCode) };
+      metrics.httpRequests.inc(labels);
+      metrics.httpDuration.observe(labels, seconds);
+      if (logger.isLevelEnabled('info')) {
+        logger.info(
+          {
+            method: req.method,
+            route: labels.route,
+            status: res.statusCode,
+            ms: +(seconds * 1000).toFixed(1),
+          },
+          'request',
+        );
+      }
+    });
+    next();
+  };
+}
+
+/** Per-client rate limiting (by IP) on the API routes; 429 problem with Retry-After. */
+export function rateLimiter(limit: number, windowMs: number): RequestHandler {
+  return rateLimit({
+    windowMs,
+    limit,
+    standardHeaders: 'draft-7',
+    legacyHeaders: false,
+    handler: (req, res) => {
+      const reset = (req as Request & { rateLimit?: { resetTime?: Date } }).rateLimit?.resetTime;
+      const seconds = reset
+        ? Math.max(1, Math.ceil((reset.getTime() - Date.now()) / 1000))
+        : Math.ceil(windowMs / 1000);
+      sendProblem(
+        res,
+        problem(
+          429,
+          PROBLEM_TYPES.rateLimited,
+          `too many requests from this client; retry in ${seconds} s`,
+        ),
+        { 'Retry-After': String(seconds) },
+      );
+    },
+  });
+}
+
+/** Unknown paths are 404; known paths with another method are 405 with Allow. */
+export function notFound(
+  routes: readonly AnyRoute[],
+  extra: Record<string, string[]>,
+): RequestHandler {
+  const patterns = [
+    ...routes.map((route) => ({
+      pattern: pathPattern(route.path),
+      method: route.method.toUpperCase(),
+    })),
+    ...Object.entries(extra).flatMap(([path, methods]) =>
+      methods.map((method) => ({ pattern: pathPattern(path), method })),
+    ),
+  ];
+  return (req, res) => {
+    const allowed = [
+      ...new Set(
+        patterns.filter(({ pattern }) => pattern.test(req.path)).map(({ method }) => method),
+      ),
+    ];
+    if (allowed.length > 0) {
+      if (allowed.includes('GET')) allowed.push('HEAD');
+      sendProblem(
+        res,
+        problem(
+          405,
+          PROBLEM_TYPES.methodNotAllowed,
+          `${req.method} is not allowed here; allowed: ${allowed.join(', ')}`,
+        ),
+        { Allow: allowed.join(', ') },
+      );
+      return;
+    }
+    sendProblem(res, problem(404, PROBLEM_TYPES.notFound, 'no such route'));
+  };
+}
+
+const BACKEND_NAMES = { user: 'the user service', order: 'the order service' } as const;
+
+/**
+ * Every error leaves as an RFC 9457 problem document: our own HttpErrors, gRPC statuses through the
+ * one mapping table, body-parser failures as 4xx, and anything else as a 500 that leaks nothing.
+ */
+export function errorHandler(logger: Logger): ErrorRequestHandler {
+  return (error: unknown, req, res, _next) => {
+    if (res.headersSent) {
+      req.socket.destroy();
+      return;
+    }
+    if (error instanceof HttpError) {
+      sendProblem(
+        res,
+        { ...problem(error.status, error.type, error.message, error.extra.errors) },
+        error.extra.headers,
+      );
+      return;
+    }
+    if (isServiceError(error)) {
+      const mapping = httpStatusOf(error.code);
+      const backend = BACKEND_NAMES[backendOf(error) ?? 'user'];
+      const headers: Record<string, string> = {};
+      let detail = error.details;
+      if (error.code === grpcStatus.UNAVAILABLE) {
+        detail = `${backend} is unavailable; retry later`;
+        headers['Retry-After'] = String(RETRY_AFTER_SECONDS);
+      } else if (error.code === grpcStatus.DEADLINE_EXCEEDED) {
+        detail = `${backend} did not answer in time`;
+      } else if (error.code === grpcStatus.RESOURCE_EXHAUSTED) {
+        headers['Retry-After'] = String(RETRY_AFTER_SECONDS);
+      } else if (mapping.status >= 500) {
+        logger.error({ err: error, backend }, 'backend call failed');
+        detail = 'an internal error occurred';
+      }
+      const violations = fieldViolationsOf(error).map((violation) => ({
+        field: toCamelPath(violation.field),
+        message: violation.description,
+      }));
+      sendProblem(
+        res,
+        problem(mapping.status, mapping.type, detail, violations.length ? violations : undefined),
+        headers,
+      );
+      return;
+    }
+    const parserError = error as { type?: unknown; status?: unknown };
+    if (typeof parserError.type === 'string' && typeof parserError.status === 'number') {
+      const known: Record<string, [number, string, string]> = {
+        'entity.parse.failed': [400, PROBLEM_TYPES.badRequest, 'the body is not valid JSON'],
+        'entity.too.large': [413, PROBLEM_TYPES.payloadTooLarge, 'the body is too large'],
+        'encoding.unsupported': [
+          415,
+          PROBLEM_TYPES.unsupportedMediaType,
+          'unsupported content encoding',
+        ],
+        'charset.unsupported': [415, PROBLEM_TYPES.unsupportedMediaType, 'unsupported charset'],
+        'request.aborted': [400, PROBLEM_TYPES.badRequest, 'the request was aborted'],
+        'request.size.invalid': [
+          400,
+          PROBLEM_TYPES.badRequest,
+          'the body length does not match Content-Length',
+        ],
+      };
+      const [statusCode, type, detail] = known[parserError.type] ?? [
+        parserError.status >= 400 && parserError.status < 500 ? parserError.status : 400,
+        PROBLEM_TYPES.badRequest,
+        'the request could not be read',
+      ];
+      sendProblem(res, problem(statusCode, type, detail));
+      return;
+    }
+    logger.error({ err: error }, 'unhandled error');
+    sendProblem(res, problem(500, PROBLEM_TYPES.internal, 'an internal error occurred'));
+  };
+}

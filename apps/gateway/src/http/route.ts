@@ -1,0 +1,178 @@
+import type { Request, RequestHandler, Response, Router } from 'express';
+import type { z } from 'zod';
+import { currentContext, runWithContext } from '@repo/service-kit/context';
+import type { TokenService } from '../auth/tokens';
+import { invalidToken } from '../auth/tokens';
+import { HttpError, PROBLEM_TYPES } from './problem';
+
+type Schema = z.ZodType | undefined;
+type Infer<S extends Schema> = S extends z.ZodType ? z.output<S> : undefined;
+
+export interface ResponseSpec {
+  description: string;
+  schema?: z.ZodType;
+}
+
+export interface RouteContext<
+  P extends Schema,
+  Q extends Schema,
+  B extends Schema,
+  H extends Schema,
+  A extends boolean,
+> {
+  params: Infer<P>;
+  query: Infer<Q>;
+  body: Infer<B>;
+  headers: Infer<H>;
+  /** The authenticated caller, on routes with `auth: true`. */
+  user: A extends true ? { id: string } : undefined;
+  req: Request;
+  res: Response;
+}
+
+/**
+ * One route, described once: the schemas here validate requests at run time *and* generate the
+ * OpenAPI document (src/openapi/document.ts), so the two cannot disagree.
+ */
+export interface RouteSpec<
+  P extends Schema = Schema,
+  Q extends Schema = Schema,
+  B extends Schema = Schema,
+  H extends Schema = Schema,
+  A extends boolean = boolean,
+> {
+  operationId: string;
+  method: 'get' | 'post';
+  /** Express-style path, e.g. `/v1/orders/:id`. */
+  path: string;
+  summary: string;
+  description?: string;
+  tag: string;
+  auth: A;
+  params?: P;
+  query?: Q;
+  /** A JSON request body (the route then requires `Content-Type: application/json`). */
+  body?: B;
+  /** Request headers the route reads, lower-case names. */
+  headers?: H;
+  /** Status of a successful answer. */
+  status: number;
+  /** The successful answer's body schema. */
+  response: ResponseSpec;
+  /** Other answers worth documenting besides the common ones (400, 401, 429, 5xx). */
+  errors?: Record<number, string>;
+  handle: (context: RouteContext<P, Q, B, H, A>) => Promise<unknown>;
+}
+
+/** A route with its schema types erased, as the router and the OpenAPI generator see it. */
+export type AnyRoute = RouteSpec<Schema, Schema, Schema, Schema, boolean>;
+
+/** Typed identity: infers the schemas so `handle` sees parsed, typed input. */
+export function defineRoute<
+  P extends Schema,
+  Q extends Schema,
+  B extends Schema,
+  H extends Schema,
+  A extends boolean,
+>(spec: RouteSpec<P, Q, B, H, A>): AnyRoute {
+  return spec;
+}
+
+/** Zod issues -> `errors` entries, with field paths like `items[0].productId`. */
+function fieldErrors(
+  issues: z.core.$ZodIssue[],
+  prefix: string,
+): { field: string; message: string }[] {
+  return issues.map((issue) => {
+    let field = prefix;
+    for (const segment of issue.path) {
+      if (typeof segment === 'number') field += `[${segment}]`;
+      else field += field ? `.${String(segment)}` : String(segment);
+    }
+    return { field: field || '(body)', message: issue.message };
+  });
+}
+
+export interface MountOptions {
+  tokens: TokenService;
+  routeDeadlineMs: number;
+}
+
+const isJson = (req: Request) =>
+  typeof req.is(['application/json', 'application/*+json']) === 'string';
+
+/** Registers routes on an Express router: auth, validation, a deadline, then the handler. */
+export function mountRoutes(
+  router: Router,
+  routes: readonly AnyRoute[],
+  options: MountOptions,
+): void {
+  for (const route of routes) {
+    const handler: RequestHandler = async (req, res) => {
+      let user: { id: string } | undefined;
+      if (route.auth) {
+        const header = req.headers.authorization;
+        const match =
+          typeof header === 'string' ? /^Bearer ([A-Za-z0-9._~+/-]+=*)$/.exec(header) : null;
+        if (!match) {
+          throw new HttpError(
+            401,
+            PROBLEM_TYPES.unauthenticated,
+            'send an access token: Authorization: Bearer <token>',
+            {
+              headers: { 'WWW-Authenticate': 'Bearer' },
+            },
+          );
+        }
+        if (match[1]!.length > 4096) throw invalidToken('the access token is invalid');
+        user = { id: await options.tokens.verify(match[1]!) };
+      }
+
+      if (route.body && !isJson(req)) {
+        throw new HttpError(
+          415,
+          PROBLEM_TYPES.unsupportedMediaType,
+          'the request body must be JSON (Content-Type: application/json)',
+        );
+      }
+
+      const errors: { field: string; message: string }[] = [];
+      const parse = <S extends Schema>(schema: S, value: unknown, prefix: string): Infer<S> => {
+        if (!schema) return undefined as Infer<S>;
+        const result = schema.safeParse(value);
+        if (result.success) return result.data as Infer<S>;
+        errors.push(...fieldErrors(result.error.issues, prefix));
+        return undefined as Infer<S>;
+      };
+      const params = parse(route.params, req.params, '');
+      const query = parse(route.query, req.query, '');
+      const headers = parse(route.headers, req.headers, '');
+      const body = parse(route.body, req.body, '');
+      if (errors.length > 0) {
+        throw new HttpError(400, PROBLEM_TYPES.validation, 'the request is invalid: see errors', {
+          errors,
+        });
+      }
+
+      // Every backend call made for this request inherits this deadline (see the gRPC client).
+      const context = currentContext();
+      const deadline = new Date(Date.now() + options.routeDeadlineMs);
+      const result = await runWithContext({ requestId: context?.requestId ?? '', deadline }, () =>
+        route.handle({ params, query, body, headers, user, req, res }),
+      );
+      res.status(route.status).json(result);
+    };
+    router[route.method](route.path, handler);
+  }
+}
+
+/** `/v1/orders/:id` -> a RegExp matching concrete paths, for 405 detection. */
+export function pathPattern(path: string): RegExp {
+  const source = path
+    .split('/')
+    .map((segment) =>
+      segment.startsWith(':') ? '[^/]+' : segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'),
+    )
+    .join('/');
+  return new RegExp(`^${source}/?$`);
+}

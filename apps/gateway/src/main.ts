@@ -1,0 +1,85 @@
+// Composition root of the gateway: config -> logger -> backends (gRPC clients) -> tokens ->
+// Express app -> HTTP server, with graceful shutdown.
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import { createLogger } from '@repo/service-kit/logger';
+import { onShutdownSignal } from '@repo/service-kit/shutdown';
+import { exitOnStartupError } from '@repo/service-kit/startup';
+import { createApp } from './app';
+import { TokenService } from './auth/tokens';
+import { createBackends } from './backends';
+import { loadConfig } from './config';
+import { createMetrics } from './metrics';
+
+const config = loadConfig(process.env);
+const logger = createLogger({
+  name: 'gateway',
+  level: config.LOG_LEVEL,
+  pretty: config.NODE_ENV === 'development',
+});
+
+async function main(): Promise<void> {
+  let secret = config.JWT_SECRET;
+  if (!secret) {
+    // Only outside production (the config refuses to start production without one).
+    secret = randomBytes(32).toString('base64url');
+    logger.warn('JWT_SECRET is not set: using a random secret; tokens will not survive a restart');
+  }
+  const metrics = createMetrics();
+  const backends = createBackends({
+    userAddress: config.USER_SERVICE_ADDR,
+    orderAddress: config.ORDER_SERVICE_ADDR,
+    deadlineMs: config.BACKEND_DEADLINE_MS,
+    metrics,
+  });
+  const tokens = new TokenService({
+    secret,
+    issuer: config.JWT_ISSUER,
+    audience: config.JWT_AUDIENCE,
+    ttlSeconds: config.JWT_TTL_SECONDS,
+  });
+  const gateway = createApp({
+    backends,
+    tokens,
+    metrics,
+    logger,
+    bodyLimitBytes: config.BODY_LIMIT_BYTES,
+    routeDeadlineMs: config.ROUTE_DEADLINE_MS,
+    rateLimit: { max: config.RATE_LIMIT_MAX, windowMs: config.RATE_LIMIT_WINDOW_MS },
+    corsOrigins: config.CORS_ORIGINS,
+    trustProxyHops: config.TRUST_PROXY_HOPS,
+  });
+
+  const server = createServer(gateway.app);
+  // Slow clients cannot hold sockets forever; keep-alive outlives typical load balancer idle timeouts.
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
+  server.keepAliveTimeout = 65_000;
+
+  onShutdownSignal(
+    async () => {
+      // Stop accepting connections, let in-flight requests finish, close idle keep-alive sockets.
+      gateway.startDraining();
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const forced = setTimeout(() => server.closeAllConnections(), config.SHUTDOWN_GRACE_MS);
+      await closed;
+      clearTimeout(forced);
+      backends.close();
+    },
+    { logger, timeoutMs: config.SHUTDOWN_GRACE_MS + 5_000 },
+  );
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.GATEWAY_PORT, config.GATEWAY_HOST, () => resolve());
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : config.GATEWAY_PORT;
+  logger.info(
+    { port, userService: config.USER_SERVICE_ADDR, orderService: config.ORDER_SERVICE_ADDR },
+    `gateway listening on http://${config.GATEWAY_HOST}:${port}`,
+  );
+}
+
+main().catch(exitOnStartupError(logger));

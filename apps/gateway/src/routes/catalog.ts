@@ -1,0 +1,44 @@
+import type { Backends } from '../backends';
+import { defineRoute, type AnyRoute } from '../http/route';
+import { nextToken, presentProduct } from './present';
+import { IdParams, PageQuery, Product, ProductList } from './schemas';
+
+export function catalogRoutes(backends: Backends): AnyRoute[] {
+  return [
+    defineRoute({
+      operationId: 'listProducts',
+      method: 'get',
+      path: '/v1/products',
+      tag: 'catalog',
+      summary: 'List the catalog, by sku',
+      auth: false,
+      query: PageQuery,
+      status: 200,
+      response: { description: 'A page of products.', schema: ProductList },
+      handle: async ({ query }) => {
+        const page = await backends.orders.listProducts({
+          pageSize: query.pageSize ?? 0,
+          pageToken: query.pageToken ?? '',
+        });
+        return {
+          products: page.products.map(presentProduct),
+          nextPageToken: nextToken(page.nextPageToken),
+        };
+      },
+    }),
+    defineRoute({
+      operationId: 'getProduct',
+      method: 'get',
+      path: '/v1/products/:id',
+      tag: 'catalog',
+      summary: 'One product',
+      auth: false,
+      params: IdParams,
+      status: 200,
+      response: { description: 'The product.', schema: Product },
+      errors: { 404: 'No such product.' },
+      handle: async ({ params }) =>
+        presentProduct((await backends.orders.getProduct({ id: params.id })).product),
+    }),
+  ];
+}

@@ -1,0 +1,92 @@
+import type { Backends } from '../backends';
+import { defineRoute, type AnyRoute } from '../http/route';
+import { nextToken, presentOrder } from './present';
+import {
+  CreateOrderBody,
+  IdParams,
+  IdempotencyHeaders,
+  Order,
+  OrderList,
+  PageQuery,
+} from './schemas';
+
+export function orderRoutes(backends: Backends): AnyRoute[] {
+  return [
+    defineRoute({
+      operationId: 'createOrder',
+      method: 'post',
+      path: '/v1/orders',
+      tag: 'orders',
+      summary: 'Place an order',
+      description:
+        'Prices come from the catalog and stock is reserved atomically. Lines naming the same product are merged. ' +
+        'With an Idempotency-Key, a retry returns the order the first call placed.',
+      auth: true,
+      body: CreateOrderBody,
+      headers: IdempotencyHeaders,
+      status: 201,
+      response: { description: 'The order.', schema: Order },
+      errors: { 409: 'Not enough stock, or the order conflicts with the current state.' },
+      handle: async ({ body, headers, user }) =>
+        presentOrder(
+          (
+            await backends.orders.createOrder({
+              userId: user.id,
+              items: body.items,
+              idempotencyKey: headers['idempotency-key'] ?? '',
+            })
+          ).order,
+        ),
+    }),
+    defineRoute({
+      operationId: 'listOrders',
+      method: 'get',
+      path: '/v1/orders',
+      tag: 'orders',
+      summary: "The caller's orders, newest first",
+      auth: true,
+      query: PageQuery,
+      status: 200,
+      response: { description: 'A page of orders.', schema: OrderList },
+      handle: async ({ query, user }) => {
+        const page = await backends.orders.listOrders({
+          userId: user.id,
+          pageSize: query.pageSize ?? 0,
+          pageToken: query.pageToken ?? '',
+        });
+        return {
+          orders: page.orders.map(presentOrder),
+          nextPageToken: nextToken(page.nextPageToken),
+        };
+      },
+    }),
+    defineRoute({
+      operationId: 'getOrder',
+      method: 'get',
+      path: '/v1/orders/:id',
+      tag: 'orders',
+      summary: 'One of the caller’s orders',
+      auth: true,
+      params: IdParams,
+      status: 200,
+      response: { description: 'The order.', schema: Order },
+      errors: { 404: "No such order (also for another user's order)." },
+      handle: async ({ params, user }) =>
+        presentOrder((await backends.orders.getOrder({ id: params.id, userId: user.id })).order),
+    }),
+    defineRoute({
+      operationId: 'cancelOrder',
+      method: 'post',
+      path: '/v1/orders/:id/cancel',
+      tag: 'orders',
+      summary: 'Cancel one of the caller’s orders and return its stock',
+      auth: true,
+      params: IdParams,
+      status: 200,
+      response: { description: 'The cancelled order.', schema: Order },
+      errors: { 404: 'No such order.', 409: 'The order is already cancelled.' },
+      handle: async ({ params, user }) =>
+        presentOrder((await backends.orders.cancelOrder({ id: params.id, userId: user.id })).order),
+    }),
+  ];
+}

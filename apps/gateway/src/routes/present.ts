@@ -1,0 +1,55 @@
+import {
+  OrderStatus as ProtoOrderStatus,
+  type Order,
+  type Product,
+} from '@repo/contracts/order/v1';
+import type { User } from '@repo/contracts/user/v1';
+import type { z } from 'zod';
+import type * as schemas from './schemas';
+
+/** Wire (gRPC) messages -> the public JSON shapes. Never passes through anything unlisted. */
+
+const iso = (date: Date | undefined) => (date ?? new Date(0)).toISOString();
+
+export const presentUser = (user: User | undefined): z.input<typeof schemas.User> => ({
+  id: user?.id ?? '',
+  email: user?.email ?? '',
+  name: user?.name ?? '',
+  createdAt: iso(user?.createTime),
+});
+
+export const presentProduct = (product: Product | undefined): z.input<typeof schemas.Product> => ({
+  id: product?.id ?? '',
+  sku: product?.sku ?? '',
+  name: product?.name ?? '',
+  priceCents: product?.priceCents ?? 0,
+  currency: product?.currency ?? '',
+  stock: product?.stock ?? 0,
+});
+
+const STATUS: Record<ProtoOrderStatus, z.input<typeof schemas.OrderStatus>> = {
+  [ProtoOrderStatus.ORDER_STATUS_UNSPECIFIED]: 'PENDING',
+  [ProtoOrderStatus.ORDER_STATUS_PENDING]: 'PENDING',
+  [ProtoOrderStatus.ORDER_STATUS_CONFIRMED]: 'CONFIRMED',
+  [ProtoOrderStatus.ORDER_STATUS_CANCELLED]: 'CANCELLED',
+  [ProtoOrderStatus.UNRECOGNIZED]: 'PENDING',
+};
+
+export const presentOrder = (order: Order | undefined): z.input<typeof schemas.Order> => ({
+  id: order?.id ?? '',
+  userId: order?.userId ?? '',
+  status: STATUS[order?.status ?? ProtoOrderStatus.ORDER_STATUS_UNSPECIFIED],
+  items: (order?.items ?? []).map((item) => ({
+    productId: item.productId,
+    sku: item.sku,
+    name: item.name,
+    quantity: item.quantity,
+    unitPriceCents: item.unitPriceCents,
+  })),
+  totalCents: order?.totalCents ?? 0,
+  currency: order?.currency ?? '',
+  createdAt: iso(order?.createTime),
+});
+
+/** gRPC uses '' for "no more pages"; the JSON API uses null. */
+export const nextToken = (token: string) => (token === '' ? null : token);
