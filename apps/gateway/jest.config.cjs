@@ -1,1 +1,9 @@
-module.exports = require('@repo/jest-presets/node');
+const preset = require('@repo/jest-presets/node');
+
+module.exports = {
+  ...preset,
+  // The real user and order services (processes, on an embedded PostgreSQL), once per run.
+  globalSetup: '<rootDir>/test/global-setup.ts',
+  globalTeardown: '<rootDir>/test/global-teardown.ts',
+  testTimeout: 60_000,
+};

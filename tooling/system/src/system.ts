@@ -39,6 +39,8 @@ export interface SystemOptions {
   dataDir: string;
   /** Use this PostgreSQL server instead of an embedded one (databases are created in it). */
   databaseUrl?: string | undefined;
+  /** Database names per service (default `user` and `order`). */
+  databaseNames?: { user: string; order: string };
   apps?: readonly AppName[];
   /** Per app; 0 or absent picks a free port. */
   ports?: Partial<Record<AppName, number>>;
@@ -118,8 +120,8 @@ export class AppProcess {
       if (this.recent.length > 30) this.recent.shift();
       this.onLog(this.name, line);
     };
-    createInterface({ input: child.stdout! }).on('line', record);
-    createInterface({ input: child.stderr! }).on('line', record);
+    createInterface({ input: child.stdout }).on('line', record);
+    createInterface({ input: child.stderr }).on('line', record);
     this.exit = new Promise((resolveExit) => child.once('exit', (code) => resolveExit(code)));
     await this.waitUntilReady();
   }
@@ -165,6 +167,8 @@ export class AppProcess {
 
 export interface RunningSystem {
   apps: Partial<Record<AppName, AppProcess>>;
+  /** The environment each app was started with (to start another instance alike). */
+  envs: Readonly<Record<AppName, Record<string, string>>>;
   /** The gateway's base URL, when the gateway is part of the system. */
   gatewayUrl: string | undefined;
   /** Superuser connection string of the PostgreSQL server in use (no database). */
@@ -214,6 +218,7 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     }
     serverUrl = postgres.serverUrl;
   }
+  const names = options.databaseNames ?? { user: 'user', order: 'order' };
   const databaseUrl = (name: string) => withDatabase(serverUrl, name);
 
   const jwtSecret = randomBytes(32).toString('base64url');
@@ -223,14 +228,14 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
       ...common,
       USER_GRPC_HOST: '127.0.0.1',
       USER_GRPC_PORT: String(ports.user),
-      DATABASE_URL: databaseUrl('user'),
+      DATABASE_URL: databaseUrl(names.user),
     },
     order: {
       ...common,
       ORDER_GRPC_HOST: '127.0.0.1',
       ORDER_GRPC_PORT: String(ports.order),
       USER_SERVICE_ADDR: `127.0.0.1:${ports.user}`,
-      DATABASE_URL: databaseUrl('order'),
+      DATABASE_URL: databaseUrl(names.order),
     },
     gateway: {
       ...common,
@@ -255,7 +260,7 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
 
   try {
     for (const name of ['user', 'order'] as const) {
-      if (apps.includes(name)) await ensureDatabase(serverUrl, name);
+      if (apps.includes(name)) await ensureDatabase(serverUrl, names[name]);
     }
     const launch = async (app: AppName) => {
       if (!apps.includes(app)) return;
@@ -281,6 +286,7 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
 
   return {
     apps: running,
+    envs,
     gatewayUrl: running.gateway?.url,
     serverUrl,
     stop,

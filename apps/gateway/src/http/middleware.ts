@@ -149,6 +149,8 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
         headers['Retry-After'] = String(RETRY_AFTER_SECONDS);
       } else if (error.code === grpcStatus.DEADLINE_EXCEEDED) {
         detail = `${backend} did not answer in time`;
+      } else if (error.code === grpcStatus.UNIMPLEMENTED) {
+        detail = `${backend} does not implement this operation`;
       } else if (error.code === grpcStatus.RESOURCE_EXHAUSTED) {
         headers['Retry-After'] = String(RETRY_AFTER_SECONDS);
       } else if (mapping.status >= 500) {

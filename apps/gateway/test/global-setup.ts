@@ -1,0 +1,28 @@
+import { chmodSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startSystem, type RunningSystem } from '@repo/system/system';
+
+declare global {
+  var __gatewayTestSystem: { system: RunningSystem; dataDir: string } | undefined;
+}
+
+/**
+ * Starts the real user and order services as processes (the same way `pnpm dev` does) on an
+ * embedded PostgreSQL, and tells the test files where they are through the environment.
+ */
+export default async function globalSetup(): Promise<void> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'gateway-test-'));
+  // As root, PostgreSQL runs as an unprivileged user, which must be able to enter this directory.
+  chmodSync(dataDir, 0o755);
+  const system = await startSystem({
+    dataDir,
+    apps: ['user', 'order'],
+    nodeEnv: 'production',
+    logLevel: 'warn',
+  });
+  globalThis.__gatewayTestSystem = { system, dataDir };
+  process.env.TEST_USER_ADDR = system.apps.user!.address;
+  process.env.TEST_ORDER_ADDR = system.apps.order!.address;
+  process.env.TEST_ORDER_ENV = JSON.stringify(system.envs.order);
+}
