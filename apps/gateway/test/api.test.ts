@@ -29,13 +29,11 @@ describe('the public API against the real user and order services', () => {
 
     it('answers 409 for an email that is taken (in any case)', async () => {
       const { email } = await signUp(gateway.app);
-      const response = await request(gateway.app)
-        .post('/v1/users')
-        .send({
-          email: email.toUpperCase(),
-          name: 'Again',
-          password: 'correct horse battery staple',
-        });
+      const response = await request(gateway.app).post('/v1/users').send({
+        email: email.toUpperCase(),
+        name: 'Again',
+        password: 'correct horse battery staple',
+      });
       expectProblem(response, 409);
     });
 
