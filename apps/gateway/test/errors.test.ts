@@ -59,6 +59,6 @@ describe('gRPC status -> HTTP, code by code', () => {
     const response = await request(gateway.app).get('/v1/products/ok');
     standIn.delayMs = 0;
     expectProblem(response, 504);
-    expect(Date.now() - started).toBeLessThan(1_500);
+    expect(Date.now() - started).toBeLessThan(2_500); // the 1 s route deadline, plus slack for a loaded CI machine
   });
 });

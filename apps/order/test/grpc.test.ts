@@ -396,7 +396,7 @@ describe('when the user service is slow or down', () => {
     const error = await failure(order(userId));
     users.delayMs = 0;
     expect(error.code).toBe(status.UNAVAILABLE);
-    expect(Date.now() - started).toBeLessThan(1_500);
+    expect(Date.now() - started).toBeLessThan(2_500); // the 500 ms deadline, plus slack for a loaded CI machine
   });
 
   it('answers UNAVAILABLE fast when the user service is down, stays SERVING, and recovers', async () => {
@@ -407,7 +407,7 @@ describe('when the user service is slow or down', () => {
     const started = Date.now();
     const error = await failure(order(userId));
     expect(error.code).toBe(status.UNAVAILABLE);
-    expect(Date.now() - started).toBeLessThan(1_500);
+    expect(Date.now() - started).toBeLessThan(2_500); // the 500 ms deadline, plus slack for a loaded CI machine
     // Its own health is about its own database: still SERVING, and the catalog still answers.
     expect(await checkHealth(service.address, 'order.v1.OrderService')).toBe('SERVING');
     await expect(service.client.getProduct({ id: MOUSE })).resolves.toBeDefined();

@@ -87,7 +87,7 @@ export interface RunningOrderService {
 export async function startOrderService(
   databaseUrl: string,
   userAddress: string,
-  userDeadlineMs = 500,
+  userDeadlineMs = 5_000,
 ): Promise<RunningOrderService> {
   const prisma = createPrismaClient({ connectionString: databaseUrl, poolSize: 10 });
   const userClient = createServiceClient(UserServiceClient, userAddress, {
