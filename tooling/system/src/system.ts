@@ -107,12 +107,17 @@ export class AppProcess {
       );
     }
     // Detached: a Ctrl-C in the terminal reaches only the runner, which stops the apps in order.
-    const child = spawn(process.execPath, [appEntry(this.name)], {
-      cwd: join(ROOT, 'apps', this.name),
-      env: { ...process.env, ...this.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
-    });
+    const child = spawn(
+      process.execPath,
+      ['--require', join(__dirname, 'watchdog.js'), appEntry(this.name)],
+      {
+        cwd: join(ROOT, 'apps', this.name),
+        env: { ...process.env, ...this.env },
+        // stdin stays open as a lifeline: see watchdog.ts.
+        stdio: ['pipe', 'pipe', 'pipe'],
+        detached: true,
+      },
+    );
     this.child = child;
     this.recent = [];
     const record = (line: string) => {
