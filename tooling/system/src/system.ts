@@ -48,6 +48,8 @@ export interface SystemOptions {
   logLevel?: string;
   /** Extra environment per app. */
   env?: Partial<Record<AppName, Record<string, string>>>;
+  /** Extra `node` flags per app (e.g. `--cpu-prof`). */
+  nodeArgs?: Partial<Record<AppName, string[]>>;
   onLog?: LogSink;
   readyTimeoutMs?: number;
 }
@@ -74,6 +76,8 @@ export class AppProcess {
     private readonly env: Record<string, string>,
     private readonly onLog: LogSink,
     private readonly readyTimeoutMs: number,
+    /** Extra `node` flags, e.g. `--cpu-prof` for profiling. */
+    private readonly nodeArgs: readonly string[] = [],
   ) {}
 
   get address(): string {
@@ -109,7 +113,7 @@ export class AppProcess {
     // Detached: a Ctrl-C in the terminal reaches only the runner, which stops the apps in order.
     const child = spawn(
       process.execPath,
-      ['--require', join(__dirname, 'watchdog.js'), appEntry(this.name)],
+      [...this.nodeArgs, '--require', join(__dirname, 'watchdog.js'), appEntry(this.name)],
       {
         cwd: join(ROOT, 'apps', this.name),
         env: { ...process.env, ...this.env },
@@ -275,6 +279,7 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
         { ...envs[app], ...options.env?.[app] },
         onLog,
         readyTimeoutMs,
+        options.nodeArgs?.[app],
       );
       running[app] = process;
       onLog('system', `starting ${app} on port ${ports[app]}`);

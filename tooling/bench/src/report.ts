@@ -1,0 +1,121 @@
+import type { LoadResult } from './load';
+
+export interface ScenarioReport extends LoadResult {
+  id: string;
+  title: string;
+  connections: number;
+  processes: Record<string, { cpuPercent: number; peakRssMb: number }>;
+}
+
+export interface Report {
+  date: string;
+  machine: { cores: number; cpu: string; node: string; memoryGb: number };
+  options: {
+    durationSec: number;
+    warmupSec: number;
+    connections: number;
+    orderConnections: number;
+    users: number;
+    quick: boolean;
+  };
+  scenarios: ScenarioReport[];
+  /** Products whose stock does not match the orders that took it (must be 0). */
+  oversold: number;
+  /** Spawn to ready, per app, with its database already up. */
+  readyMs: Record<string, number>;
+}
+
+const ratio = (a: ScenarioReport | undefined, b: ScenarioReport | undefined) =>
+  a && b && b.requestsPerSecond > 0 ? a.requestsPerSecond / b.requestsPerSecond : undefined;
+const fmt = (value: number | undefined) => (value === undefined ? '–' : value.toFixed(2));
+
+export function renderMarkdown(report: Report): string {
+  const byId = new Map(report.scenarios.map((s) => [s.id, s]));
+  const lines: string[] = [];
+  lines.push(`### Benchmark ${report.options.quick ? '(quick smoke run)' : ''}`.trim());
+  lines.push('');
+  lines.push(
+    `${report.date} · ${report.machine.cores} cores (${report.machine.cpu}) · ${report.machine.memoryGb} GiB · Node ${report.machine.node} · ` +
+      `${report.options.warmupSec} s warm-up + ${report.options.durationSec} s per scenario · load generator on the same machine · ${report.options.users} users`,
+  );
+  lines.push('');
+  lines.push(
+    '| scenario | conns | req/s | p50 ms | p90 ms | p99 ms | errors | non-2xx | CPU % (of one core) | peak RSS MB |',
+  );
+  lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |');
+  for (const s of report.scenarios) {
+    const cpu = Object.entries(s.processes)
+      .map(([name, p]) => `${name} ${p.cpuPercent}`)
+      .join(', ');
+    const rss = Object.entries(s.processes)
+      .map(([name, p]) => `${name} ${p.peakRssMb}`)
+      .join(', ');
+    lines.push(
+      `| ${s.title} | ${s.connections} | ${s.requestsPerSecond} | ${s.p50} | ${s.p90} | ${s.p99} | ${s.errors} | ${s.non2xx} | ${cpu} | ${rss} |`,
+    );
+  }
+  lines.push('');
+  const s1 = byId.get('s1');
+  const s2 = byId.get('s2');
+  const s3 = byId.get('s3');
+  const b0 = byId.get('b0');
+  const b1 = byId.get('b1');
+  const b2 = byId.get('b2');
+  lines.push('| ratio (req/s) | value |');
+  lines.push('| --- | ---: |');
+  lines.push(`| S1 / B1 | ${fmt(ratio(s1, b1))} |`);
+  lines.push(`| S2 / B1 | ${fmt(ratio(s2, b1))} |`);
+  lines.push(`| S3 / B1 | ${fmt(ratio(s3, b1))} |`);
+  lines.push(`| S1 / B0 | ${fmt(ratio(s1, b0))} |`);
+  lines.push(`| S2 / B0 | ${fmt(ratio(s2, b0))} |`);
+  lines.push(`| S1 / B2 (what the gateway costs) | ${fmt(ratio(s1, b2))} |`);
+  lines.push('');
+
+  const appPeak = (app: string) =>
+    Math.max(
+      0,
+      ...report.scenarios.flatMap((s) => (s.processes[app] ? [s.processes[app].peakRssMb] : [])),
+    );
+  const targets: [string, boolean | undefined, string][] = [
+    [
+      'S1 >= 0.8 x B1 req/s',
+      ratio(s1, b1) === undefined ? undefined : ratio(s1, b1)! >= 0.8,
+      fmt(ratio(s1, b1)),
+    ],
+    [
+      'S2 >= 0.7 x B1 req/s',
+      ratio(s2, b1) === undefined ? undefined : ratio(s2, b1)! >= 0.7,
+      fmt(ratio(s2, b1)),
+    ],
+    ['S1 p99 < 60 ms', s1 ? s1.p99 < 60 : undefined, s1 ? `${s1.p99} ms` : '–'],
+    [
+      'S3 p99 < 150 ms at 20 connections',
+      s3 ? s3.p99 < 150 : undefined,
+      s3 ? `${s3.p99} ms at ${s3.connections}` : '–',
+    ],
+    ['no oversell', report.oversold === 0, `${report.oversold} products off`],
+    [
+      'no errors or unexpected statuses',
+      report.scenarios.every((s) => s.errors === 0 && s.non2xx === 0),
+      '',
+    ],
+    ...(['gateway', 'user', 'order'] as const).map((app): [string, boolean | undefined, string] => [
+      `${app} peak RSS < 150 MB`,
+      appPeak(app) ? appPeak(app) < 150 : undefined,
+      `${appPeak(app)} MB`,
+    ]),
+    ...Object.entries(report.readyMs).map(([app, ms]): [string, boolean, string] => [
+      `${app} ready < 1 s after its database`,
+      ms < 1000,
+      `${ms} ms`,
+    ]),
+  ];
+  lines.push('| target | result | measured |');
+  lines.push('| --- | --- | --- |');
+  for (const [name, ok, measured] of targets)
+    lines.push(
+      `| ${name} | ${ok === undefined ? 'not run' : ok ? 'PASS' : 'FAIL'} | ${measured} |`,
+    );
+  lines.push('');
+  return lines.join('\n');
+}

@@ -1,0 +1,168 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { withDatabase } from '@repo/database/admin';
+import { startSystem, type AppName, type RunningSystem } from '@repo/system/system';
+import { SignJWT } from 'jose';
+import { Client } from 'pg';
+import type { HttpRequestSpec } from './load';
+
+export const log = (line: string) => process.stdout.write(`bench | ${line}\n`);
+export const pick = <T>(items: readonly T[]): T => items[Math.floor(Math.random() * items.length)]!;
+
+export interface BenchSystem {
+  system: RunningSystem;
+  gatewayUrl: string;
+  orderDatabaseUrl: string;
+  tokens: string[];
+  productIds: string[];
+  /** Stock per product right after seeding. */
+  initialStock: Map<string, number>;
+  stop(): Promise<void>;
+}
+
+/**
+ * The whole system in production mode (logs at warn, a rate limit far above the load), seeded with
+ * `users` users (through the API: each costs one scrypt hash), bearer tokens minted with the
+ * gateway's secret (the bench is the operator), and ample stock (a fixture: there is no admin API).
+ */
+export async function startBenchSystem(options: {
+  users: number;
+  nodeArgs?: Partial<Record<AppName, string[]>>;
+}): Promise<BenchSystem> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'bench-'));
+  chmodSync(dataDir, 0o755);
+  const jwtSecret = randomBytes(32).toString('base64url');
+  log('starting the system (production mode, logs at warn)');
+  const system = await startSystem({
+    dataDir,
+    nodeEnv: 'production',
+    logLevel: 'warn',
+    env: { gateway: { JWT_SECRET: jwtSecret, RATE_LIMIT_MAX: '1000000000' } },
+    nodeArgs: options.nodeArgs,
+    onLog: (source, line) => {
+      if (source !== 'postgres') process.stdout.write(`${source} | ${line}\n`);
+    },
+  });
+  const gatewayUrl = system.gatewayUrl!;
+  const orderDatabaseUrl = withDatabase(system.serverUrl, 'order');
+
+  log(`seeding ${options.users} users`);
+  const userIds: string[] = [];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      while (next < options.users) {
+        const n = next++;
+        const response = await fetch(`${gatewayUrl}/v1/users`, {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({
+            email: `bench-${n}-${randomUUID()}@example.com`,
+            name: `Bench ${n}`,
+            password: 'bench password 123',
+          }),
+        });
+        if (response.status !== 201)
+          throw new Error(`seeding a user failed: ${response.status} ${await response.text()}`);
+        userIds.push(((await response.json()) as { id: string }).id);
+      }
+    }),
+  );
+  const key = new TextEncoder().encode(jwtSecret);
+  const tokens = await Promise.all(
+    userIds.map((id) =>
+      new SignJWT({})
+        .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+        .setSubject(id)
+        .setIssuer('microservices-reference')
+        .setAudience('microservices-reference-api')
+        .setIssuedAt()
+        .setExpirationTime('2h')
+        .sign(key),
+    ),
+  );
+  const pg = new Client({ connectionString: orderDatabaseUrl });
+  await pg.connect();
+  await pg.query('UPDATE products SET stock = 1000000');
+  const initialStock = new Map(
+    (await pg.query<{ id: string; stock: number }>('SELECT id, stock FROM products')).rows.map(
+      (row) => [row.id, row.stock],
+    ),
+  );
+  await pg.end();
+
+  return {
+    system,
+    gatewayUrl,
+    orderDatabaseUrl,
+    tokens,
+    productIds: [...initialStock.keys()],
+    initialStock,
+    async stop() {
+      await system.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The request each HTTP scenario sends, chosen at random per request. */
+export function scenarioRequest(id: 's1' | 's2' | 's3', bench: BenchSystem): () => HttpRequestSpec {
+  switch (id) {
+    case 's1':
+      return () => ({ method: 'GET', path: `/v1/products/${pick(bench.productIds)}` });
+    case 's2':
+      return () => ({
+        method: 'GET',
+        path: '/v1/users/me',
+        headers: { authorization: `Bearer ${pick(bench.tokens)}` },
+      });
+    case 's3':
+      return () => {
+        const lines = 1 + Math.floor(Math.random() * 3);
+        const products = [...new Set(Array.from({ length: lines }, () => pick(bench.productIds)))];
+        return {
+          method: 'POST',
+          path: '/v1/orders',
+          headers: {
+            authorization: `Bearer ${pick(bench.tokens)}`,
+            'content-type': 'application/json',
+          },
+          body: JSON.stringify({
+            items: products.map((productId) => ({ productId, quantity: 1 })),
+          }),
+        };
+      };
+  }
+}
+
+/**
+ * Stock against orders, in one statement (one snapshot): for every product, the units missing from
+ * stock must be exactly the units in its non-cancelled order lines. Returns the products that are off.
+ */
+export async function stockMismatches(
+  bench: BenchSystem,
+): Promise<{ id: string; initial: number; stock: number; sold: number }[]> {
+  const pg = new Client({ connectionString: bench.orderDatabaseUrl });
+  await pg.connect();
+  try {
+    const { rows } = await pg.query<{ id: string; stock: number; sold: string }>(
+      `SELECT p.id, p.stock, COALESCE(SUM(i.quantity) FILTER (WHERE o.status <> 'CANCELLED'), 0) AS sold
+         FROM products p
+         LEFT JOIN order_items i ON i.product_id = p.id
+         LEFT JOIN orders o ON o.id = i.order_id
+        GROUP BY p.id, p.stock`,
+    );
+    return rows
+      .map((row) => ({
+        id: row.id,
+        initial: bench.initialStock.get(row.id) ?? 0,
+        stock: row.stock,
+        sold: Number(row.sold),
+      }))
+      .filter((row) => row.stock < 0 || row.initial - row.stock !== row.sold);
+  } finally {
+    await pg.end();
+  }
+}
