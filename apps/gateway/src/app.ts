@@ -121,14 +121,15 @@ export function createApp(options: AppOptions): GatewayApp {
   const api = express.Router();
   if (options.rateLimit.max > 0)
     api.use(rateLimiter(options.rateLimit.max, options.rateLimit.windowMs));
-  api.use(
-    express.json({
+  mountRoutes(api, routes, {
+    tokens: options.tokens,
+    routeDeadlineMs: options.routeDeadlineMs,
+    jsonParser: express.json({
       limit: options.bodyLimitBytes,
       strict: true,
       type: ['application/json', 'application/*+json'],
     }),
-  );
-  mountRoutes(api, routes, { tokens: options.tokens, routeDeadlineMs: options.routeDeadlineMs });
+  });
   app.use(api);
 
   app.use(

@@ -10,7 +10,7 @@ import { exitOnStartupError } from '@repo/service-kit/startup';
 import { GrpcUserDirectory } from './clients/user-directory';
 import { loadConfig } from './config';
 import { PrismaOrderRepository } from './data/order-repository';
-import { createPrismaClient } from './data/prisma';
+import { createDatabase } from './data/prisma';
 import { createOrderServer } from './server';
 
 const config = loadConfig(process.env);
@@ -31,7 +31,7 @@ async function main(): Promise<void> {
     migrate: config.MIGRATE_ON_START,
     onLog: (line) => logger.trace({ postgres: line }),
   });
-  const prisma = createPrismaClient({
+  const db = createDatabase({
     connectionString: database.url,
     poolSize: config.DATABASE_POOL_SIZE,
   });
@@ -39,7 +39,7 @@ async function main(): Promise<void> {
     deadlineMs: config.USER_SERVICE_DEADLINE_MS,
   });
   const server = createOrderServer({
-    repository: new PrismaOrderRepository(prisma),
+    repository: new PrismaOrderRepository(db),
     users: new GrpcUserDirectory(userClient),
     logger,
     healthCheckIntervalMs: config.HEALTH_CHECK_INTERVAL_MS,
@@ -49,7 +49,7 @@ async function main(): Promise<void> {
     async () => {
       await server.stop(config.SHUTDOWN_GRACE_MS);
       userClient.close();
-      await prisma.$disconnect();
+      await db.close();
       await database.stop();
     },
     { logger, timeoutMs: config.SHUTDOWN_GRACE_MS + 5_000 },

@@ -9,7 +9,7 @@ import { createLogger, type Logger } from '@repo/service-kit/logger';
 import { UserServiceClient } from '@repo/contracts/user/v1';
 import { GrpcUserDirectory } from '../src/clients/user-directory';
 import { PrismaOrderRepository } from '../src/data/order-repository';
-import { createPrismaClient, type PrismaClient } from '../src/data/prisma';
+import { createDatabase, type PrismaClient } from '../src/data/prisma';
 import { createOrderServer, type OrderServer } from '../src/server';
 
 export const logger: Logger = createLogger({
@@ -89,12 +89,13 @@ export async function startOrderService(
   userAddress: string,
   userDeadlineMs = 5_000,
 ): Promise<RunningOrderService> {
-  const prisma = createPrismaClient({ connectionString: databaseUrl, poolSize: 10 });
+  const db = createDatabase({ connectionString: databaseUrl, poolSize: 10 });
+  const prisma = db.prisma;
   const userClient = createServiceClient(UserServiceClient, userAddress, {
     deadlineMs: userDeadlineMs,
   });
   const server = createOrderServer({
-    repository: new PrismaOrderRepository(prisma),
+    repository: new PrismaOrderRepository(db),
     users: new GrpcUserDirectory(userClient),
     logger,
     healthCheckIntervalMs: 200,
@@ -111,7 +112,7 @@ export async function startOrderService(
       client.close();
       userClient.close();
       await server.stop(1_000);
-      await prisma.$disconnect();
+      await db.close();
     },
   };
 }

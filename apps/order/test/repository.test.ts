@@ -2,21 +2,23 @@ import { randomUUID } from 'node:crypto';
 import { createTestDatabase, type TestDatabase } from '@repo/database/testing';
 import type { NewOrder } from '../src/domain/ports';
 import { PrismaOrderRepository } from '../src/data/order-repository';
-import { createPrismaClient, type PrismaClient } from '../src/data/prisma';
+import { createDatabase, type Database, type PrismaClient } from '../src/data/prisma';
 
 describe('PrismaOrderRepository against PostgreSQL', () => {
   let database: TestDatabase;
+  let db: Database;
   let prisma: PrismaClient;
   let repository: PrismaOrderRepository;
 
   beforeAll(async () => {
     database = await createTestDatabase();
-    prisma = createPrismaClient({ connectionString: database.url, poolSize: 5 });
-    repository = new PrismaOrderRepository(prisma);
+    db = createDatabase({ connectionString: database.url, poolSize: 5 });
+    prisma = db.prisma;
+    repository = new PrismaOrderRepository(db);
   });
 
   afterAll(async () => {
-    await prisma.$disconnect();
+    await db.close();
     await database.drop();
   });
 

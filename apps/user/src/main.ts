@@ -5,7 +5,7 @@ import { createLogger } from '@repo/service-kit/logger';
 import { onShutdownSignal } from '@repo/service-kit/shutdown';
 import { exitOnStartupError } from '@repo/service-kit/startup';
 import { loadConfig } from './config';
-import { createPrismaClient } from './data/prisma';
+import { createDatabase } from './data/prisma';
 import { PrismaUserRepository } from './data/user-repository';
 import { createUserServer } from './server';
 
@@ -27,12 +27,12 @@ async function main(): Promise<void> {
     migrate: config.MIGRATE_ON_START,
     onLog: (line) => logger.trace({ postgres: line }),
   });
-  const prisma = createPrismaClient({
+  const db = createDatabase({
     connectionString: database.url,
     poolSize: config.DATABASE_POOL_SIZE,
   });
   const server = createUserServer({
-    repository: new PrismaUserRepository(prisma),
+    repository: new PrismaUserRepository(db),
     logger,
     healthCheckIntervalMs: config.HEALTH_CHECK_INTERVAL_MS,
   });
@@ -40,7 +40,7 @@ async function main(): Promise<void> {
   onShutdownSignal(
     async () => {
       await server.stop(config.SHUTDOWN_GRACE_MS);
-      await prisma.$disconnect();
+      await db.close();
       await database.stop();
     },
     { logger, timeoutMs: config.SHUTDOWN_GRACE_MS + 5_000 },

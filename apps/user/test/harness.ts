@@ -1,7 +1,7 @@
 import { UserServiceClient } from '@repo/contracts/user/v1';
 import { createServiceClient } from '@repo/service-kit/grpc-client';
 import { createLogger } from '@repo/service-kit/logger';
-import { createPrismaClient } from '../src/data/prisma';
+import { createDatabase } from '../src/data/prisma';
 import { PrismaUserRepository } from '../src/data/user-repository';
 import { createUserServer, type UserServer } from '../src/server';
 
@@ -20,9 +20,9 @@ export async function startUserService(
   healthCheckIntervalMs = 200,
 ): Promise<RunningUserService> {
   const logger = createLogger({ name: 'user-test', level: 'silent', pretty: false });
-  const prisma = createPrismaClient({ connectionString: databaseUrl, poolSize: 10 });
+  const db = createDatabase({ connectionString: databaseUrl, poolSize: 10 });
   const server = createUserServer({
-    repository: new PrismaUserRepository(prisma),
+    repository: new PrismaUserRepository(db),
     logger,
     healthCheckIntervalMs,
   });
@@ -36,7 +36,7 @@ export async function startUserService(
     async stop() {
       client.close();
       await server.stop(1_000);
-      await prisma.$disconnect();
+      await db.close();
     },
   };
 }

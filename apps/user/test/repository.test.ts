@@ -1,21 +1,21 @@
 import { createTestDatabase, type TestDatabase } from '@repo/database/testing';
 import { DomainError } from '@repo/service-kit/errors';
-import { createPrismaClient, type PrismaClient } from '../src/data/prisma';
+import { createDatabase, type Database } from '../src/data/prisma';
 import { PrismaUserRepository } from '../src/data/user-repository';
 
 describe('PrismaUserRepository against PostgreSQL', () => {
   let database: TestDatabase;
-  let prisma: PrismaClient;
+  let db: Database;
   let repository: PrismaUserRepository;
 
   beforeAll(async () => {
     database = await createTestDatabase();
-    prisma = createPrismaClient({ connectionString: database.url, poolSize: 5 });
-    repository = new PrismaUserRepository(prisma);
+    db = createDatabase({ connectionString: database.url, poolSize: 5 });
+    repository = new PrismaUserRepository(db);
   });
 
   afterAll(async () => {
-    await prisma.$disconnect();
+    await db.close();
     await database.drop();
   });
 

@@ -34,12 +34,20 @@ export async function startBenchSystem(options: {
   const dataDir = mkdtempSync(join(tmpdir(), 'bench-'));
   chmodSync(dataDir, 0o755);
   const jwtSecret = randomBytes(32).toString('base64url');
+  // BENCH_NODE_OPTIONS: try V8 flags on every app without touching them (e.g. heap sizing).
+  const nodeOptions: Record<string, string> = process.env.BENCH_NODE_OPTIONS
+    ? { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS }
+    : {};
   log('starting the system (production mode, logs at warn)');
   const system = await startSystem({
     dataDir,
     nodeEnv: 'production',
     logLevel: 'warn',
-    env: { gateway: { JWT_SECRET: jwtSecret, RATE_LIMIT_MAX: '1000000000' } },
+    env: {
+      gateway: { JWT_SECRET: jwtSecret, RATE_LIMIT_MAX: '1000000000', ...nodeOptions },
+      user: nodeOptions,
+      order: nodeOptions,
+    },
     nodeArgs: options.nodeArgs,
     onLog: (source, line) => {
       if (source !== 'postgres') process.stdout.write(`${source} | ${line}\n`);

@@ -1,6 +1,6 @@
 import type { Request, RequestHandler, Response, Router } from 'express';
 import type { z } from 'zod';
-import { currentContext, runWithContext } from '@repo/service-kit/context';
+import { currentContext } from '@repo/service-kit/context';
 import type { TokenService } from '../auth/tokens';
 import { invalidToken } from '../auth/tokens';
 import { HttpError, PROBLEM_TYPES } from './problem';
@@ -96,6 +96,8 @@ function fieldErrors(
 export interface MountOptions {
   tokens: TokenService;
   routeDeadlineMs: number;
+  /** Parses JSON bodies; mounted only on routes that take one. */
+  jsonParser: RequestHandler;
 }
 
 const isJson = (req: Request) =>
@@ -154,15 +156,15 @@ export function mountRoutes(
         });
       }
 
-      // Every backend call made for this request inherits this deadline (see the gRPC client).
+      // Every backend call made for this request inherits this deadline (see the gRPC client). The
+      // request's context object is updated in place: one AsyncLocalStorage scope per request.
       const context = currentContext();
-      const deadline = new Date(Date.now() + options.routeDeadlineMs);
-      const result = await runWithContext({ requestId: context?.requestId ?? '', deadline }, () =>
-        route.handle({ params, query, body, headers, user, req, res }),
-      );
+      if (context) context.deadline = new Date(Date.now() + options.routeDeadlineMs);
+      const result = await route.handle({ params, query, body, headers, user, req, res });
       res.status(route.status).json(result);
     };
-    router[route.method](route.path, handler);
+    if (route.body) router[route.method](route.path, options.jsonParser, handler);
+    else router[route.method](route.path, handler);
   }
 }
 

@@ -1,9 +1,13 @@
+import { coalesce } from '@repo/service-kit/coalesce';
 import type { Backends } from '../backends';
 import { defineRoute, type AnyRoute } from '../http/route';
 import { nextToken, presentProduct } from './present';
 import { IdParams, PageQuery, Product, ProductList } from './schemas';
 
 export function catalogRoutes(backends: Backends): AnyRoute[] {
+  // Concurrent requests for one product share one backend call (see coalesce): the catalog is
+  // read-mostly and hot. Nothing is cached, so a product is never older than a call in flight.
+  const getProduct = coalesce((id: string) => backends.orders.getProduct({ id }));
   return [
     defineRoute({
       operationId: 'listProducts',
@@ -38,7 +42,7 @@ export function catalogRoutes(backends: Backends): AnyRoute[] {
       response: { description: 'The product.', schema: Product },
       errors: { 404: 'No such product.' },
       handle: async ({ params }) =>
-        presentProduct((await backends.orders.getProduct({ id: params.id })).product),
+        presentProduct((await getProduct(params.id)).product),
     }),
   ];
 }

@@ -1,3 +1,4 @@
+import { coalesce } from '@repo/service-kit/coalesce';
 import { DomainError, type FieldViolation } from '@repo/service-kit/errors';
 import { decodePageToken, encodePageToken, normalizePageSize } from '@repo/service-kit/pagination';
 import type { Order, Product } from './model';
@@ -17,7 +18,15 @@ const invalidToken = () =>
 
 /** The catalog's use cases. */
 export class Catalog {
-  constructor(private readonly repository: OrderRepository) {}
+  /**
+   * Product reads are hot and identical (many callers, few products): concurrent reads of one
+   * product share a single query. Not a cache: nothing outlives the query, so stock is never stale.
+   */
+  private readonly findProduct: (id: string) => Promise<Product | undefined>;
+
+  constructor(private readonly repository: OrderRepository) {
+    this.findProduct = coalesce((id: string) => repository.findProduct(id));
+  }
 
   async list(
     pageSize: number,
@@ -36,7 +45,7 @@ export class Catalog {
 
   /** A malformed id is simply not found: it never reaches the database. */
   async get(id: string): Promise<Product> {
-    const product = isUuid(id) ? await this.repository.findProduct(id.toLowerCase()) : undefined;
+    const product = isUuid(id) ? await this.findProduct(id.toLowerCase()) : undefined;
     if (!product) throw new DomainError('NOT_FOUND', `product ${id} not found`);
     return product;
   }
