@@ -41,8 +41,7 @@ export function catalogRoutes(backends: Backends): AnyRoute[] {
       status: 200,
       response: { description: 'The product.', schema: Product },
       errors: { 404: 'No such product.' },
-      handle: async ({ params }) =>
-        presentProduct((await getProduct(params.id)).product),
+      handle: async ({ params }) => presentProduct((await getProduct(params.id)).product),
     }),
   ];
 }

@@ -50,17 +50,11 @@ function toOrder(row: OrderRow): Order {
   };
 }
 
-const isPrismaError = (error: unknown, code: string) =>
-  typeof error === 'object' && error !== null && (error as { code?: unknown }).code === code;
-
 /**
  * Interactive transactions wait up to maxWait for a pooled connection and must finish within
  * timeout. Prisma's defaults (2 s / 5 s) are too tight for bursts of orders on a small pool.
  */
 const TRANSACTION_OPTIONS = { maxWait: 5_000, timeout: 10_000 } as const;
-
-/** Thrown inside the transaction to roll it back when a line cannot be reserved. */
-class ReservationFailed extends Error {}
 
 /** The only code in the order service that touches Prisma. */
 export class PrismaOrderRepository implements OrderRepository {
@@ -95,75 +89,137 @@ export class PrismaOrderRepository implements OrderRepository {
     return rows[0];
   }
 
-  findProducts(ids: readonly string[]): Promise<Product[]> {
-    return this.prisma.product.findMany({
-      where: { id: { in: [...ids] } },
-      select: PRODUCT_FIELDS,
+  async findProducts(ids: readonly string[]): Promise<Product[]> {
+    const { rows } = await this.pool.query<Product>({
+      name: 'products_by_ids',
+      text: 'SELECT id::text AS id, sku, name, price_cents AS "priceCents", currency, stock FROM products WHERE id = ANY($1::uuid[])',
+      values: [[...ids]],
     });
+    return rows;
   }
 
+  /**
+   * The write path, on one pooled connection in one transaction, in plain SQL: it was this
+   * service's hottest code under load, and Prisma's interactive transactions cost a WebAssembly
+   * query compilation per statement plus extra round trips (`pnpm profile order --scenario s3`).
+   *
+   * 1. The order row first: a second call with the same idempotency key blocks on the unique index
+   *    until the first commits, then fails (23505) and the caller returns the first order.
+   * 2. The lines, in one INSERT.
+   * 3. The stock, last, so its row locks are held for one round trip (until COMMIT): lock the rows
+   *    in id order (two orders sharing products cannot deadlock) and take each quantity only if
+   *    enough is left at the price we charged. Under READ COMMITTED PostgreSQL re-checks the WHERE
+   *    clause on the latest row version, so concurrent orders cannot oversell; the CHECK
+   *    (stock >= 0) constraint is the last guard. FOR NO KEY UPDATE, not FOR UPDATE: the
+   *    order_items foreign key holds KEY SHARE locks on those products, which FOR UPDATE would
+   *    conflict with.
+   */
   async placeOrder(order: NewOrder): Promise<PlaceOrderResult> {
+    const client = await this.pool.connect();
+    let broken: Error | undefined;
     try {
-      const created = await this.prisma.$transaction(async (tx) => {
-        // The order first: a second call with the same idempotency key blocks on the unique index
-        // here until the first commits, then fails with P2002 and returns the first order.
-        const row = await tx.order.create({
-          data: {
-            userId: order.userId,
-            status: order.status,
-            totalCents: BigInt(order.totalCents),
-            currency: order.currency,
-            idempotencyKey: order.idempotencyKey ?? null,
-            items: { createMany: { data: order.items } },
-          },
-          include: ORDER_INCLUDE,
+      await client.query('BEGIN');
+      let header: { id: string; createdAt: Date; updatedAt: Date };
+      try {
+        const inserted = await client.query<{ id: string; createdAt: Date; updatedAt: Date }>({
+          name: 'insert_order',
+          text: `INSERT INTO orders (user_id, status, total_cents, currency, idempotency_key)
+                 VALUES ($1, $2::order_status, $3, $4, $5)
+                 RETURNING id::text AS id, created_at AS "createdAt", updated_at AS "updatedAt"`,
+          values: [
+            order.userId,
+            order.status,
+            order.totalCents,
+            order.currency,
+            order.idempotencyKey ?? null,
+          ],
         });
-        // Then the stock, in one statement: lock the rows in id order (two orders sharing products
-        // cannot deadlock), and take each quantity only if enough is left at the price we charged.
-        // FOR NO KEY UPDATE, not FOR UPDATE: the order_items foreign key holds a KEY SHARE lock on
-        // each product, which FOR UPDATE would conflict with (a deadlock between two orders).
-        // Under READ COMMITTED, PostgreSQL re-checks the WHERE clause on the latest row version, so
-        // concurrent orders cannot oversell; the CHECK (stock >= 0) constraint is the last guard.
-        const ids = order.items.map((item) => item.productId);
-        const quantities = order.items.map((item) => item.quantity);
-        const prices = order.items.map((item) => item.unitPriceCents);
-        const reserved = await tx.$queryRaw<{ id: string }[]>`
-          WITH wanted AS (
-            SELECT * FROM unnest(${ids}::uuid[], ${quantities}::int[], ${prices}::int[]) AS w(id, quantity, price)
-          ), locked AS (
-            SELECT p.id FROM products p WHERE p.id IN (SELECT id FROM wanted) ORDER BY p.id FOR NO KEY UPDATE
-          )
-          UPDATE products p
-             SET stock = p.stock - w.quantity, updated_at = now()
-            FROM wanted w
-           WHERE p.id = w.id
-             AND p.id IN (SELECT id FROM locked)
-             AND p.stock >= w.quantity
-             AND p.price_cents = w.price
-          RETURNING p.id`;
-        if (reserved.length !== order.items.length) throw new ReservationFailed();
-        return row;
-      }, TRANSACTION_OPTIONS);
-      return { kind: 'created', order: toOrder(created) };
-    } catch (error) {
-      if (isPrismaError(error, 'P2002')) return { kind: 'duplicate-key' };
-      if (!(error instanceof ReservationFailed)) throw error;
-      // Rolled back; say why, from the current catalog.
-      const products = new Map(
-        (await this.findProducts(order.items.map((item) => item.productId))).map((p) => [p.id, p]),
-      );
-      for (const item of order.items) {
-        const product = products.get(item.productId);
-        if (!product || product.stock < item.quantity) {
-          return {
-            kind: 'insufficient-stock',
-            productId: item.productId,
-            available: product?.stock ?? 0,
-          };
-        }
+        header = inserted.rows[0]!;
+      } catch (error) {
+        await client.query('ROLLBACK');
+        if ((error as { code?: string }).code === '23505') return { kind: 'duplicate-key' };
+        throw error;
       }
-      return { kind: 'price-changed' };
+
+      await client.query({
+        name: 'insert_order_items',
+        text: `INSERT INTO order_items (order_id, product_id, sku, name, unit_price_cents, quantity)
+               SELECT $1::uuid, * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::int[], $6::int[])`,
+        values: [
+          header.id,
+          order.items.map((item) => item.productId),
+          order.items.map((item) => item.sku),
+          order.items.map((item) => item.name),
+          order.items.map((item) => item.unitPriceCents),
+          order.items.map((item) => item.quantity),
+        ],
+      });
+      const reserved = await client.query({
+        name: 'reserve_stock',
+        text: `WITH wanted AS (
+                 SELECT * FROM unnest($1::uuid[], $2::int[], $3::int[]) AS w(id, quantity, price)
+               ), locked AS (
+                 SELECT p.id FROM products p WHERE p.id IN (SELECT id FROM wanted) ORDER BY p.id FOR NO KEY UPDATE
+               )
+               UPDATE products p
+                  SET stock = p.stock - w.quantity, updated_at = now()
+                 FROM wanted w
+                WHERE p.id = w.id
+                  AND p.id IN (SELECT id FROM locked)
+                  AND p.stock >= w.quantity
+                  AND p.price_cents = w.price`,
+        values: [
+          order.items.map((item) => item.productId),
+          order.items.map((item) => item.quantity),
+          order.items.map((item) => item.unitPriceCents),
+        ],
+      });
+      if (reserved.rowCount !== order.items.length) {
+        await client.query('ROLLBACK');
+        return this.whyNotReserved(order);
+      }
+
+      await client.query('COMMIT');
+      return {
+        kind: 'created',
+        order: {
+          id: header.id,
+          userId: order.userId,
+          status: order.status,
+          items: [...order.items].sort((a, b) => a.sku.localeCompare(b.sku)),
+          totalCents: order.totalCents,
+          currency: order.currency,
+          idempotencyKey: order.idempotencyKey,
+          createdAt: header.createdAt,
+          updatedAt: header.updatedAt,
+        },
+      };
+    } catch (error) {
+      broken = error instanceof Error ? error : new Error(String(error));
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      // A connection that failed mid-transaction is discarded, not returned to the pool.
+      client.release(broken);
     }
+  }
+
+  /** After a rollback: which line could not be reserved, from the current catalog. */
+  private async whyNotReserved(order: NewOrder): Promise<PlaceOrderResult> {
+    const products = new Map(
+      (await this.findProducts(order.items.map((item) => item.productId))).map((p) => [p.id, p]),
+    );
+    for (const item of order.items) {
+      const product = products.get(item.productId);
+      if (!product || product.stock < item.quantity) {
+        return {
+          kind: 'insufficient-stock',
+          productId: item.productId,
+          available: product?.stock ?? 0,
+        };
+      }
+    }
+    return { kind: 'price-changed' };
   }
 
   async findOrderByIdempotencyKey(userId: string, key: string): Promise<Order | undefined> {
