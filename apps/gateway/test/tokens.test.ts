@@ -28,6 +28,15 @@ describe('access tokens', () => {
     expect(response.headers['www-authenticate']).toBe('Bearer error="invalid_token"');
   });
 
+  it('stops accepting a token once it expires, even after it was verified (and cached) while valid', async () => {
+    const token = await forgeToken({ sub: user.id, exp: Math.floor(Date.now() / 1000) + 2 });
+    await me(`Bearer ${token}`).expect(200);
+    await new Promise((resolve) => setTimeout(resolve, 2_100));
+    const response = await me(`Bearer ${token}`);
+    expectProblem(response, 401);
+    expect(response.body.detail).toBe('the access token has expired');
+  });
+
   it('rejects a tampered token (payload changed, signature kept)', async () => {
     const [header, , signature] = user.auth.Authorization.slice('Bearer '.length).split('.');
     const payload = b64({

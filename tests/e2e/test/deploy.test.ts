@@ -175,6 +175,9 @@ describe.each(APPS)('apps/%s/Dockerfile', (app) => {
     expect(instructions).toContain('RUN pnpm install --frozen-lockfile');
     expect(instructions).toContain(`RUN pnpm --filter @repo/${app} deploy --prod /app`);
     expect(instructions).toContain('USER node');
+    expect(instructions).toContain(
+      'ENV NODE_OPTIONS="--max-semi-space-size=4 --max-old-space-size=96"',
+    );
     expect(instructions.some((line) => line.startsWith('HEALTHCHECK '))).toBe(true);
     expect(instructions.at(-1)).toBe('CMD ["node", "dist/main.js"]');
     expect(instructions).toContain(`EXPOSE ${DEFAULT_PORT[app]}`);

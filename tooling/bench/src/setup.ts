@@ -34,7 +34,7 @@ export async function startBenchSystem(options: {
   const dataDir = mkdtempSync(join(tmpdir(), 'bench-'));
   chmodSync(dataDir, 0o755);
   const jwtSecret = randomBytes(32).toString('base64url');
-  // BENCH_NODE_OPTIONS: try V8 flags on every app without touching them (e.g. heap sizing).
+  // BENCH_NODE_OPTIONS: try other V8 flags on every app (production mode sets PRODUCTION_NODE_OPTIONS).
   const nodeOptions: Record<string, string> = process.env.BENCH_NODE_OPTIONS
     ? { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS }
     : {};

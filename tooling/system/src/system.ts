@@ -32,6 +32,14 @@ export class SystemError extends Error {
   override readonly name = 'SystemError';
 }
 
+/**
+ * V8 heap limits for production mode, the same as the Dockerfiles set. Under load V8 otherwise
+ * grows the heap well past what these services keep alive (peak RSS 180-220 MB measured by
+ * `pnpm bench`); with a 4 MB semi-space and a 96 MB old space every app stays under 150 MB, for
+ * about 10% of throughput. The live heap of each app is a few tens of MB.
+ */
+export const PRODUCTION_NODE_OPTIONS = '--max-semi-space-size=4 --max-old-space-size=96';
+
 export type LogSink = (source: AppName | 'postgres' | 'system', line: string) => void;
 
 export interface SystemOptions {
@@ -231,7 +239,11 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
   const databaseUrl = (name: string) => withDatabase(serverUrl, name);
 
   const jwtSecret = randomBytes(32).toString('base64url');
-  const common = { NODE_ENV: nodeEnv, LOG_LEVEL: logLevel };
+  const common = {
+    NODE_ENV: nodeEnv,
+    LOG_LEVEL: logLevel,
+    ...(nodeEnv === 'production' ? { NODE_OPTIONS: PRODUCTION_NODE_OPTIONS } : {}),
+  };
   const envs: Record<AppName, Record<string, string>> = {
     user: {
       ...common,

@@ -30,6 +30,13 @@ export const invalidToken = (detail: string) =>
  */
 export class TokenService {
   private readonly key: Uint8Array;
+  /**
+   * Tokens already verified, with their subject and expiry. A valid HS256 token stays valid until
+   * it expires (there is no revocation), so re-verifying it on every request only burns CPU: a
+   * cache hit still checks the expiry. Bounded, oldest evicted first.
+   */
+  private readonly verified = new Map<string, { userId: string; expiresAt: number }>();
+  private static readonly CACHE_SIZE = 10_000;
 
   constructor(private readonly options: TokenOptions) {
     this.key = new TextEncoder().encode(options.secret);
@@ -50,6 +57,17 @@ export class TokenService {
 
   /** The user id the token was issued to; HttpError 401 for anything but a valid, current token. */
   async verify(token: string): Promise<string> {
+    const cached = this.verified.get(token);
+    if (cached) {
+      if (cached.expiresAt > Date.now()) return cached.userId;
+      this.verified.delete(token);
+      throw invalidToken('the access token has expired');
+    }
+    const userId = await this.verifySignature(token);
+    return userId;
+  }
+
+  private async verifySignature(token: string): Promise<string> {
     try {
       const { payload } = await jwtVerify(token, this.key, {
         algorithms: [ALGORITHM],
@@ -58,6 +76,12 @@ export class TokenService {
       });
       if (typeof payload.sub !== 'string' || !UUID_PATTERN.test(payload.sub))
         throw invalidToken('the token has no valid subject');
+      if (typeof payload.exp === 'number') {
+        if (this.verified.size >= TokenService.CACHE_SIZE) {
+          this.verified.delete(this.verified.keys().next().value!);
+        }
+        this.verified.set(token, { userId: payload.sub, expiresAt: payload.exp * 1000 });
+      }
       return payload.sub;
     } catch (error) {
       if (error instanceof HttpError) throw error;

@@ -32,6 +32,36 @@ function routeLabel(req: Request): string {
   return typeof path === 'string' ? `${req.baseUrl}${path}` : 'unmatched';
 }
 
+/**
+ * The counter and histogram children of one (method, route, status), looked up once: prom-client
+ * otherwise hashes the label set on every observation. Routes are patterns, so the set is small.
+ */
+interface Series {
+  requests: { inc(): void };
+  duration: { observe(value: number): void };
+}
+const seriesCache = new WeakMap<Metrics, Map<string, Series>>();
+function metricSeries(
+  metrics: Metrics,
+  labels: { method: string; route: string; status: string },
+): Series {
+  let cache = seriesCache.get(metrics);
+  if (!cache) {
+    cache = new Map<string, Series>();
+    seriesCache.set(metrics, cache);
+  }
+  const key = `${labels.method} ${labels.route} ${labels.status}`;
+  let series = cache.get(key);
+  if (!series) {
+    series = {
+      requests: metrics.httpRequests.labels(labels),
+      duration: metrics.httpDuration.labels(labels),
+    };
+    cache.set(key, series);
+  }
+  return series;
+}
+
 /** Counts and times every request by method, route pattern and status; logs it at info. */
 export function observe(metrics: Metrics, logger: Logger): RequestHandler {
   return (req, res, next) => {
@@ -39,8 +69,9 @@ export function observe(metrics: Metrics, logger: Logger): RequestHandler {
     res.once('finish', () => {
       const seconds = (performance.now() - started) / 1000;
       const labels = { method: req.method, route: routeLabel(req), status: String(res.statusCode) };
-      metrics.httpRequests.inc(labels);
-      metrics.httpDuration.observe(labels, seconds);
+      const series = metricSeries(metrics, labels);
+      series.requests.inc();
+      series.duration.observe(seconds);
       if (logger.isLevelEnabled('info')) {
         logger.info(
           {
