@@ -161,7 +161,7 @@ export class AppProcess {
         );
       }
       if (await this.probe()) return;
-      await sleep(100);
+      await sleep(25);
     }
     throw new SystemError(`${this.name} was not ready after ${this.readyTimeoutMs} ms`);
   }
