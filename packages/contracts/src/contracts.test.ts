@@ -30,6 +30,10 @@ describe('generated contracts', () => {
     const services = set.file.flatMap((file) =>
       file.service.map((service) => `${file.package}.${service.name}`),
     );
-    expect(services.sort()).toEqual(['order.v1.OrderService', 'user.v1.UserService']);
+    expect(services.sort()).toEqual([
+      'grpc.health.v1.Health',
+      'order.v1.OrderService',
+      'user.v1.UserService',
+    ]);
   });
 });

@@ -14,7 +14,7 @@ import {
 import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { descriptorSetPath } from '@repo/contracts/descriptor';
-import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
+import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import { REQUEST_ID_KEY, requestIdOrNew, runWithContext } from './context';
 import { DomainError, toStatusObject } from './errors';
@@ -109,11 +109,12 @@ export function unaryService<S>(
   return implementation;
 }
 
-/** Everything reflection can describe: our contracts plus the standard health service. */
+/**
+ * Everything reflection can describe: our contracts and the standard health service, all in the
+ * descriptor set `buf build` made from proto/ (one binary decode, no .proto parsing at start-up).
+ */
 function reflectionPackageDefinition(): protoLoader.PackageDefinition {
-  const contracts = protoLoader.loadFileDescriptorSetFromBuffer(readFileSync(descriptorSetPath));
-  const health = protoLoader.loadSync(healthProtoPath);
-  return { ...contracts, ...health };
+  return protoLoader.loadFileDescriptorSetFromBuffer(readFileSync(descriptorSetPath));
 }
 
 export const HEALTH_SERVICE_NAME = 'grpc.health.v1.Health';

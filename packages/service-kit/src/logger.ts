@@ -1,5 +1,5 @@
 import pino, { type Logger, type LevelWithSilent } from 'pino';
-import pretty from 'pino-pretty';
+import type PinoPretty from 'pino-pretty';
 import { currentContext } from './context';
 
 export type { Logger } from 'pino';
@@ -39,6 +39,9 @@ export function createLogger(options: LoggerOptions): Logger {
     },
   };
   if (options.pretty) {
+    // Loaded only in development: production never pays for it.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const pretty = require('pino-pretty') as typeof PinoPretty;
     // A synchronous stream, not a worker-thread transport: nothing to flush at exit.
     return pino(
       config,

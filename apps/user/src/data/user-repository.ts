@@ -111,7 +111,8 @@ export class PrismaUserRepository implements UserRepository {
     return count > 0;
   }
 
+  /** For health checks; on the pool directly, so start-up does not wait for Prisma's engine. */
   async ping(): Promise<void> {
-    await this.prisma.$queryRaw`SELECT 1`;
+    await this.pool.query('SELECT 1');
   }
 }
