@@ -170,13 +170,13 @@ describe('the public API against the real user and order services', () => {
       expect(retry.body).toEqual(first.body);
     });
 
-    it('ignores prices sent by the client', async () => {
+    it('refuses prices sent by the client (unknown fields are rejected)', async () => {
       const user = await signUp(gateway.app);
       const response = await request(gateway.app)
         .post('/v1/orders')
         .set(user.auth)
         .send({ items: [{ productId: MOUSE, quantity: 1, unitPriceCents: 1 }] });
-      expectProblem(response, 400); // unknown fields are refused outright
+      expectProblem(response, 400);
     });
 
     it('answers 409 naming the product when stock is short', async () => {

@@ -4,21 +4,14 @@ import { OrderStatus } from '@repo/contracts/order/v1';
 import { createTestDatabase, startTcpProxy, type TestDatabase } from '@repo/database/testing';
 import { fieldViolationsOf } from '@repo/service-kit/errors';
 import { checkHealth } from '@repo/service-kit/health-client';
-import { eventually } from '@repo/service-kit/testing';
+import { eventually, rejectionOf } from '@repo/service-kit/testing';
 import { StandInUserService, startOrderService, status, type RunningOrderService } from './harness';
 
 const KEYBOARD = '0b7d3e4a-1c2f-4a5b-8c6d-000000000001'; // seeded: 8900 EUR
 const MOUSE = '0b7d3e4a-1c2f-4a5b-8c6d-000000000002'; // seeded: 2900 EUR
 const UNKNOWN = '00000000-0000-4000-8000-000000000000';
 
-async function failure(promise: Promise<unknown>): Promise<ServiceError> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as ServiceError;
-  }
-  throw new Error('expected the call to fail');
-}
+const failure = (promise: Promise<unknown>) => rejectionOf<ServiceError>(promise);
 
 describe('order.v1.OrderService over gRPC', () => {
   let database: TestDatabase;

@@ -3,19 +3,12 @@ import { createTestDatabase, startTcpProxy, type TestDatabase } from '@repo/data
 import { fieldViolationsOf } from '@repo/service-kit/errors';
 import { startUserService, type RunningUserService } from './harness';
 import { checkHealth } from '@repo/service-kit/health-client';
-import { eventually } from '@repo/service-kit/testing';
+import { eventually, rejectionOf } from '@repo/service-kit/testing';
 
 const PASSWORD = 'correct horse battery staple';
 const UNKNOWN_ID = '00000000-0000-4000-8000-000000000000';
 
-async function failure(promise: Promise<unknown>): Promise<ServiceError> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as ServiceError;
-  }
-  throw new Error('expected the call to fail');
-}
+const failure = (promise: Promise<unknown>) => rejectionOf<ServiceError>(promise);
 
 describe('user.v1.UserService over gRPC', () => {
   let database: TestDatabase;

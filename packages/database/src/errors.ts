@@ -1,3 +1,5 @@
+import { DomainError } from '@repo/service-kit/errors';
+
 /** Error codes meaning "the database cannot be reached right now", as opposed to a bad query. */
 const UNAVAILABLE_CODES = new Set([
   // Node sockets
@@ -45,4 +47,11 @@ export function isDatabaseUnavailable(error: unknown): boolean {
     current = cause;
   }
   return false;
+}
+
+/** For `unaryService`'s `translateError`: a database outage is UNAVAILABLE (retryable), not INTERNAL. */
+export function databaseUnavailableError(error: unknown): DomainError | undefined {
+  return isDatabaseUnavailable(error)
+    ? new DomainError('UNAVAILABLE', 'the database is unavailable')
+    : undefined;
 }

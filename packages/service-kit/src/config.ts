@@ -69,6 +69,28 @@ export const env = {
 };
 
 /**
+ * The settings every service that owns a PostgreSQL database shares; spread them into the
+ * service's own schema next to its port and peers.
+ */
+export function databaseServiceEnv() {
+  return {
+    NODE_ENV: env.nodeEnv(),
+    LOG_LEVEL: env.logLevel(),
+    /** PostgreSQL for this service. Absent: an embedded server is started in DATA_DIR. */
+    DATABASE_URL: env.optionalDatabaseUrl(),
+    /** Apply committed migrations at start-up (compose runs a one-shot migration job instead). */
+    MIGRATE_ON_START: env.boolean(true),
+    /** Where the embedded PostgreSQL keeps its data (only without DATABASE_URL). */
+    DATA_DIR: z.string().min(1).default('.data'),
+    /** Port of the embedded PostgreSQL; a free one when unset. */
+    EMBEDDED_PG_PORT: env.port(0),
+    DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(100).default(10),
+    HEALTH_CHECK_INTERVAL_MS: env.millis(2_000),
+    SHUTDOWN_GRACE_MS: env.millis(10_000),
+  };
+}
+
+/**
  * For `main.ts`: load the config or print the problem and exit 1. Use only at the composition
  * root; everything else receives the parsed config.
  */
