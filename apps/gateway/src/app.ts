@@ -1,6 +1,5 @@
 import cors from 'cors';
 import express, { type Express } from 'express';
-import helmet from 'helmet';
 import type { Logger } from '@repo/service-kit/logger';
 import type { TokenService } from './auth/tokens';
 import { BACKEND_SERVICES, type BackendName, type Backends } from './backends';
@@ -8,12 +7,13 @@ import {
   errorHandler,
   notFound,
   observe,
-  rateLimiter,
   requestContext,
   RETRY_AFTER_SECONDS,
 } from './http/middleware';
 import { PROBLEM_TYPES, problem, sendProblem } from './http/problem';
+import { FixedWindowLimiter, rateLimiter } from './http/rate-limit';
 import { mountRoutes, type AnyRoute } from './http/route';
+import { securityHeaders } from './http/security-headers';
 import type { Metrics } from './metrics';
 import { buildOpenApiDocument } from './openapi/document';
 import { docsRouter } from './openapi/docs-page';
@@ -64,7 +64,7 @@ export function createApp(options: AppOptions): GatewayApp {
     if (draining) res.setHeader('Connection', 'close');
     next();
   });
-  app.use(helmet());
+  app.use(securityHeaders);
   if (options.corsOrigins) {
     const origins =
       options.corsOrigins === '*'
@@ -120,7 +120,7 @@ export function createApp(options: AppOptions): GatewayApp {
   // The API.
   const api = express.Router();
   if (options.rateLimit.max > 0)
-    api.use(rateLimiter(options.rateLimit.max, options.rateLimit.windowMs));
+    api.use(rateLimiter(new FixedWindowLimiter(options.rateLimit.max, options.rateLimit.windowMs)));
   mountRoutes(api, routes, {
     tokens: options.tokens,
     routeDeadlineMs: options.routeDeadlineMs,

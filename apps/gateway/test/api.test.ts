@@ -350,12 +350,27 @@ describe('the public API against the real user and order services', () => {
       await request(gateway.app).get('/docs/init.js').expect(200);
     });
 
-    it('sets helmet’s security headers and returns X-Request-Id', async () => {
-      const response = await request(gateway.app).get('/healthz');
-      expect(response.headers['x-content-type-options']).toBe('nosniff');
-      expect(response.headers['content-security-policy']).toContain("default-src 'self'");
-      expect(response.headers['x-powered-by']).toBeUndefined();
-      expect(response.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    it('sets the API security headers and returns X-Request-Id', async () => {
+      for (const path of ['/healthz', `/v1/products/${MOUSE}`, '/v1/nowhere']) {
+        const response = await request(gateway.app).get(path);
+        expect(response.headers['x-content-type-options']).toBe('nosniff');
+        expect(response.headers['content-security-policy']).toBe(
+          "default-src 'none'; frame-ancestors 'none'",
+        );
+        expect(response.headers['cache-control']).toBe('no-store');
+        expect(response.headers['x-frame-options']).toBe('DENY');
+        expect(response.headers['strict-transport-security']).toContain('max-age=');
+        expect(response.headers['x-powered-by']).toBeUndefined();
+        expect(response.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+      }
+    });
+
+    it('gives the docs page a CSP that lets its same-origin scripts run, and cacheable assets', async () => {
+      const page = await request(gateway.app).get('/docs').expect(200);
+      expect(page.headers['content-security-policy']).toContain("script-src 'self'");
+      expect(page.headers['content-security-policy']).toContain("frame-ancestors 'none'");
+      const asset = await request(gateway.app).get('/docs/assets/swagger-ui.css').expect(200);
+      expect(asset.headers['cache-control']).toBe('public, max-age=3600');
     });
   });
 });

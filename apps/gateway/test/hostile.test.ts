@@ -79,11 +79,18 @@ describe('malformed and hostile requests', () => {
   it('rate-limits per client with 429, Retry-After and a problem body', async () => {
     const limited = buildGateway({ rateLimit: { max: 3, windowMs: 60_000 } });
     try {
-      for (let i = 0; i < 3; i++)
-        await request(limited.app).get(`/v1/products/${MOUSE}`).expect(200);
+      for (let i = 0; i < 3; i++) {
+        const allowed = await request(limited.app).get(`/v1/products/${MOUSE}`).expect(200);
+        expect(allowed.headers['ratelimit-policy']).toBe('3;w=60');
+        expect(allowed.headers.ratelimit).toMatch(
+          new RegExp(`^limit=3, remaining=${2 - i}, reset=\\d+$`),
+        );
+      }
       const response = await request(limited.app).get(`/v1/products/${MOUSE}`);
       expectProblem(response, 429);
+      expect(response.body.detail).toMatch(/^too many requests from this client; retry in \d+ s$/);
       expect(Number(response.headers['retry-after'])).toBeGreaterThan(0);
+      expect(response.headers.ratelimit).toMatch(/^limit=3, remaining=0, reset=\d+$/);
       await request(limited.app).get('/healthz').expect(200); // operations endpoints are not limited
     } finally {
       limited.close();

@@ -66,10 +66,17 @@ export type ServiceClient<C, K extends PropertyKey> = PromiseClient<C, K> & {
   close(): void;
 };
 
+/** The full name of the service a failed call went to (`user.v1.UserService`), if it came from a ServiceClient. */
+export function failedService(error: unknown): string | undefined {
+  const service = (error as { service?: unknown } | null | undefined)?.service;
+  return typeof service === 'string' ? service : undefined;
+}
+
 /**
  * Wraps a ts-proto generated grpc-js client so that every unary call returns a promise, carries a
  * deadline (the per-call or default one, never later than the deadline of the request being
- * served) and the current request id as `x-request-id` metadata.
+ * served) and the current request id as `x-request-id` metadata. A failed call rejects with the
+ * grpc-js ServiceError, tagged with the service's name (see `failedService`).
  */
 export function createServiceClient<C extends { close(): void }, S extends object>(
   Client: GeneratedClientConstructor<C> & { service: S },
@@ -98,7 +105,7 @@ export function createServiceClient<C extends { close(): void }, S extends objec
             code: status[error ? error.code : status.OK],
             durationMs: performance.now() - started,
           });
-          if (error) reject(error);
+          if (error) reject(Object.assign(error, { service: Client.serviceName }));
           else resolve(response);
         });
       });

@@ -6,7 +6,8 @@ import {
   UserServiceService,
   type UserServiceServer,
 } from '@repo/contracts/user/v1';
-import { createServiceClient } from '../src/grpc-client';
+import { createServiceClient, failedService } from '../src/grpc-client';
+import { rejectionOf } from '../src/testing';
 import { createGrpcServer, unaryService, type GrpcServer } from '../src/grpc-server';
 import { DomainError, fieldViolationsOf } from '../src/errors';
 import { createLogger } from '../src/logger';
@@ -114,11 +115,11 @@ describe('gRPC server bootstrap over real TCP', () => {
     expect(seenRequestIds).toContain('req-123');
   });
 
-  it('maps a DomainError to its gRPC status and message', async () => {
-    await expect(client.getUser({ id: 'missing' })).rejects.toMatchObject({
-      code: status.NOT_FOUND,
-      details: 'user missing not found',
-    });
+  it('maps a DomainError to its gRPC status and message, naming the service that failed', async () => {
+    const error = await rejectionOf(client.getUser({ id: 'missing' }));
+    expect(error).toMatchObject({ code: status.NOT_FOUND, details: 'user missing not found' });
+    expect(failedService(error)).toBe('user.v1.UserService');
+    expect(failedService(new Error('not from a client'))).toBeUndefined();
   });
 
   it('carries one field violation per bad field on INVALID_ARGUMENT', async () => {

@@ -1,6 +1,10 @@
 import { OrderServiceClient } from '@repo/contracts/order/v1';
 import { UserServiceClient } from '@repo/contracts/user/v1';
-import { createServiceClient, type ServiceClient } from '@repo/service-kit/grpc-client';
+import {
+  createServiceClient,
+  failedService,
+  type ServiceClient,
+} from '@repo/service-kit/grpc-client';
 import { createHealthClient, type HealthClient } from '@repo/service-kit/health-client';
 import type { Metrics } from '../metrics';
 
@@ -31,45 +35,31 @@ export interface BackendOptions {
   metrics: Metrics;
 }
 
-/** A failed backend call remembers which backend it was, for the problem document's detail. */
+/** Which backend a failed call went to, for the problem document's detail. */
 export function backendOf(error: unknown): BackendName | undefined {
-  return (error as { backend?: BackendName } | undefined)?.backend;
-}
-
-function tagErrors<C extends object>(client: C, backend: BackendName): C {
-  for (const [name, method] of Object.entries(client)) {
-    if (typeof method !== 'function' || name === 'close') continue;
-    (client as Record<string, unknown>)[name] = (...args: unknown[]) =>
-      (method as (...a: unknown[]) => Promise<unknown>)(...args).catch((error: unknown) => {
-        if (error && typeof error === 'object') Object.assign(error, { backend });
-        throw error;
-      });
-  }
-  return client;
+  const service = failedService(error);
+  return (Object.keys(BACKEND_SERVICES) as BackendName[]).find(
+    (name) => BACKEND_SERVICES[name] === service,
+  );
 }
 
 /** One long-lived channel per backend, shared by every request; metrics for every call. */
 export function createBackends(options: BackendOptions): Backends {
   const observe =
     (service: BackendName) => (event: { method: string; code: string; durationMs: number }) => {
-      const labels = { service, method: event.method, code: event.code };
-      options.metrics.grpcCalls.inc(labels);
-      options.metrics.grpcDuration.observe(labels, event.durationMs / 1000);
+      options.metrics.observeGrpc(
+        { service, method: event.method, code: event.code },
+        event.durationMs / 1000,
+      );
     };
-  const users = tagErrors(
-    createServiceClient(UserServiceClient, options.userAddress, {
-      deadlineMs: options.deadlineMs,
-      onCallEnd: observe('user'),
-    }),
-    'user',
-  );
-  const orders = tagErrors(
-    createServiceClient(OrderServiceClient, options.orderAddress, {
-      deadlineMs: options.deadlineMs,
-      onCallEnd: observe('order'),
-    }),
-    'order',
-  );
+  const users = createServiceClient(UserServiceClient, options.userAddress, {
+    deadlineMs: options.deadlineMs,
+    onCallEnd: observe('user'),
+  });
+  const orders = createServiceClient(OrderServiceClient, options.orderAddress, {
+    deadlineMs: options.deadlineMs,
+    onCallEnd: observe('order'),
+  });
   const health = {
     user: createHealthClient(options.userAddress),
     order: createHealthClient(options.orderAddress),

@@ -1,6 +1,5 @@
 import { performance } from 'node:perf_hooks';
 import type { ErrorRequestHandler, Request, RequestHandler } from 'express';
-import { rateLimit } from 'express-rate-limit';
 import { REQUEST_ID_KEY, requestIdOrNew, runWithContext } from '@repo/service-kit/context';
 import { fieldViolationsOf, isServiceError } from '@repo/service-kit/errors';
 import type { Logger } from '@repo/service-kit/logger';
@@ -32,36 +31,6 @@ function routeLabel(req: Request): string {
   return typeof path === 'string' ? `${req.baseUrl}${path}` : 'unmatched';
 }
 
-/**
- * The counter and histogram children of one (method, route, status), looked up once: prom-client
- * otherwise hashes the label set on every observation. Routes are patterns, so the set is small.
- */
-interface Series {
-  requests: { inc(): void };
-  duration: { observe(value: number): void };
-}
-const seriesCache = new WeakMap<Metrics, Map<string, Series>>();
-function metricSeries(
-  metrics: Metrics,
-  labels: { method: string; route: string; status: string },
-): Series {
-  let cache = seriesCache.get(metrics);
-  if (!cache) {
-    cache = new Map<string, Series>();
-    seriesCache.set(metrics, cache);
-  }
-  const key = `${labels.method} ${labels.route} ${labels.status}`;
-  let series = cache.get(key);
-  if (!series) {
-    series = {
-      requests: metrics.httpRequests.labels(labels),
-      duration: metrics.httpDuration.labels(labels),
-    };
-    cache.set(key, series);
-  }
-  return series;
-}
-
 /** Counts and times every request by method, route pattern and status; logs it at info. */
 export function observe(metrics: Metrics, logger: Logger): RequestHandler {
   return (req, res, next) => {
@@ -69,9 +38,7 @@ export function observe(metrics: Metrics, logger: Logger): RequestHandler {
     res.once('finish', () => {
       const seconds = (performance.now() - started) / 1000;
       const labels = { method: req.method, route: routeLabel(req), status: String(res.statusCode) };
-      const series = metricSeries(metrics, labels);
-      series.requests.inc();
-      series.duration.observe(seconds);
+      metrics.observeHttp(labels, seconds);
       if (logger.isLevelEnabled('info')) {
         logger.info(
           {
@@ -86,31 +53,6 @@ export function observe(metrics: Metrics, logger: Logger): RequestHandler {
     });
     next();
   };
-}
-
-/** Per-client rate limiting (by IP) on the API routes; 429 problem with Retry-After. */
-export function rateLimiter(limit: number, windowMs: number): RequestHandler {
-  return rateLimit({
-    windowMs,
-    limit,
-    standardHeaders: 'draft-7',
-    legacyHeaders: false,
-    handler: (req, res) => {
-      const reset = (req as Request & { rateLimit?: { resetTime?: Date } }).rateLimit?.resetTime;
-      const seconds = reset
-        ? Math.max(1, Math.ceil((reset.getTime() - Date.now()) / 1000))
-        : Math.ceil(windowMs / 1000);
-      sendProblem(
-        res,
-        problem(
-          429,
-          PROBLEM_TYPES.rateLimited,
-          `too many requests from this client; retry in ${seconds} s`,
-        ),
-        { 'Retry-After': String(seconds) },
-      );
-    },
-  });
 }
 
 /** Unknown paths are 404; known paths with another method are 405 with Allow. */

@@ -1,4 +1,5 @@
 import type { Response } from 'express';
+import { sendJson } from './json';
 
 /** RFC 9457 problem details, with `errors` for validation failures. */
 export interface Problem {
@@ -77,7 +78,6 @@ export function sendProblem(
   body: Problem,
   headers: Record<string, string> = {},
 ): void {
-  res.status(body.status);
   for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
-  res.type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));
+  sendJson(res, body.status, body, `${PROBLEM_CONTENT_TYPE}; charset=utf-8`);
 }

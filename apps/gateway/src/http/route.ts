@@ -3,6 +3,7 @@ import type { z } from 'zod';
 import { currentContext } from '@repo/service-kit/context';
 import type { TokenService } from '../auth/tokens';
 import { invalidToken } from '../auth/tokens';
+import { sendJson } from './json';
 import { HttpError, PROBLEM_TYPES } from './problem';
 
 type Schema = z.ZodType | undefined;
@@ -161,7 +162,7 @@ export function mountRoutes(
       const context = currentContext();
       if (context) context.deadline = new Date(Date.now() + options.routeDeadlineMs);
       const result = await route.handle({ params, query, body, headers, user, req, res });
-      res.status(route.status).json(result);
+      sendJson(res, route.status, result);
     };
     if (route.body) router[route.method](route.path, options.jsonParser, handler);
     else router[route.method](route.path, handler);
