@@ -4,7 +4,9 @@ import type { Logger } from '@repo/service-kit/logger';
 import type { TokenService } from './auth/tokens';
 import { BACKEND_SERVICES, type BackendName, type Backends } from './backends';
 import {
+  closeWhenDraining,
   errorHandler,
+  inOrder,
   notFound,
   observe,
   requestContext,
@@ -20,6 +22,9 @@ import { docsRouter } from './openapi/docs-page';
 import { catalogRoutes } from './routes/catalog';
 import { orderRoutes } from './routes/orders';
 import { userRoutes } from './routes/users';
+
+/** Every API route's path starts with this; the rate limit applies below it. */
+const API_BASE_PATH = '/v1';
 
 export interface AppOptions {
   backends: Backends;
@@ -58,13 +63,16 @@ export function createApp(options: AppOptions): GatewayApp {
   app.set('etag', false);
   app.set('trust proxy', options.trustProxyHops);
 
-  app.use(requestContext);
-  app.use(observe(metrics, logger));
-  app.use((_req, res, next) => {
-    if (draining) res.setHeader('Connection', 'close');
-    next();
-  });
-  app.use(securityHeaders);
+  // What every request goes through, in one layer: the request id and its async context (first, so
+  // everything after runs inside it), metrics and the access log, headers.
+  app.use(
+    inOrder(
+      requestContext,
+      observe(metrics, logger),
+      closeWhenDraining(() => draining),
+      securityHeaders,
+    ),
+  );
   if (options.corsOrigins) {
     const origins =
       options.corsOrigins === '*'
@@ -77,6 +85,21 @@ export function createApp(options: AppOptions): GatewayApp {
       }),
     );
   }
+
+  // The API first: it is where the traffic is, and Express tries layers in order.
+  const api = express.Router();
+  if (options.rateLimit.max > 0)
+    api.use(rateLimiter(new FixedWindowLimiter(options.rateLimit.max, options.rateLimit.windowMs)));
+  mountRoutes(api, API_BASE_PATH, routes, {
+    tokens: options.tokens,
+    routeDeadlineMs: options.routeDeadlineMs,
+    jsonParser: express.json({
+      limit: options.bodyLimitBytes,
+      strict: true,
+      type: ['application/json', 'application/*+json'],
+    }),
+  });
+  app.use(API_BASE_PATH, api);
 
   // Operations endpoints: not rate limited, no body.
   app.get('/healthz', (_req, res) => {
@@ -115,22 +138,7 @@ export function createApp(options: AppOptions): GatewayApp {
   app.get('/openapi.json', (_req, res) => {
     res.type('application/json').send(openApi);
   });
-  app.use(docsRouter());
-
-  // The API.
-  const api = express.Router();
-  if (options.rateLimit.max > 0)
-    api.use(rateLimiter(new FixedWindowLimiter(options.rateLimit.max, options.rateLimit.windowMs)));
-  mountRoutes(api, routes, {
-    tokens: options.tokens,
-    routeDeadlineMs: options.routeDeadlineMs,
-    jsonParser: express.json({
-      limit: options.bodyLimitBytes,
-      strict: true,
-      type: ['application/json', 'application/*+json'],
-    }),
-  });
-  app.use(api);
+  app.use('/docs', docsRouter());
 
   app.use(
     notFound(routes, {

@@ -104,14 +104,24 @@ export interface MountOptions {
 const isJson = (req: Request) =>
   typeof req.is(['application/json', 'application/*+json']) === 'string';
 
-/** Registers routes on an Express router: auth, validation, a deadline, then the handler. */
+/**
+ * Registers routes on an Express router mounted at `basePath` (their paths are written in full, as
+ * the OpenAPI document shows them): auth, validation, a deadline, then the handler.
+ */
 export function mountRoutes(
   router: Router,
+  basePath: string,
   routes: readonly AnyRoute[],
   options: MountOptions,
 ): void {
   for (const route of routes) {
+    if (!route.path.startsWith(`${basePath}/`))
+      throw new Error(`route ${route.path} is not under ${basePath}`);
+    const path = route.path.slice(basePath.length);
     const handler: RequestHandler = async (req, res) => {
+      // For metrics and logs: the pattern, never the raw path (and whole: `req.baseUrl` is gone by
+      // the time an error reaches the app-level error handler).
+      res.locals.routePattern = route.path;
       let user: { id: string } | undefined;
       if (route.auth) {
         const header = req.headers.authorization;
@@ -164,8 +174,8 @@ export function mountRoutes(
       const result = await route.handle({ params, query, body, headers, user, req, res });
       sendJson(res, route.status, result);
     };
-    if (route.body) router[route.method](route.path, options.jsonParser, handler);
-    else router[route.method](route.path, handler);
+    if (route.body) router[route.method](path, options.jsonParser, handler);
+    else router[route.method](path, handler);
   }
 }
 

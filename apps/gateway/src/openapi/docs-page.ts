@@ -17,19 +17,19 @@ const DOCS_CSP = [
 ].join('; ');
 
 /**
- * /docs: Swagger UI, served from the swagger-ui-dist package (no CDN), rendering /openapi.json. The
+ * Swagger UI, mounted at /docs, served from the swagger-ui-dist package (no CDN), rendering /openapi.json. The
  * page loads only same-origin scripts, so a strict Content-Security-Policy holds; its static assets
  * may be cached for an hour (the API's responses are `no-store`).
  */
 export function docsRouter(): Router {
   const router = express.Router();
   const assets = join(require.resolve('swagger-ui-dist/package.json'), '..');
-  router.use('/docs', (_req, res, next) => {
+  router.use((_req, res, next) => {
     res.setHeader('Content-Security-Policy', DOCS_CSP);
     res.removeHeader('Cache-Control');
     next();
   });
-  router.get('/docs', (_req, res) => {
+  router.get('/', (_req, res) => {
     res.type('html').send(`<!doctype html>
 <html lang="en">
   <head>
@@ -44,12 +44,12 @@ export function docsRouter(): Router {
   </body>
 </html>`);
   });
-  router.get('/docs/init.js', (_req, res) => {
+  router.get('/init.js', (_req, res) => {
     res.type('application/javascript').send(
       // validatorUrl: null — no badge fetched from validator.swagger.io (the CSP would block it).
       "window.ui = SwaggerUIBundle({ url: '/openapi.json', dom_id: '#swagger-ui', validatorUrl: null });\n",
     );
   });
-  router.use('/docs/assets', express.static(assets, { index: false, maxAge: '1h' }));
+  router.use('/assets', express.static(assets, { index: false, maxAge: '1h' }));
   return router;
 }
