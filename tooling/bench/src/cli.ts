@@ -2,9 +2,9 @@
 // `pnpm bench`: the whole system in production mode under load, next to baselines measured in the
 // same run, so every figure is also a ratio that survives a noisy shared machine.
 //
-//   pnpm bench                       full run (10 s per scenario after a 3 s warm-up)
-//   pnpm bench --quick               a few seconds per scenario (CI's smoke test)
-//   pnpm bench --duration 20 --connections 100 --scenario s1,b1
+//   pnpm bench                       full run: 3 s warm-up, then 20 s per scenario in 5 interleaved rounds
+//   pnpm bench --quick               a few seconds per scenario, one round (CI's smoke test)
+//   pnpm bench --duration 30 --rounds 6 --connections 100 --scenario b1,s1
 //   pnpm bench --quick --check       exit 1 if any scenario had errors or unexpected statuses
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
@@ -12,14 +12,16 @@ import { join } from 'node:path';
 import { Metadata, credentials } from '@grpc/grpc-js';
 import { OrderServiceClient } from '@repo/contracts/order/v1';
 import type { AppName } from '@repo/system/system';
-import { callLoad, httpLoad, type HttpRequestSpec, type LoadResult } from './load';
+import { callLoad, httpLoad, summarize, type HttpRequestSpec, type LoadSample } from './load';
 import { startBaseline, type Baseline } from './processes';
 import { ProcessSampler } from './procstats';
 import { renderMarkdown, type Report, type ScenarioReport } from './report';
 import { log, pick, scenarioRequest, startBenchSystem, stockMismatches } from './setup';
 
 interface Options {
+  /** Measured seconds per scenario, split over the rounds. */
   durationSec: number;
+  rounds: number;
   warmupSec: number;
   connections: number;
   orderConnections: number;
@@ -54,7 +56,8 @@ function parseOptions(argv: string[]): Options {
       throw new Error(`unknown scenario ${scenario}; known: ${ALL_SCENARIOS.join(', ')}`);
   }
   return {
-    durationSec: number('--duration', quick ? 3 : 10),
+    durationSec: number('--duration', quick ? 3 : 20),
+    rounds: Math.round(number('--rounds', quick ? 1 : 5)),
     warmupSec: number('--warmup', quick ? 1 : 3),
     connections: number('--connections', 50),
     orderConnections: number('--order-connections', 20),
@@ -63,6 +66,66 @@ function parseOptions(argv: string[]): Options {
     quick,
     check: argv.includes('--check'),
   };
+}
+
+interface Scenario {
+  id: string;
+  title: string;
+  /** The processes whose CPU and memory the scenario is about. */
+  processes: Record<string, number>;
+  connections: number;
+  load: (durationSec: number, connections: number) => Promise<LoadSample>;
+}
+
+/**
+ * Warms every scenario up once, then runs them all in `rounds` interleaved rounds (b0 b1 s1 ... b0
+ * b1 s1 ...) of `duration / rounds` seconds each, and merges each scenario's rounds. On a shared
+ * machine the speed drifts by tens of percent within a minute; interleaving puts a scenario and
+ * its baseline in the same stretches of time, so their ratio holds still where one long run each
+ * would compare two different machines.
+ */
+async function measure(selected: Scenario[], options: Options): Promise<ScenarioReport[]> {
+  for (const scenario of selected) {
+    log(`${scenario.id}: warm-up ${options.warmupSec} s at ${scenario.connections} connections`);
+    await scenario.load(options.warmupSec, scenario.connections);
+  }
+  const roundSec = options.durationSec / options.rounds;
+  const samples = new Map<string, LoadSample[]>();
+  const resources = new Map<string, ReturnType<ProcessSampler['stop']>[]>();
+  for (let round = 1; round <= options.rounds; round++) {
+    for (const scenario of selected) {
+      const sampler = new ProcessSampler(scenario.processes);
+      sampler.start();
+      const sample = await scenario.load(roundSec, scenario.connections);
+      resources.set(scenario.id, [...(resources.get(scenario.id) ?? []), sampler.stop()]);
+      samples.set(scenario.id, [...(samples.get(scenario.id) ?? []), sample]);
+      const { requestsPerSecond, p99, errors, non2xx } = summarize([sample]);
+      log(
+        `round ${round}/${options.rounds} ${scenario.id}: ${requestsPerSecond} req/s, p99 ${p99} ms, errors ${errors}, non-2xx ${non2xx}`,
+      );
+    }
+  }
+  return selected.map((scenario) => {
+    const rounds = resources.get(scenario.id)!;
+    const processes = Object.fromEntries(
+      Object.keys(scenario.processes).map((name) => [
+        name,
+        {
+          cpuPercent: Math.round(
+            rounds.reduce((sum, r) => sum + r[name]!.cpuPercent, 0) / rounds.length,
+          ),
+          peakRssMb: Math.max(...rounds.map((r) => r[name]!.peakRssMb)),
+        },
+      ]),
+    );
+    return {
+      id: scenario.id,
+      title: scenario.title,
+      connections: scenario.connections,
+      ...summarize(samples.get(scenario.id)!),
+      processes,
+    };
+  });
 }
 
 async function main(): Promise<void> {
@@ -86,28 +149,6 @@ async function main(): Promise<void> {
 
     const pids = (apps: AppName[]) =>
       Object.fromEntries(apps.map((app) => [app, system.apps[app]!.pid!]));
-    const scenarios: ScenarioReport[] = [];
-    const run = async (
-      id: string,
-      title: string,
-      processes: Record<string, number>,
-      connections: number,
-      load: (durationSec: number, connections: number) => Promise<LoadResult>,
-    ) => {
-      if (!options.scenarios.has(id)) return;
-      log(
-        `${id}: ${title} — warm-up ${options.warmupSec} s, then ${options.durationSec} s at ${connections} connections`,
-      );
-      await load(options.warmupSec, connections);
-      const sampler = new ProcessSampler(processes);
-      sampler.start();
-      const result = await load(options.durationSec, connections);
-      const resources = sampler.stop();
-      scenarios.push({ id, title, connections, ...result, processes: resources });
-      log(
-        `${id}: ${result.requestsPerSecond} req/s, p50 ${result.p50} ms, p99 ${result.p99} ms, errors ${result.errors}, non-2xx ${result.non2xx}`,
-      );
-    };
     const http =
       (url: string, next: () => HttpRequestSpec) => (durationSec: number, connections: number) =>
         httpLoad({ url, connections, durationSec, next });
@@ -115,69 +156,71 @@ async function main(): Promise<void> {
       method: 'GET',
       path: `/v1/products/${pick(productIds)}`,
     });
-
-    await run(
-      'b0',
-      'B0 raw node:http, same JSON',
-      { b0: b0.pid },
-      options.connections,
-      http(`http://127.0.0.1:${b0.port}`, productById),
-    );
-    await run(
-      'b1',
-      'B1 naive Express -> grpc-js -> pg',
-      { 'b1-http': naiveGateway.pid, 'b1-grpc': naiveBackend.pid },
-      options.connections,
-      http(`http://127.0.0.1:${naiveGateway.port}`, productById),
-    );
-    await run(
-      's1',
-      'S1 GET /v1/products/:id',
-      pids(['gateway', 'order']),
-      options.connections,
-      http(gateway, scenarioRequest('s1', bench)),
-    );
-
     const orderClient = new OrderServiceClient(
       system.apps.order!.address,
       credentials.createInsecure(),
     );
-    await run(
-      'b2',
-      'B2 gRPC GetProduct, no gateway',
-      pids(['order']),
-      options.connections,
-      (durationSec, concurrency) =>
-        callLoad({
-          concurrency,
-          durationSec,
-          call: () =>
-            new Promise((resolve, reject) =>
-              orderClient.getProduct(
-                { id: pick(productIds) },
-                new Metadata(),
-                { deadline: new Date(Date.now() + 5_000) },
-                (error, response) => (error ? reject(error) : resolve(response)),
-              ),
-            ),
-        }),
-    );
-    orderClient.close();
 
-    await run(
-      's2',
-      'S2 GET /v1/users/me (JWT)',
-      pids(['gateway', 'user']),
-      options.connections,
-      http(gateway, scenarioRequest('s2', bench)),
-    );
-    await run(
-      's3',
-      'S3 POST /v1/orders (1-3 lines)',
-      pids(['gateway', 'order', 'user']),
-      options.orderConnections,
-      http(gateway, scenarioRequest('s3', bench)),
-    );
+    const all: Scenario[] = [
+      {
+        id: 'b0',
+        title: 'B0 raw node:http, same JSON',
+        processes: { b0: b0.pid },
+        connections: options.connections,
+        load: http(`http://127.0.0.1:${b0.port}`, productById),
+      },
+      {
+        id: 'b1',
+        title: 'B1 naive Express -> grpc-js -> pg',
+        processes: { 'b1-http': naiveGateway.pid, 'b1-grpc': naiveBackend.pid },
+        connections: options.connections,
+        load: http(`http://127.0.0.1:${naiveGateway.port}`, productById),
+      },
+      {
+        id: 's1',
+        title: 'S1 GET /v1/products/:id',
+        processes: pids(['gateway', 'order']),
+        connections: options.connections,
+        load: http(gateway, scenarioRequest('s1', bench)),
+      },
+      {
+        id: 'b2',
+        title: 'B2 gRPC GetProduct, no gateway',
+        processes: pids(['order']),
+        connections: options.connections,
+        load: (durationSec, concurrency) =>
+          callLoad({
+            concurrency,
+            durationSec,
+            call: () =>
+              new Promise((resolve, reject) =>
+                orderClient.getProduct(
+                  { id: pick(productIds) },
+                  new Metadata(),
+                  { deadline: new Date(Date.now() + 5_000) },
+                  (error, response) => (error ? reject(error) : resolve(response)),
+                ),
+              ),
+          }),
+      },
+      {
+        id: 's2',
+        title: 'S2 GET /v1/users/me (JWT)',
+        processes: pids(['gateway', 'user']),
+        connections: options.connections,
+        load: http(gateway, scenarioRequest('s2', bench)),
+      },
+      {
+        id: 's3',
+        title: 'S3 POST /v1/orders (1-3 lines)',
+        processes: pids(['gateway', 'order', 'user']),
+        connections: options.orderConnections,
+        load: http(gateway, scenarioRequest('s3', bench)),
+      },
+    ];
+    const selected = all.filter((scenario) => options.scenarios.has(scenario.id));
+    const scenarios = await measure(selected, options);
+    orderClient.close();
 
     // autocannon abandons requests still in flight when its time is up; let them land first.
     await new Promise((resolve) => setTimeout(resolve, 1_000));
@@ -208,6 +251,7 @@ async function main(): Promise<void> {
       },
       options: {
         durationSec: options.durationSec,
+        rounds: options.rounds,
         warmupSec: options.warmupSec,
         connections: options.connections,
         orderConnections: options.orderConnections,

@@ -1,6 +1,18 @@
 import { performance } from 'node:perf_hooks';
 import autocannon from 'autocannon';
 
+/** What one load run measured: enough to merge several runs of the same scenario exactly. */
+export interface LoadSample {
+  seconds: number;
+  /** Completed requests (any status). */
+  requests: number;
+  /** Network errors and timeouts. */
+  errors: number;
+  non2xx: number;
+  /** Every completed request's latency. */
+  latenciesMs: number[];
+}
+
 export interface LoadResult {
   requestsPerSecond: number;
   p50: number;
@@ -10,6 +22,25 @@ export interface LoadResult {
   errors: number;
   non2xx: number;
   total: number;
+}
+
+/**
+ * Merges the rounds of one scenario: req/s over the time actually loaded, percentiles over every
+ * request of every round (not an average of per-round percentiles).
+ */
+export function summarize(samples: readonly LoadSample[]): LoadResult {
+  const seconds = samples.reduce((sum, s) => sum + s.seconds, 0);
+  const requests = samples.reduce((sum, s) => sum + s.requests, 0);
+  const latencies = samples.flatMap((s) => s.latenciesMs).sort((a, b) => a - b);
+  return {
+    requestsPerSecond: seconds > 0 ? Math.round(requests / seconds) : 0,
+    p50: Math.round(percentile(latencies, 50)),
+    p90: Math.round(percentile(latencies, 90)),
+    p99: Math.round(percentile(latencies, 99)),
+    errors: samples.reduce((sum, s) => sum + s.errors, 0),
+    non2xx: samples.reduce((sum, s) => sum + s.non2xx, 0),
+    total: requests + samples.reduce((sum, s) => sum + s.errors, 0),
+  };
 }
 
 export interface HttpRequestSpec {
@@ -25,35 +56,45 @@ export async function httpLoad(options: {
   connections: number;
   durationSec: number;
   next: () => HttpRequestSpec;
-}): Promise<LoadResult> {
-  const result = await autocannon({
-    url: options.url,
-    connections: options.connections,
-    duration: options.durationSec,
-    timeout: 10,
-    requests: [
+}): Promise<LoadSample> {
+  const latenciesMs: number[] = [];
+  const started = performance.now();
+  const result = await new Promise<autocannon.Result>((resolve, reject) => {
+    const instance = autocannon(
       {
-        setupRequest: (request) => {
-          const spec = options.next();
-          return {
-            ...request,
-            method: spec.method,
-            path: spec.path,
-            headers: { ...request.headers, ...spec.headers },
-            body: spec.body,
-          };
-        },
+        url: options.url,
+        connections: options.connections,
+        duration: options.durationSec,
+        timeout: 10,
+        requests: [
+          {
+            setupRequest: (request) => {
+              const spec = options.next();
+              return {
+                ...request,
+                method: spec.method,
+                path: spec.path,
+                headers: { ...request.headers, ...spec.headers },
+                body: spec.body,
+              };
+            },
+          },
+        ],
       },
-    ],
+      (error: Error | null, done: autocannon.Result) => (error ? reject(error) : resolve(done)),
+    );
+    // autocannon emits (client, statusCode, bytes, ms); @types/autocannon leaves out the client.
+    (instance as unknown as NodeJS.EventEmitter).on(
+      'response',
+      (_client: unknown, _status: number, _bytes: number, ms: number) => latenciesMs.push(ms),
+    );
   });
   return {
-    requestsPerSecond: Math.round(result.requests.average),
-    p50: result.latency.p50,
-    p90: result.latency.p90,
-    p99: result.latency.p99,
+    seconds: (performance.now() - started) / 1000,
+    requests: latenciesMs.length,
     errors: result.errors + result.timeouts,
     non2xx: result.non2xx,
-    total: result.requests.total,
+    latenciesMs,
   };
 }
 
@@ -67,8 +108,8 @@ export async function callLoad(options: {
   concurrency: number;
   durationSec: number;
   call: () => Promise<unknown>;
-}): Promise<LoadResult> {
-  const latencies: number[] = [];
+}): Promise<LoadSample> {
+  const latenciesMs: number[] = [];
   let errors = 0;
   const until = performance.now() + options.durationSec * 1000;
   const started = performance.now();
@@ -78,22 +119,18 @@ export async function callLoad(options: {
         const t0 = performance.now();
         try {
           await options.call();
-          latencies.push(performance.now() - t0);
+          latenciesMs.push(performance.now() - t0);
         } catch {
           errors++;
         }
       }
     }),
   );
-  const seconds = (performance.now() - started) / 1000;
-  latencies.sort((a, b) => a - b);
   return {
-    requestsPerSecond: Math.round(latencies.length / seconds),
-    p50: Math.round(percentile(latencies, 50)),
-    p90: Math.round(percentile(latencies, 90)),
-    p99: Math.round(percentile(latencies, 99)),
+    seconds: (performance.now() - started) / 1000,
+    requests: latenciesMs.length,
     errors,
     non2xx: 0,
-    total: latencies.length + errors,
+    latenciesMs,
   };
 }

@@ -4,7 +4,7 @@
 // self time, so a person can see where the time goes. The .cpuprofile is kept for Chrome DevTools.
 import { mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { httpLoad } from './load';
+import { httpLoad, summarize } from './load';
 import { log, scenarioRequest, startBenchSystem } from './setup';
 
 interface ProfileNode {
@@ -77,12 +77,14 @@ async function main(): Promise<void> {
   });
   try {
     log(`${scenario} for ${durationSec} s at ${connections} connections, profiling ${app}`);
-    const result = await httpLoad({
-      url: bench.gatewayUrl,
-      connections,
-      durationSec,
-      next: scenarioRequest(scenario, bench),
-    });
+    const result = summarize([
+      await httpLoad({
+        url: bench.gatewayUrl,
+        connections,
+        durationSec,
+        next: scenarioRequest(scenario, bench),
+      }),
+    ]);
     log(
       `${result.requestsPerSecond} req/s, p99 ${result.p99} ms, errors ${result.errors}, non-2xx ${result.non2xx}`,
     );

@@ -12,6 +12,7 @@ export interface Report {
   machine: { cores: number; cpu: string; node: string; memoryGb: number };
   options: {
     durationSec: number;
+    rounds: number;
     warmupSec: number;
     connections: number;
     orderConnections: number;
@@ -36,7 +37,7 @@ export function renderMarkdown(report: Report): string {
   lines.push('');
   lines.push(
     `${report.date} · ${report.machine.cores} cores (${report.machine.cpu}) · ${report.machine.memoryGb} GiB · Node ${report.machine.node} · ` +
-      `${report.options.warmupSec} s warm-up + ${report.options.durationSec} s per scenario · load generator on the same machine · ${report.options.users} users`,
+      `${report.options.warmupSec} s warm-up, then ${report.options.durationSec} s per scenario in ${report.options.rounds} interleaved round${report.options.rounds === 1 ? '' : 's'} · load generator on the same machine · ${report.options.users} users`,
   );
   lines.push('');
   lines.push(
