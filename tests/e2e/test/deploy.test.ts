@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import Ajv2019 from 'ajv/dist/2019';
 import { parse } from 'yaml';
 import type { z } from 'zod';
+import { PRODUCTION_NODE_OPTIONS } from '@repo/system/system';
 import { configSchema as gatewayConfig } from '../../../apps/gateway/src/config';
 import { configSchema as orderConfig } from '../../../apps/order/src/config';
 import { configSchema as userConfig } from '../../../apps/user/src/config';
@@ -175,9 +176,8 @@ describe.each(APPS)('apps/%s/Dockerfile', (app) => {
     expect(instructions).toContain('RUN pnpm install --frozen-lockfile');
     expect(instructions).toContain(`RUN pnpm --filter @repo/${app} deploy --prod /app`);
     expect(instructions).toContain('USER node');
-    expect(instructions).toContain(
-      'ENV NODE_OPTIONS="--max-semi-space-size=4 --max-old-space-size=96"',
-    );
+    // The same heap limits as `pnpm bench` and the runner's production mode measure.
+    expect(instructions).toContain(`ENV NODE_OPTIONS="${PRODUCTION_NODE_OPTIONS[app]}"`);
     expect(instructions.some((line) => line.startsWith('HEALTHCHECK '))).toBe(true);
     expect(instructions.at(-1)).toBe('CMD ["node", "dist/main.js"]');
     expect(instructions).toContain(`EXPOSE ${DEFAULT_PORT[app]}`);
