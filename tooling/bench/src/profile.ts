@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `pnpm profile <app> [--scenario s1|s2|s3] [--duration 10] [--connections 50]`: runs one app under
+// `pnpm run profile <app> [--scenario s1|s2|s3] [--duration 10] [--connections 50]`: runs one app under
 // `node --cpu-prof` while a scenario loads the system, then prints the 15 functions with the most
 // self time, so a person can see where the time goes. The .cpuprofile is kept for Chrome DevTools.
 import { mkdirSync, readFileSync, readdirSync } from 'node:fs';
@@ -60,7 +60,7 @@ async function main(): Promise<void> {
   const app = process.argv[2];
   if (app !== 'gateway' && app !== 'order' && app !== 'user') {
     process.stderr.write(
-      'usage: pnpm profile <gateway|order|user> [--scenario s1|s2|s3] [--duration 10] [--connections 50]\n',
+      'usage: pnpm run profile <gateway|order|user> [--scenario s1|s2|s3] [--duration 10] [--connections 50]\n',
     );
     process.exit(2);
   }

@@ -78,7 +78,7 @@ export class PrismaOrderRepository implements OrderRepository {
   /**
    * The hottest read (every product page), so it goes straight to the pg pool Prisma itself uses:
    * Prisma 6's client engine runs each query through its WebAssembly query compiler, a large share
-   * of this service's CPU under load (`pnpm profile order`). Still one parameterised statement.
+   * of this service's CPU under load (`pnpm run profile order`). Still one parameterised statement.
    */
   async findProduct(id: string): Promise<Product | undefined> {
     const { rows } = await this.pool.query<Product>({
@@ -101,7 +101,7 @@ export class PrismaOrderRepository implements OrderRepository {
   /**
    * The write path, on one pooled connection in one transaction, in plain SQL: it was this
    * service's hottest code under load, and Prisma's interactive transactions cost a WebAssembly
-   * query compilation per statement plus extra round trips (`pnpm profile order --scenario s3`).
+   * query compilation per statement plus extra round trips (`pnpm run profile order --scenario s3`).
    *
    * 1. The order row first: a second call with the same idempotency key blocks on the unique index
    *    until the first commits, then fails (23505) and the caller returns the first order.

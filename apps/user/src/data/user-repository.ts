@@ -50,7 +50,7 @@ export class PrismaUserRepository implements UserRepository {
    * The hottest read (every authenticated request asks for its user), so it goes straight to the
    * pg pool Prisma itself uses. Prisma 6's client engine runs each query, raw ones included, through
    * its WebAssembly query compiler and interpreter, which took a third of this service's CPU under
-   * load (`pnpm profile user --scenario s2`). Still one parameterised statement; everything else
+   * load (`pnpm run profile user --scenario s2`). Still one parameterised statement; everything else
    * goes through Prisma.
    */
   async findById(id: string): Promise<User | undefined> {
