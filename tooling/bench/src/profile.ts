@@ -5,6 +5,7 @@
 import { mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { httpLoad, summarize } from './load';
+import { ProcessSampler } from './procstats';
 import { log, scenarioRequest, startBenchSystem } from './setup';
 
 interface ProfileNode {
@@ -13,27 +14,39 @@ interface ProfileNode {
 }
 interface CpuProfile {
   nodes: ProfileNode[];
+  /** Microseconds on the monotonic clock, the one `process.hrtime` reads in every process here. */
+  startTime: number;
   samples: number[];
   timeDeltas: number[];
 }
+
+/** Now, in the profile's clock (µs). */
+const monotonicMicros = () => Number(process.hrtime.bigint() / 1000n);
 
 function arg(flag: string, fallback: string): string {
   const index = process.argv.indexOf(flag);
   return index >= 0 ? (process.argv[index + 1] ?? fallback) : fallback;
 }
 
-/** Self time per function (summed over every node of the same function), heaviest first, as a share of busy (non-idle) time. */
+/**
+ * Self time per function (summed over every node of the same function), heaviest first, as a share
+ * of busy (non-idle) time. The profile spans the process's whole life (start-up, seeding, shutdown):
+ * with `window`, only samples taken while the load ran count.
+ */
 export function topFunctions(
   profile: CpuProfile,
   count: number,
+  window?: { fromMicros: number; toMicros: number },
 ): { name: string; location: string; ms: number; percent: number }[] {
   const byNode = new Map(profile.nodes.map((node) => [node.id, node]));
   const self = new Map<string, { name: string; location: string; ms: number }>();
   let total = 0;
+  let at = profile.startTime;
   profile.samples.forEach((nodeId, index) => {
     const micros = profile.timeDeltas[index] ?? 0;
+    at += micros;
+    if (window && (at < window.fromMicros || at > window.toMicros)) return;
     const frame = byNode.get(nodeId)!.callFrame;
-    // The profile spans the whole process lifetime (start-up, seeding, idle): rank busy time only.
     if (frame.functionName === '(idle)') return;
     total += micros;
     const name = frame.functionName || '(anonymous)';
@@ -71,12 +84,16 @@ async function main(): Promise<void> {
   mkdirSync(dir, { recursive: true });
   const before = new Set(readdirSync(dir));
 
+  let window: { fromMicros: number; toMicros: number } | undefined;
   const bench = await startBenchSystem({
     users: 50,
     nodeArgs: { [app]: ['--cpu-prof', `--cpu-prof-dir=${dir}`] },
   });
   try {
     log(`${scenario} for ${durationSec} s at ${connections} connections, profiling ${app}`);
+    const sampler = new ProcessSampler({ [app]: bench.system.apps[app]!.pid! });
+    sampler.start();
+    window = { fromMicros: monotonicMicros(), toMicros: 0 };
     const result = summarize([
       await httpLoad({
         url: bench.gatewayUrl,
@@ -85,8 +102,11 @@ async function main(): Promise<void> {
         next: scenarioRequest(scenario, bench),
       }),
     ]);
+    window.toMicros = monotonicMicros();
+    const { cpuPercent } = sampler.stop()[app]!;
     log(
-      `${result.requestsPerSecond} req/s, p99 ${result.p99} ms, errors ${result.errors}, non-2xx ${result.non2xx}`,
+      `${result.requestsPerSecond} req/s, p99 ${result.p99} ms, errors ${result.errors}, non-2xx ${result.non2xx}; ` +
+        `${app} at ${cpuPercent}% of a core, ${result.requestsPerSecond > 0 ? Math.round((cpuPercent * 10_000) / result.requestsPerSecond) : '–'} µs of CPU per request (with the profiler on)`,
     );
   } finally {
     await bench.stop(); // the profiled app writes its profile as it exits
@@ -95,12 +115,12 @@ async function main(): Promise<void> {
   if (!file) throw new Error('no profile was written');
   const profile = JSON.parse(readFileSync(join(dir, file), 'utf8')) as CpuProfile;
   process.stdout.write(
-    `\nTop 15 functions by self time in ${app} (${join('tooling/bench/results/profiles', file)}):\n\n`,
+    `\nTop 15 functions by self time in ${app} while the load ran (${join('tooling/bench/results/profiles', file)}):\n\n`,
   );
   process.stdout.write(
     '| # | self ms | % of busy time | function | where |\n| ---: | ---: | ---: | --- | --- |\n',
   );
-  topFunctions(profile, 15).forEach((entry, index) => {
+  topFunctions(profile, 15, window).forEach((entry, index) => {
     process.stdout.write(
       `| ${index + 1} | ${entry.ms} | ${entry.percent} | ${entry.name} | ${entry.location} |\n`,
     );
