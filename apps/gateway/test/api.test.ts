@@ -123,6 +123,15 @@ describe('the public API against the real user and order services', () => {
       expectProblem(await request(gateway.app).get('/v1/products/not-a-uuid'), 404);
     });
 
+    it('answers HEAD with the headers of the GET and no body', async () => {
+      const get = await request(gateway.app).get(`/v1/products/${KEYBOARD}`).expect(200);
+      const head = await request(gateway.app).head(`/v1/products/${KEYBOARD}`).expect(200);
+      expect(head.headers['content-type']).toBe(get.headers['content-type']);
+      expect(head.headers['content-length']).toBe(get.headers['content-length']);
+      expect(Number(get.headers['content-length'])).toBe(Buffer.byteLength(get.text));
+      expect(head.text ?? '').toBe('');
+    });
+
     it.each([
       ['pageSize=0'],
       ['pageSize=101'],
