@@ -1,5 +1,5 @@
 import request from 'supertest';
-import { freePort } from '@repo/database/embedded';
+import { freePort } from '@repo/service-kit/ports';
 import { AppProcess } from '@repo/system/system';
 import { MOUSE, buildGateway, expectProblem, signUp, type TestGateway } from './harness';
 

