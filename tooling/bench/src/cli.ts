@@ -90,15 +90,17 @@ async function measure(selected: Scenario[], options: Options): Promise<Scenario
     await scenario.load(options.warmupSec, scenario.connections);
   }
   const roundSec = options.durationSec / options.rounds;
-  const samples = new Map<string, LoadSample[]>();
-  const resources = new Map<string, ReturnType<ProcessSampler['stop']>[]>();
+  const samples = new Map(selected.map((scenario) => [scenario.id, [] as LoadSample[]]));
+  const resources = new Map(
+    selected.map((scenario) => [scenario.id, [] as ReturnType<ProcessSampler['stop']>[]]),
+  );
   for (let round = 1; round <= options.rounds; round++) {
     for (const scenario of selected) {
       const sampler = new ProcessSampler(scenario.processes);
       sampler.start();
       const sample = await scenario.load(roundSec, scenario.connections);
-      resources.set(scenario.id, [...(resources.get(scenario.id) ?? []), sampler.stop()]);
-      samples.set(scenario.id, [...(samples.get(scenario.id) ?? []), sample]);
+      resources.get(scenario.id)!.push(sampler.stop());
+      samples.get(scenario.id)!.push(sample);
       const { requestsPerSecond, p99, errors, non2xx } = summarize([sample]);
       log(
         `round ${round}/${options.rounds} ${scenario.id}: ${requestsPerSecond} req/s, p99 ${p99} ms, errors ${errors}, non-2xx ${non2xx}`,

@@ -128,6 +128,20 @@ export function notFound(
 
 const BACKEND_NAMES = { user: 'the user service', order: 'the order service' } as const;
 
+/** body-parser's failures (by their `type`) -> status, problem type and detail. */
+const BODY_PARSER_ERRORS: Record<string, [number, string, string]> = {
+  'entity.parse.failed': [400, PROBLEM_TYPES.badRequest, 'the body is not valid JSON'],
+  'entity.too.large': [413, PROBLEM_TYPES.payloadTooLarge, 'the body is too large'],
+  'encoding.unsupported': [415, PROBLEM_TYPES.unsupportedMediaType, 'unsupported content encoding'],
+  'charset.unsupported': [415, PROBLEM_TYPES.unsupportedMediaType, 'unsupported charset'],
+  'request.aborted': [400, PROBLEM_TYPES.badRequest, 'the request was aborted'],
+  'request.size.invalid': [
+    400,
+    PROBLEM_TYPES.badRequest,
+    'the body length does not match Content-Length',
+  ],
+};
+
 /**
  * Every error leaves as an RFC 9457 problem document: our own HttpErrors, gRPC statuses through the
  * one mapping table, body-parser failures as 4xx, and anything else as a 500 that leaks nothing.
@@ -177,23 +191,7 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
     }
     const parserError = error as { type?: unknown; status?: unknown };
     if (typeof parserError.type === 'string' && typeof parserError.status === 'number') {
-      const known: Record<string, [number, string, string]> = {
-        'entity.parse.failed': [400, PROBLEM_TYPES.badRequest, 'the body is not valid JSON'],
-        'entity.too.large': [413, PROBLEM_TYPES.payloadTooLarge, 'the body is too large'],
-        'encoding.unsupported': [
-          415,
-          PROBLEM_TYPES.unsupportedMediaType,
-          'unsupported content encoding',
-        ],
-        'charset.unsupported': [415, PROBLEM_TYPES.unsupportedMediaType, 'unsupported charset'],
-        'request.aborted': [400, PROBLEM_TYPES.badRequest, 'the request was aborted'],
-        'request.size.invalid': [
-          400,
-          PROBLEM_TYPES.badRequest,
-          'the body length does not match Content-Length',
-        ],
-      };
-      const [statusCode, type, detail] = known[parserError.type] ?? [
+      const [statusCode, type, detail] = BODY_PARSER_ERRORS[parserError.type] ?? [
         parserError.status >= 400 && parserError.status < 500 ? parserError.status : 400,
         PROBLEM_TYPES.badRequest,
         'the request could not be read',

@@ -1,7 +1,7 @@
 import { coalesce } from '@repo/service-kit/coalesce';
 import type { Backends } from '../backends';
 import { defineRoute, type AnyRoute } from '../http/route';
-import { nextToken, presentProduct } from './present';
+import { nextToken, pageRequest, presentProduct } from './present';
 import { IdParams, PageQuery, Product, ProductList } from './schemas';
 
 export function catalogRoutes(backends: Backends): AnyRoute[] {
@@ -20,10 +20,7 @@ export function catalogRoutes(backends: Backends): AnyRoute[] {
       status: 200,
       response: { description: 'A page of products.', schema: ProductList },
       handle: async ({ query }) => {
-        const page = await backends.orders.listProducts({
-          pageSize: query.pageSize ?? 0,
-          pageToken: query.pageToken ?? '',
-        });
+        const page = await backends.orders.listProducts(pageRequest(query));
         return {
           products: page.products.map(presentProduct),
           nextPageToken: nextToken(page.nextPageToken),

@@ -1,6 +1,6 @@
 import type { Backends } from '../backends';
 import { defineRoute, type AnyRoute } from '../http/route';
-import { nextToken, presentOrder } from './present';
+import { nextToken, pageRequest, presentOrder } from './present';
 import {
   CreateOrderBody,
   IdParams,
@@ -49,11 +49,7 @@ export function orderRoutes(backends: Backends): AnyRoute[] {
       status: 200,
       response: { description: 'A page of orders.', schema: OrderList },
       handle: async ({ query, user }) => {
-        const page = await backends.orders.listOrders({
-          userId: user.id,
-          pageSize: query.pageSize ?? 0,
-          pageToken: query.pageToken ?? '',
-        });
+        const page = await backends.orders.listOrders({ userId: user.id, ...pageRequest(query) });
         return {
           orders: page.orders.map(presentOrder),
           nextPageToken: nextToken(page.nextPageToken),

@@ -51,5 +51,11 @@ export const presentOrder = (order: Order | undefined): z.input<typeof schemas.O
   createdAt: iso(order?.createTime),
 });
 
+/** Paging in both directions: absent query parameters are gRPC's defaults (0 and ''). */
+export const pageRequest = (query: { pageSize?: number; pageToken?: string }) => ({
+  pageSize: query.pageSize ?? 0,
+  pageToken: query.pageToken ?? '',
+});
+
 /** gRPC uses '' for "no more pages"; the JSON API uses null. */
 export const nextToken = (token: string) => (token === '' ? null : token);

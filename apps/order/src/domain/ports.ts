@@ -1,4 +1,4 @@
-import type { Order, OrderItem, OrderStatus, Product } from './model';
+import type { Order, OrderStatus, Product } from './model';
 
 /** Keyset position in a user's orders (newest first). */
 export interface OrderCursor {
@@ -6,14 +6,8 @@ export interface OrderCursor {
   id: string;
 }
 
-export interface NewOrder {
-  userId: string;
-  status: OrderStatus;
-  items: OrderItem[];
-  totalCents: number;
-  currency: string;
-  idempotencyKey: string | undefined;
-}
+/** An order before it is stored: the store gives it its id and timestamps. */
+export type NewOrder = Omit<Order, 'id' | 'createdAt' | 'updatedAt'>;
 
 export type PlaceOrderResult =
   | { kind: 'created'; order: Order }
