@@ -403,7 +403,9 @@ describe('when the user service is slow or down', () => {
     expect(Date.now() - started).toBeLessThan(2_500); // the 500 ms deadline, plus slack for a loaded CI machine
     // Its own health is about its own database: still SERVING, and the catalog still answers.
     expect(await checkHealth(service.address, 'order.v1.OrderService')).toBe('SERVING');
-    await expect(service.client.getProduct({ id: MOUSE })).resolves.toBeDefined();
+    await expect(service.client.getProduct({ id: MOUSE })).resolves.toMatchObject({
+      product: { id: MOUSE },
+    });
 
     await users.start(port);
     const recovered = await eventually(

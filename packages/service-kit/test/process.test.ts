@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
+import { status } from '@grpc/grpc-js';
 import { UserServiceClient } from '@repo/contracts/user/v1';
 import { createServiceClient } from '../src/grpc-client';
 import { checkHealth } from '../src/health-client';
@@ -46,7 +47,7 @@ describe('a service process', () => {
 
     // New calls are refused while the old one drains (a fresh channel: the old one got GOAWAY).
     const late = createServiceClient(UserServiceClient, address, { deadlineMs: 1000 });
-    await expect(late.getUser({ id: 'late' })).rejects.toBeDefined();
+    await expect(late.getUser({ id: 'late' })).rejects.toMatchObject({ code: status.UNAVAILABLE });
     late.close();
 
     await expect(slow).resolves.toMatchObject({ user: { id: 'slow-1500' } });
