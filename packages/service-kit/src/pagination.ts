@@ -1,4 +1,5 @@
 import { DomainError } from './errors';
+import { isStorableText } from './text';
 
 export const DEFAULT_PAGE_SIZE = 20;
 export const MAX_PAGE_SIZE = 100;
@@ -24,7 +25,9 @@ export function encodePageToken(cursor: Record<string, string | number>): string
 
 /**
  * Decodes a token produced by `encodePageToken`, checking it has exactly the expected string
- * fields. An empty token means "first page" (undefined). Anything else is INVALID_ARGUMENT.
+ * fields, each storable text (no NUL, no unpaired surrogate: see `isStorableText`; a forged token
+ * must not reach the database with either). An empty token means "first page" (undefined).
+ * Anything else is INVALID_ARGUMENT.
  */
 export function decodePageToken<K extends string>(
   token: string,
@@ -47,7 +50,28 @@ export function decodePageToken<K extends string>(
   const record = parsed as Record<string, unknown>;
   if (Object.keys(record).length !== keys.length) throw invalid();
   for (const key of keys) {
-    if (typeof record[key] !== 'string') throw invalid();
+    const value = record[key];
+    if (typeof value !== 'string' || !isStorableText(value)) throw invalid();
   }
   return record as Record<K, string>;
+}
+
+/** The instants a time cursor may name (ms): 1970 to 9999, which PostgreSQL's timestamps hold. */
+const CURSOR_TIME_MIN = Date.UTC(1970, 0, 1);
+const CURSOR_TIME_MAX = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+
+/**
+ * The instant in a page token's time field, as `encodePageToken({ t: date.toISOString(), ... })`
+ * wrote it; an Invalid Date for anything else: not exactly that format, not a real calendar date,
+ * or outside the years 1970 to 9999. JavaScript dates reach year 275760 either way,
+ * PostgreSQL's timestamps do not, so `new Date(cursor.t)` let a forged token fail in the database
+ * as an internal error. A drop-in for `new Date(cursor.t)`: callers keep refusing an Invalid Date.
+ */
+export function parseCursorTime(value: string): Date {
+  const time = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/.test(value)
+    ? Date.parse(value)
+    : Number.NaN;
+  const inRange =
+    time >= CURSOR_TIME_MIN && time <= CURSOR_TIME_MAX && new Date(time).toISOString() === value; // 2026-02-30 parses (as March 2nd): not a real date
+  return new Date(inRange ? time : Number.NaN);
 }
