@@ -75,6 +75,31 @@ describe('validateNewUser', () => {
     ).toEqual([expect.objectContaining({ field: 'password', reason: 'TOO_LONG' })]);
   });
 
+  it.each([
+    ['email', 'a\u0000b@example.com'],
+    ['email', 'ada@exa\u0000mple.com'],
+    ['email', 'ada\ud800@example.com'],
+    ['name', 'Ada\u0000'],
+    ['name', 'Ada \udc00'],
+    ['password', 'correct horse battery\u0000'],
+    ['password', 'correct horse battery\ud83d'],
+  ] as const)('refuses NUL and unpaired surrogates in the %s (%j)', (field, value) => {
+    expect(violationsOf(() => validateNewUser({ ...valid, [field]: value })).violations).toEqual([
+      {
+        field,
+        description: 'must be well-formed Unicode without NUL characters',
+        reason: 'INVALID_FORMAT',
+      },
+    ]);
+  });
+
+  it('normalizes the composed and decomposed spellings of an email to one form (NFC)', () => {
+    const composed = validateNewUser({ ...valid, email: 'Jos\u00e9@example.com' });
+    const decomposed = validateNewUser({ ...valid, email: 'JOSE\u0301@example.com' });
+    expect(decomposed.emailNormalized).toBe('jos\u00e9@example.com');
+    expect(decomposed.emailNormalized).toBe(composed.emailNormalized);
+  });
+
   it('reports one violation per bad field, all at once', () => {
     expect(
       violationsOf(() => validateNewUser({ email: 'nope', name: '', password: 'short' })).fields,
@@ -90,6 +115,14 @@ describe('validateNewUser', () => {
 describe('helpers', () => {
   it('normalizes emails case-insensitively', () => {
     expect(normalizeEmail(' Ada@EXAMPLE.com ')).toBe('ada@example.com');
+  });
+  it('normalizes emails to NFC', () => {
+    expect(normalizeEmail('E\u0301mile@example.com')).toBe('\u00e9mile@example.com');
+    expect(normalizeEmail('\u00c9mile@example.com')).toBe('\u00e9mile@example.com');
+  });
+  it('refuses to normalize an email no account can have (NUL, unpaired surrogate)', () => {
+    expect(violationsOf(() => normalizeEmail('a\u0000@example.com')).fields).toEqual(['email']);
+    expect(violationsOf(() => normalizeEmail('a\ud800@example.com')).fields).toEqual(['email']);
   });
   it('recognises UUIDs only', () => {
     expect(isUuid('7d444840-9dc0-11d1-b245-5ffdce74fad2')).toBe(true);

@@ -48,6 +48,33 @@ describe('user.v1.UserService over gRPC', () => {
       expect(error.code).toBe(status.ALREADY_EXISTS);
     });
 
+    it('answers ALREADY_EXISTS for the decomposed spelling of an email (NFC before uniqueness)', async () => {
+      const local = `jos\u00e9${++counter}`;
+      await service.client.createUser({
+        email: `${local}@example.com`,
+        name: 'A',
+        password: PASSWORD,
+      });
+      const error = await failure(
+        service.client.createUser({
+          email: `${local.normalize('NFD')}@example.com`,
+          name: 'B',
+          password: PASSWORD,
+        }),
+      );
+      expect(error.code).toBe(status.ALREADY_EXISTS);
+    });
+
+    it('answers INVALID_ARGUMENT, not INTERNAL, for NUL in the email or name', async () => {
+      for (const override of [{ email: `a\u0000${email()}` }, { name: 'N\u0000' }]) {
+        const error = await failure(
+          service.client.createUser({ email: email(), name: 'N', password: PASSWORD, ...override }),
+        );
+        expect(error.code).toBe(status.INVALID_ARGUMENT);
+        expect(fieldViolationsOf(error).map((v) => v.field)).toEqual(Object.keys(override));
+      }
+    });
+
     it('answers INVALID_ARGUMENT with one field violation per bad field', async () => {
       const error = await failure(
         service.client.createUser({
@@ -219,6 +246,28 @@ describe('user.v1.UserService over gRPC', () => {
         password: PASSWORD,
       });
       expect(verified!.id).toBe(user!.id);
+    });
+
+    it('matches the decomposed spelling of the email the user registered composed', async () => {
+      const address = `ren\u00e9e${++counter}@example.com`;
+      const { user } = await service.client.createUser({
+        email: address,
+        name: 'R',
+        password: PASSWORD,
+      });
+      const { user: verified } = await service.client.verifyCredentials({
+        email: address.normalize('NFD'),
+        password: PASSWORD,
+      });
+      expect(verified!.id).toBe(user!.id);
+    });
+
+    it('answers INVALID_ARGUMENT, not INTERNAL, for NUL in the email', async () => {
+      const error = await failure(
+        service.client.verifyCredentials({ email: 'a\u0000@example.com', password: PASSWORD }),
+      );
+      expect(error.code).toBe(status.INVALID_ARGUMENT);
+      expect(fieldViolationsOf(error).map((v) => v.field)).toEqual(['email']);
     });
 
     it('answers UNAUTHENTICATED with the same message, in about the same time, for a wrong password and an unknown email', async () => {

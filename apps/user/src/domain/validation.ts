@@ -1,5 +1,6 @@
 import type { FieldViolation } from '@repo/service-kit/errors';
 import { DomainError } from '@repo/service-kit/errors';
+import { isStorableText, STORABLE_TEXT_RULE } from '@repo/service-kit/text';
 
 export const NAME_MAX = 100;
 export const PASSWORD_MIN = 12;
@@ -13,9 +14,22 @@ const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 /** Length in characters as people count them (code points), not UTF-16 units. */
 const length = (value: string) => [...value].length;
 
-/** Lower-cased, trimmed: the form uniqueness is checked on. */
+/** NUL (PostgreSQL cannot store it) or an unpaired surrogate (not text): refused in every field. */
+const notTextViolation = (field: string): FieldViolation => ({
+  field,
+  description: STORABLE_TEXT_RULE,
+  reason: 'INVALID_FORMAT',
+});
+
+/**
+ * Trimmed, lower-cased, NFC: the form uniqueness is checked on, so the composed and decomposed
+ * spellings of one address (é as U+00E9 or as e + U+0301) are one account. INVALID_ARGUMENT when
+ * the email cannot be text this service stores (see `isStorableText`): such an address can be no
+ * account's, and a lookup with NUL would fail in PostgreSQL.
+ */
 export function normalizeEmail(email: string): string {
-  return email.trim().toLowerCase();
+  if (!isStorableText(email)) throw DomainError.invalid([notTextViolation('email')]);
+  return email.trim().toLowerCase().normalize('NFC');
 }
 
 export function isUuid(value: string): boolean {
@@ -23,6 +37,7 @@ export function isUuid(value: string): boolean {
 }
 
 function emailViolation(email: string): FieldViolation | undefined {
+  if (!isStorableText(email)) return notTextViolation('email');
   const trimmed = email.trim();
   if (trimmed === '') return { field: 'email', description: 'is required', reason: 'REQUIRED' };
   if (length(trimmed) > EMAIL_MAX) {
@@ -39,6 +54,7 @@ function emailViolation(email: string): FieldViolation | undefined {
 }
 
 function nameViolation(name: string): FieldViolation | undefined {
+  if (!isStorableText(name)) return notTextViolation('name');
   const trimmed = name.trim();
   if (trimmed === '') return { field: 'name', description: 'is required', reason: 'REQUIRED' };
   if (length(trimmed) > NAME_MAX) {
@@ -52,6 +68,8 @@ function nameViolation(name: string): FieldViolation | undefined {
 }
 
 function passwordViolation(password: string): FieldViolation | undefined {
+  // Never stored, but hashed as UTF-8: an unpaired surrogate would hash as U+FFFD.
+  if (!isStorableText(password)) return notTextViolation('password');
   const chars = length(password);
   if (chars < PASSWORD_MIN) {
     return {
