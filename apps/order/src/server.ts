@@ -1,5 +1,5 @@
 import { OrderServiceService, type OrderServiceServer } from '@repo/contracts/order/v1';
-import { databaseUnavailableError } from '@repo/database/errors';
+import { translateDatabaseError } from '@repo/database/errors';
 import { unaryService } from '@repo/service-kit/grpc-server';
 import { createServiceHost, type ServiceHost } from '@repo/service-kit/service-host';
 import type { Logger } from '@repo/service-kit/logger';
@@ -30,7 +30,7 @@ export function createOrderServer(options: OrderServerOptions): OrderServer {
       orderServiceHandlers(catalog, orders),
       {
         logger: options.logger,
-        translateError: databaseUnavailableError,
+        translateError: translateDatabaseError,
       },
     ),
     logger: options.logger,

@@ -227,7 +227,7 @@ describe('order.v1.OrderService over gRPC', () => {
       expect(other.order!.id).not.toBe(first.order!.id);
     });
 
-    it('creates one order when 20 calls race with one idempotency key', async () => {
+    it('creates one order when 20 calls race with one idempotency key: the others replay it or are told it is in progress', async () => {
       const userId = newUser();
       const product = await newProduct(100);
       const request = {
@@ -235,12 +235,25 @@ describe('order.v1.OrderService over gRPC', () => {
         items: [{ productId: product.id, quantity: 2 }],
         idempotencyKey: randomUUID(),
       };
-      const results = await Promise.all(
+      const results = await Promise.allSettled(
         Array.from({ length: 20 }, () => service.client.createOrder(request)),
       );
-      expect(new Set(results.map((result) => result.order!.id)).size).toBe(1);
+      // One line per outcome, so a failure shows what came back.
+      const outcomes = results.map((result) =>
+        result.status === 'fulfilled'
+          ? `OK ${result.value.order!.id}`
+          : status[(result.reason as ServiceError).code],
+      );
+      const ids = new Set(outcomes.filter((outcome) => outcome.startsWith('OK ')));
+      expect({ ids: ids.size, others: outcomes.filter((o) => !o.startsWith('OK ')) }).toEqual({
+        ids: 1,
+        others: outcomes.filter((o) => o === 'ABORTED'),
+      });
       expect(await service.prisma.order.count({ where: { userId } })).toBe(1);
       expect(await stockOf(product.id)).toBe(98);
+      // Once the first call has finished, the key replays its order.
+      const replay = await service.client.createOrder(request);
+      expect(`OK ${replay.order!.id}`).toBe([...ids][0]);
     });
 
     it('never oversells: 30 parallel orders of 1 unit against stock 10 give exactly 10 orders', async () => {

@@ -1,7 +1,7 @@
 import { UserServiceService, type UserServiceServer } from '@repo/contracts/user/v1';
 import { unaryService } from '@repo/service-kit/grpc-server';
 import { createServiceHost, type ServiceHost } from '@repo/service-kit/service-host';
-import { databaseUnavailableError } from '@repo/database/errors';
+import { translateDatabaseError } from '@repo/database/errors';
 import type { Logger } from '@repo/service-kit/logger';
 import type { UserRepository } from './domain/user-repository';
 import { Users } from './domain/users';
@@ -25,7 +25,7 @@ export function createUserServer(options: UserServerOptions): UserServer {
     definition: UserServiceService,
     implementation: unaryService<UserServiceServer>(SERVICE_NAME, userServiceHandlers(users), {
       logger: options.logger,
-      translateError: databaseUnavailableError,
+      translateError: translateDatabaseError,
     }),
     logger: options.logger,
     // Health follows the database: NOT_SERVING while it is unreachable, SERVING when it is back.

@@ -7,8 +7,13 @@ export const REQUEST_ID_KEY = 'x-request-id';
 /** What is known about the request being served, wherever in the call stack we are. */
 export interface RequestContext {
   requestId: string;
-  /** The caller's deadline; outgoing calls never outlive it. */
+  /** The caller's deadline; outgoing calls never outlive it, and no work starts after it. */
   deadline?: Date | undefined;
+  /**
+   * Aborted when the caller is gone: its deadline passed or it cancelled the call (see
+   * `unaryService`). Outgoing gRPC calls are cancelled with it; see `./deadline` for the checks.
+   */
+  signal?: AbortSignal | undefined;
 }
 
 const storage = new AsyncLocalStorage<RequestContext>();

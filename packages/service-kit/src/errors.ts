@@ -16,7 +16,8 @@ export type ErrorCode =
   | 'PERMISSION_DENIED'
   | 'RESOURCE_EXHAUSTED'
   | 'UNAVAILABLE'
-  | 'DEADLINE_EXCEEDED';
+  | 'DEADLINE_EXCEEDED'
+  | 'CANCELLED';
 
 /** One bad field of a request: `field` is a path such as `email` or `items[2].quantity`. */
 export interface FieldViolation {
@@ -58,6 +59,7 @@ const GRPC_STATUS: { readonly [code in ErrorCode]: status } = {
   RESOURCE_EXHAUSTED: status.RESOURCE_EXHAUSTED,
   UNAVAILABLE: status.UNAVAILABLE,
   DEADLINE_EXCEEDED: status.DEADLINE_EXCEEDED,
+  CANCELLED: status.CANCELLED,
 };
 
 export function grpcStatusOf(code: ErrorCode): status {

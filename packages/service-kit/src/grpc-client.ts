@@ -75,7 +75,8 @@ export function failedService(error: unknown): string | undefined {
 /**
  * Wraps a ts-proto generated grpc-js client so that every unary call returns a promise, carries a
  * deadline (the per-call or default one, never later than the deadline of the request being
- * served) and the current request id as `x-request-id` metadata. A failed call rejects with the
+ * served), is cancelled when the request being served is (its context's signal), and carries the
+ * current request id as `x-request-id` metadata. A failed call rejects with the
  * grpc-js ServiceError, tagged with the service's name (see `failedService`).
  */
 export function createServiceClient<C extends { close(): void }, S extends object>(
@@ -99,7 +100,10 @@ export function createServiceClient<C extends { close(): void }, S extends objec
         let deadline = Date.now() + (callOptions.deadlineMs ?? defaultDeadlineMs);
         if (context?.deadline) deadline = Math.min(deadline, context.deadline.getTime());
         const started = performance.now();
-        call(request, metadata, { deadline: new Date(deadline) }, (error, response) => {
+        const signal = context?.signal;
+        const onAbort = () => pending.cancel();
+        const pending = call(request, metadata, { deadline: new Date(deadline) }, (error, response) => {
+          signal?.removeEventListener('abort', onAbort);
           options.onCallEnd?.({
             method,
             code: status[error ? error.code : status.OK],
@@ -108,6 +112,10 @@ export function createServiceClient<C extends { close(): void }, S extends objec
           if (error) reject(Object.assign(error, { service: Client.serviceName }));
           else resolve(response);
         });
+        // The request being served is over (its caller cancelled, or its deadline passed): cancel
+        // this call too, so the callee stops working for nobody.
+        if (signal?.aborted) pending.cancel();
+        else signal?.addEventListener('abort', onAbort, { once: true });
       });
   }
   return wrapped as ServiceClient<C, keyof S>;

@@ -17,6 +17,7 @@ import { descriptorSetPath } from '@repo/contracts/descriptor';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import { REQUEST_ID_KEY, requestIdOrNew, runWithContext } from './context';
+import { deadlineExceeded } from './deadline';
 import { DomainError, toStatusObject } from './errors';
 
 /** What a handler knows about the call it serves, besides the request message. */
@@ -24,6 +25,8 @@ export interface CallContext {
   requestId: string;
   /** The caller's deadline, if it set one. */
   deadline: Date | undefined;
+  /** Aborted when the caller's deadline passes or it cancels the call. */
+  signal: AbortSignal;
   metadata: Metadata;
 }
 
@@ -78,30 +81,57 @@ export function unaryService<S>(
     const wrapped = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
       const requestId = requestIdOrNew(call.metadata.get(REQUEST_ID_KEY)[0]);
       const deadline = deadlineOf(call);
-      runWithContext({ requestId, deadline }, () => {
+      // The caller is gone once its deadline passes or it cancels: everything below can see that
+      // through the context (throwIfDone, the bounded queue, database transactions, outgoing calls).
+      const controller = new AbortController();
+      const remaining = deadline ? deadline.getTime() - Date.now() : Infinity;
+      const timer =
+        Number.isFinite(remaining) && remaining > 0
+          ? setTimeout(() => controller.abort(), remaining)
+          : undefined;
+      const onCancelled = () => controller.abort();
+      call.once('cancelled', onCancelled);
+      runWithContext({ requestId, deadline, signal: controller.signal }, () => {
         const started = performance.now();
-        handler(call.request, { requestId, deadline, metadata: call.metadata }).then(
-          (response) => {
-            if (logger.isLevelEnabled('debug')) {
-              logger.debug(
-                { rpc, code: 'OK', ms: +(performance.now() - started).toFixed(1) },
-                'rpc',
-              );
-            }
-            callback(null, response);
-          },
-          (error: unknown) => {
-            const translated = error instanceof DomainError ? error : translateError?.(error);
-            const { status: wire, expected } = toStatusObject(translated ?? error);
-            const ms = +(performance.now() - started).toFixed(1);
-            const code = status[wire.code ?? status.INTERNAL];
-            if (translated && translated !== error)
-              logger.warn({ rpc, code, ms, err: error }, 'rpc failed');
-            else if (expected) logger.info({ rpc, code, ms, detail: wire.details }, 'rpc failed');
-            else logger.error({ rpc, code, ms, err: error }, 'rpc failed with an unexpected error');
-            callback(wire, null);
-          },
-        );
+        // A call that arrives after its deadline (it waited in a queue, the caller's clock ran out
+        // on the way) does no work at all.
+        const work =
+          remaining <= 0
+            ? Promise.reject(deadlineExceeded())
+            : handler(call.request, {
+                requestId,
+                deadline,
+                signal: controller.signal,
+                metadata: call.metadata,
+              });
+        work
+          .then(
+            (response) => {
+              if (logger.isLevelEnabled('debug')) {
+                logger.debug(
+                  { rpc, code: 'OK', ms: +(performance.now() - started).toFixed(1) },
+                  'rpc',
+                );
+              }
+              callback(null, response);
+            },
+            (error: unknown) => {
+              const translated = error instanceof DomainError ? error : translateError?.(error);
+              const { status: wire, expected } = toStatusObject(translated ?? error);
+              const ms = +(performance.now() - started).toFixed(1);
+              const code = status[wire.code ?? status.INTERNAL];
+              if (translated && translated !== error)
+                logger.warn({ rpc, code, ms, err: error }, 'rpc failed');
+              else if (expected) logger.info({ rpc, code, ms, detail: wire.details }, 'rpc failed');
+              else
+                logger.error({ rpc, code, ms, err: error }, 'rpc failed with an unexpected error');
+              callback(wire, null);
+            },
+          )
+          .finally(() => {
+            clearTimeout(timer);
+            call.off('cancelled', onCancelled);
+          });
       });
     };
     implementation[method] = wrapped;
@@ -174,11 +204,17 @@ export class GrpcServer {
   }
 
   /**
-   * Reports NOT_SERVING, stops accepting calls, lets in-flight calls finish for up to `graceMs`,
-   * then cancels whatever is left. Resolves when the server is closed.
+   * Reports NOT_SERVING and keeps serving for `drainDelayMs`, so that load balancers and clients
+   * watching health stop sending calls here before any is refused; then stops accepting calls, lets
+   * in-flight calls finish for up to `graceMs`, and cancels whatever is left. Resolves when the
+   * server is closed.
    */
-  async shutdown(graceMs: number): Promise<void> {
+  async shutdown(graceMs: number, drainDelayMs = 0): Promise<void> {
     this.setServing(false);
+    if (drainDelayMs > 0) {
+      this.options.logger.info({ drainDelayMs }, 'reporting NOT_SERVING before refusing calls');
+      await new Promise((resolve) => setTimeout(resolve, drainDelayMs));
+    }
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.options.logger.warn(

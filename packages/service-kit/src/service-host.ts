@@ -21,8 +21,11 @@ export interface ServiceHost {
   readonly dependency: DependencyMonitor;
   /** Binds, checks the dependency once, and starts serving. Resolves with the bound port. */
   start(port: number, host?: string): Promise<number>;
-  /** Reports NOT_SERVING, drains in-flight calls (up to graceMs) and stops health polling. */
-  stop(graceMs: number): Promise<void>;
+  /**
+   * Stops health polling, reports NOT_SERVING while still serving for `drainDelayMs` (so that
+   * callers watching health move away first), then drains in-flight calls for up to `graceMs`.
+   */
+  stop(graceMs: number, drainDelayMs?: number): Promise<void>;
 }
 
 /**
@@ -56,9 +59,9 @@ export function createServiceHost(options: ServiceHostOptions): ServiceHost {
       await dependency.checkNow();
       return bound;
     },
-    async stop(graceMs) {
+    async stop(graceMs, drainDelayMs = 0) {
       dependency.stop();
-      await grpc.shutdown(graceMs);
+      await grpc.shutdown(graceMs, drainDelayMs);
     },
   };
 }

@@ -1,12 +1,14 @@
 import type { Order, OrderStatus, Product } from '../domain/model';
 import type {
   CancelOrderResult,
+  KeyedOrder,
   NewOrder,
   OrderCursor,
   OrderRepository,
   PlaceOrderResult,
 } from '../domain/ports';
-import type { Pool } from 'pg';
+import { inTransaction } from '@repo/database/transaction';
+import type { Pool, PoolClient } from 'pg';
 import type { Database, PrismaClient } from './prisma';
 
 const PRODUCT_FIELDS = {
@@ -28,7 +30,8 @@ interface OrderRow {
   id: string;
   userId: string;
   status: OrderStatus;
-  totalCents: bigint;
+  /** bigint from Prisma, a decimal string from pg. */
+  totalCents: bigint | string;
   currency: string;
   idempotencyKey: string | null;
   createdAt: Date;
@@ -50,11 +53,18 @@ function toOrder(row: OrderRow): Order {
   };
 }
 
-/**
- * Interactive transactions wait up to maxWait for a pooled connection and must finish within
- * timeout. Prisma's defaults (2 s / 5 s) are too tight for bursts of orders on a small pool.
- */
-const TRANSACTION_OPTIONS = { maxWait: 5_000, timeout: 10_000 } as const;
+/** An order and its lines (sorted by sku) in one row; callers append WHERE ... GROUP BY o.id. */
+const ORDER_WITH_ITEMS_SQL = `
+  SELECT o.id::text AS id, o.user_id::text AS "userId", o.status, o.total_cents AS "totalCents",
+         o.currency, o.idempotency_key AS "idempotencyKey", o.request_fingerprint AS "requestFingerprint",
+         o.created_at AS "createdAt", o.updated_at AS "updatedAt",
+         COALESCE(json_agg(json_build_object(
+           'productId', i.product_id, 'sku', i.sku, 'name', i.name,
+           'unitPriceCents', i.unit_price_cents, 'quantity', i.quantity) ORDER BY i.sku)
+           FILTER (WHERE i.order_id IS NOT NULL), '[]') AS items
+    FROM orders o LEFT JOIN order_items i ON i.order_id = o.id`;
+
+type Queryable = Pick<Pool, 'query'>;
 
 /** The only code in the order service that touches Prisma. */
 export class PrismaOrderRepository implements OrderRepository {
@@ -99,48 +109,72 @@ export class PrismaOrderRepository implements OrderRepository {
   }
 
   /**
-   * The write path, on one pooled connection in one transaction, in plain SQL: it was this
-   * service's hottest code under load, and Prisma's interactive transactions cost a WebAssembly
-   * query compilation per statement plus extra round trips (`pnpm run profile order --scenario s3`).
+   * The write path, on one pooled connection in one transaction bound by the caller's deadline
+   * (`inTransaction`: statement and lock timeouts from the time left, COMMIT only while it holds),
+   * in plain SQL: it was this service's hottest code under load, and Prisma's interactive
+   * transactions cost a WebAssembly query compilation per statement plus extra round trips
+   * (`pnpm run profile order --scenario s3`).
    *
-   * 1. The order row first: a second call with the same idempotency key blocks on the unique index
-   *    until the first commits, then fails (23505) and the caller returns the first order.
-   * 2. The lines, in one INSERT.
-   * 3. The stock, last, so its row locks are held for one round trip (until COMMIT): lock the rows
+   * 0. With an idempotency key: take a transaction-scoped advisory lock on (user, key). If another
+   *    transaction holds it, that call is still placing its order: `key-in-use`, without waiting.
+   *    Holding it, look for a live order with the key (`duplicate-key`: the caller compares the
+   *    request fingerprints) and release the key of an expired one.
+   * 1. The order row, then its lines in one INSERT.
+   * 2. The stock, last, so its row locks are held for one round trip (until COMMIT): lock the rows
    *    in id order (two orders sharing products cannot deadlock) and take each quantity only if
    *    enough is left at the price we charged. Under READ COMMITTED PostgreSQL re-checks the WHERE
    *    clause on the latest row version, so concurrent orders cannot oversell; the CHECK
    *    (stock >= 0) constraint is the last guard. FOR NO KEY UPDATE, not FOR UPDATE: the
    *    order_items foreign key holds KEY SHARE locks on those products, which FOR UPDATE would
    *    conflict with.
+   * 3. If a line could not be reserved, say why from the rows we hold, on the same connection, and
+   *    roll back. (Asking the pool for a second connection while holding this one deadlocks a
+   *    pool of one.)
    */
-  async placeOrder(order: NewOrder): Promise<PlaceOrderResult> {
-    const client = await this.pool.connect();
-    let broken: Error | undefined;
-    try {
-      await client.query('BEGIN');
-      let header: { id: string; createdAt: Date; updatedAt: Date };
-      try {
-        const inserted = await client.query<{ id: string; createdAt: Date; updatedAt: Date }>({
-          name: 'insert_order',
-          text: `INSERT INTO orders (user_id, status, total_cents, currency, idempotency_key)
-                 VALUES ($1, $2::order_status, $3, $4, $5)
-                 RETURNING id::text AS id, created_at AS "createdAt", updated_at AS "updatedAt"`,
-          values: [
-            order.userId,
-            order.status,
-            order.totalCents,
-            order.currency,
-            order.idempotencyKey ?? null,
-          ],
+  async placeOrder(order: NewOrder, keyTtlMs: number): Promise<PlaceOrderResult> {
+    return inTransaction(this.pool, async (client, control): Promise<PlaceOrderResult> => {
+      const key = order.idempotencyKey;
+      if (key !== undefined) {
+        const { rows } = await client.query<{ locked: boolean }>({
+          name: 'lock_idempotency_key',
+          text: `SELECT pg_try_advisory_xact_lock(hashtextextended($1 || ':' || $2, 0)) AS locked`,
+          values: [order.userId, key],
         });
-        header = inserted.rows[0]!;
-      } catch (error) {
-        await client.query('ROLLBACK');
-        if ((error as { code?: string }).code === '23505') return { kind: 'duplicate-key' };
-        throw error;
+        if (!rows[0]!.locked) return { kind: 'key-in-use' };
+        const existing = await this.keyedOrder(client, order.userId, key);
+        if (existing) {
+          if (existing.createdAt.getTime() > Date.now() - keyTtlMs) {
+            control.rollbackOnly();
+            return {
+              kind: 'duplicate-key',
+              order: toOrder(existing),
+              requestFingerprint: existing.requestFingerprint ?? undefined,
+            };
+          }
+          // Remembered long enough: the key is free for a new request.
+          await client.query({
+            name: 'release_idempotency_key',
+            text: 'UPDATE orders SET idempotency_key = NULL WHERE id = $1',
+            values: [existing.id],
+          });
+        }
       }
 
+      const inserted = await client.query<{ id: string; createdAt: Date; updatedAt: Date }>({
+        name: 'insert_order',
+        text: `INSERT INTO orders (user_id, status, total_cents, currency, idempotency_key, request_fingerprint)
+               VALUES ($1, $2::order_status, $3, $4, $5, $6)
+               RETURNING id::text AS id, created_at AS "createdAt", updated_at AS "updatedAt"`,
+        values: [
+          order.userId,
+          order.status,
+          order.totalCents,
+          order.currency,
+          key ?? null,
+          key === undefined ? null : (order.requestFingerprint ?? null),
+        ],
+      });
+      const header = inserted.rows[0]!;
       await client.query({
         name: 'insert_order_items',
         text: `INSERT INTO order_items (order_id, product_id, sku, name, unit_price_cents, quantity)
@@ -175,11 +209,9 @@ export class PrismaOrderRepository implements OrderRepository {
         ],
       });
       if (reserved.rowCount !== order.items.length) {
-        await client.query('ROLLBACK');
-        return this.whyNotReserved(order);
+        control.rollbackOnly();
+        return this.whyNotReserved(client, order);
       }
-
-      await client.query('COMMIT');
       return {
         kind: 'created',
         order: {
@@ -189,45 +221,53 @@ export class PrismaOrderRepository implements OrderRepository {
           items: [...order.items].sort((a, b) => a.sku.localeCompare(b.sku)),
           totalCents: order.totalCents,
           currency: order.currency,
-          idempotencyKey: order.idempotencyKey,
+          idempotencyKey: key,
           createdAt: header.createdAt,
           updatedAt: header.updatedAt,
         },
       };
-    } catch (error) {
-      broken = error instanceof Error ? error : new Error(String(error));
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    } finally {
-      // A connection that failed mid-transaction is discarded, not returned to the pool.
-      client.release(broken);
-    }
+    });
   }
 
-  /** After a rollback: which line could not be reserved, from the current catalog. */
-  private async whyNotReserved(order: NewOrder): Promise<PlaceOrderResult> {
-    const products = new Map(
-      (await this.findProducts(order.items.map((item) => item.productId))).map((p) => [p.id, p]),
-    );
+  /** Inside the failed transaction, on its connection: which line could not be reserved. */
+  private async whyNotReserved(client: PoolClient, order: NewOrder): Promise<PlaceOrderResult> {
+    const { rows } = await client.query<{ id: string; stock: number }>({
+      name: 'stock_by_ids',
+      text: 'SELECT id::text AS id, stock FROM products WHERE id = ANY($1::uuid[])',
+      values: [order.items.map((item) => item.productId)],
+    });
+    const stock = new Map(rows.map((row) => [row.id, row.stock]));
     for (const item of order.items) {
-      const product = products.get(item.productId);
-      if (!product || product.stock < item.quantity) {
-        return {
-          kind: 'insufficient-stock',
-          productId: item.productId,
-          available: product?.stock ?? 0,
-        };
+      const available = stock.get(item.productId);
+      if (available === undefined || available < item.quantity) {
+        return { kind: 'insufficient-stock', productId: item.productId, available: available ?? 0 };
       }
     }
     return { kind: 'price-changed' };
   }
 
-  async findOrderByIdempotencyKey(userId: string, key: string): Promise<Order | undefined> {
-    const row = await this.prisma.order.findUnique({
-      where: { userId_idempotencyKey: { userId, idempotencyKey: key } },
-      include: ORDER_INCLUDE,
+  /** An order with its lines, by (user, idempotency key), on `client`, whatever its age. */
+  private async keyedOrder(
+    client: Queryable,
+    userId: string,
+    key: string,
+  ): Promise<(OrderRow & { requestFingerprint: string | null }) | undefined> {
+    const { rows } = await client.query<OrderRow & { requestFingerprint: string | null }>({
+      name: 'order_by_idempotency_key',
+      text: `${ORDER_WITH_ITEMS_SQL} WHERE o.user_id = $1 AND o.idempotency_key = $2 GROUP BY o.id`,
+      values: [userId, key],
     });
-    return row ? toOrder(row) : undefined;
+    return rows[0];
+  }
+
+  async findOrderByIdempotencyKey(
+    userId: string,
+    key: string,
+    ttlMs: number,
+  ): Promise<KeyedOrder | undefined> {
+    const row = await this.keyedOrder(this.pool, userId, key);
+    if (!row || row.createdAt.getTime() <= Date.now() - ttlMs) return undefined;
+    return { order: toOrder(row), requestFingerprint: row.requestFingerprint ?? undefined };
   }
 
   async findOrder(id: string, userId: string): Promise<Order | undefined> {
@@ -262,39 +302,50 @@ export class PrismaOrderRepository implements OrderRepository {
     return rows.map(toOrder);
   }
 
+  /** One transaction bound by the caller's deadline, like placeOrder. */
   async cancelOrder(
     id: string,
     userId: string,
     from: readonly OrderStatus[],
   ): Promise<CancelOrderResult> {
-    return this.prisma.$transaction(async (tx) => {
+    return inTransaction(this.pool, async (client): Promise<CancelOrderResult> => {
       // Conditional update: of two concurrent cancels, exactly one changes the row.
-      const { count } = await tx.order.updateMany({
-        where: { id, userId, status: { in: [...from] } },
-        data: { status: 'CANCELLED' },
+      const updated = await client.query({
+        name: 'cancel_order',
+        text: `UPDATE orders SET status = 'CANCELLED', updated_at = now()
+                WHERE id = $1 AND user_id = $2 AND status = ANY($3::order_status[])`,
+        values: [id, userId, [...from]],
       });
-      if (count === 0) {
-        const existing = await tx.order.findFirst({
-          where: { id, userId },
-          select: { status: true },
+      if (updated.rowCount === 0) {
+        const { rows } = await client.query<{ status: OrderStatus }>({
+          name: 'order_status',
+          text: 'SELECT status FROM orders WHERE id = $1 AND user_id = $2',
+          values: [id, userId],
         });
-        return existing
-          ? { kind: 'not-cancellable', status: existing.status }
+        return rows[0]
+          ? { kind: 'not-cancellable', status: rows[0].status }
           : { kind: 'not-found' };
       }
-      await tx.$executeRaw`
-        WITH locked AS (
-          SELECT p.id FROM products p
-           WHERE p.id IN (SELECT product_id FROM order_items WHERE order_id = ${id}::uuid)
-           ORDER BY p.id FOR NO KEY UPDATE
-        )
-        UPDATE products p
-           SET stock = p.stock + i.quantity, updated_at = now()
-          FROM order_items i
-         WHERE i.order_id = ${id}::uuid AND p.id = i.product_id AND p.id IN (SELECT id FROM locked)`;
-      const row = await tx.order.findUniqueOrThrow({ where: { id }, include: ORDER_INCLUDE });
-      return { kind: 'cancelled', order: toOrder(row) };
-    }, TRANSACTION_OPTIONS);
+      await client.query({
+        name: 'restock_order',
+        text: `WITH locked AS (
+                 SELECT p.id FROM products p
+                  WHERE p.id IN (SELECT product_id FROM order_items WHERE order_id = $1)
+                  ORDER BY p.id FOR NO KEY UPDATE
+               )
+               UPDATE products p
+                  SET stock = p.stock + i.quantity, updated_at = now()
+                 FROM order_items i
+                WHERE i.order_id = $1 AND p.id = i.product_id AND p.id IN (SELECT id FROM locked)`,
+        values: [id],
+      });
+      const { rows } = await client.query<OrderRow>({
+        name: 'order_by_id',
+        text: `${ORDER_WITH_ITEMS_SQL} WHERE o.id = $1 GROUP BY o.id`,
+        values: [id],
+      });
+      return { kind: 'cancelled', order: toOrder(rows[0]!) };
+    });
   }
 
   /** For health checks; on the pool directly, so start-up does not wait for Prisma's engine. */

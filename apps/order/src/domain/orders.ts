@@ -1,8 +1,15 @@
 import { coalesce } from '@repo/service-kit/coalesce';
+import { throwIfDone } from '@repo/service-kit/deadline';
+import {
+  IDEMPOTENCY_KEY_TTL_MS,
+  idempotencyKeyInProgress,
+  idempotencyKeyReused,
+  requestFingerprint,
+} from '@repo/service-kit/idempotency';
 import { DomainError, type FieldViolation } from '@repo/service-kit/errors';
 import { decodePageToken, encodePageToken, normalizePageSize } from '@repo/service-kit/pagination';
 import type { Order, Product } from './model';
-import type { OrderRepository, UserDirectory } from './ports';
+import type { KeyedOrder, OrderRepository, UserDirectory } from './ports';
 import { priceOrder } from './pricing';
 import { CANCELLABLE, INITIAL_STATUS } from './status';
 import { isUuid, validateNewOrder, type NewOrderInput } from './validation';
@@ -56,21 +63,46 @@ export class Orders {
   constructor(
     private readonly repository: OrderRepository,
     private readonly users: UserDirectory,
+    /** How long an idempotency key is remembered (see @repo/service-kit/idempotency). */
+    private readonly keyTtlMs: number = IDEMPOTENCY_KEY_TTL_MS,
   ) {}
 
+  /**
+   * Places an order. With an idempotency key: the same key and the same request return the order
+   * the first call placed; the same key with another request is refused; the same key while the
+   * first call is still running is ABORTED (retry shortly).
+   */
   async create(input: NewOrderInput): Promise<Order> {
     const request = validateNewOrder(input);
     const key = request.idempotencyKey;
+    // What the request asks for, independent of line order and of how lines were split.
+    const fingerprint = requestFingerprint(
+      request.lines
+        .map((line) => [line.productId, line.quantity] as const)
+        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+    );
+    const replay = (found: KeyedOrder): Order => {
+      if (found.requestFingerprint !== undefined && found.requestFingerprint !== fingerprint) {
+        throw idempotencyKeyReused();
+      }
+      return found.order;
+    };
     if (key) {
       // A retry of an order that was placed: return it, write nothing.
-      const existing = await this.repository.findOrderByIdempotencyKey(request.userId, key);
-      if (existing) return existing;
+      const existing = await this.repository.findOrderByIdempotencyKey(
+        request.userId,
+        key,
+        this.keyTtlMs,
+      );
+      if (existing) return replay(existing);
     }
+    throwIfDone();
     if (!(await this.users.userExists(request.userId))) {
       throw new DomainError('FAILED_PRECONDITION', `user ${request.userId} does not exist`);
     }
 
     for (let attempt = 1; attempt <= MAX_PLACE_ATTEMPTS; attempt++) {
+      throwIfDone();
       const products = new Map(
         (await this.repository.findProducts(request.lines.map((line) => line.productId))).map(
           (p) => [p.id, p],
@@ -91,21 +123,24 @@ export class Orders {
       }
 
       const priced = priceOrder(request.lines, products);
-      const result = await this.repository.placeOrder({
-        userId: request.userId,
-        status: INITIAL_STATUS,
-        idempotencyKey: key,
-        ...priced,
-      });
+      const result = await this.repository.placeOrder(
+        {
+          userId: request.userId,
+          status: INITIAL_STATUS,
+          idempotencyKey: key,
+          requestFingerprint: key ? fingerprint : undefined,
+          ...priced,
+        },
+        this.keyTtlMs,
+      );
       switch (result.kind) {
         case 'created':
           return result.order;
-        case 'duplicate-key': {
-          // Another call with the same key won the race; it has committed, so its order is there.
-          const existing = await this.repository.findOrderByIdempotencyKey(request.userId, key!);
-          if (existing) return existing;
-          continue;
-        }
+        case 'duplicate-key':
+          // Another call with the same key placed its order first (it has committed).
+          return replay(result);
+        case 'key-in-use':
+          throw idempotencyKeyInProgress();
         case 'insufficient-stock': {
           const product = products.get(result.productId)!;
           const quantity = request.lines.find(

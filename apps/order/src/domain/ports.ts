@@ -7,12 +7,24 @@ export interface OrderCursor {
 }
 
 /** An order before it is stored: the store gives it its id and timestamps. */
-export type NewOrder = Omit<Order, 'id' | 'createdAt' | 'updatedAt'>;
+export type NewOrder = Omit<Order, 'id' | 'createdAt' | 'updatedAt'> & {
+  /** Fingerprint of the request, stored with the idempotency key (see @repo/service-kit/idempotency). */
+  requestFingerprint?: string | undefined;
+};
+
+/** An order found by its idempotency key, with the fingerprint of the request that placed it. */
+export interface KeyedOrder {
+  order: Order;
+  /** Undefined for orders placed before fingerprints were stored: they match any request. */
+  requestFingerprint: string | undefined;
+}
 
 export type PlaceOrderResult =
   | { kind: 'created'; order: Order }
-  /** The user already has an order with this idempotency key (possibly placed a moment ago). */
-  | { kind: 'duplicate-key' }
+  /** The user already has a live order with this idempotency key (possibly placed a moment ago). */
+  | ({ kind: 'duplicate-key' } & KeyedOrder)
+  /** Another call with this idempotency key is placing its order right now. */
+  | { kind: 'key-in-use' }
   /** Nothing was written: this product has fewer units than asked. */
   | { kind: 'insufficient-stock'; productId: string; available: number }
   /** Nothing was written: a price changed between pricing and reserving. */
@@ -31,10 +43,17 @@ export interface OrderRepository {
   findProducts(ids: readonly string[]): Promise<Product[]>;
   /**
    * In one transaction: writes the order with its items and takes each line's quantity from stock,
-   * only if every product still has enough units at the price the order was computed with.
+   * only if every product still has enough units at the price the order was computed with. With an
+   * idempotency key, holds the key for the transaction (a concurrent call with it gets
+   * `key-in-use`), returns the live order that already has it, and releases an expired one.
    */
-  placeOrder(order: NewOrder): Promise<PlaceOrderResult>;
-  findOrderByIdempotencyKey(userId: string, key: string): Promise<Order | undefined>;
+  placeOrder(order: NewOrder, keyTtlMs: number): Promise<PlaceOrderResult>;
+  /** The order placed with this key within the last `ttlMs`, if any. */
+  findOrderByIdempotencyKey(
+    userId: string,
+    key: string,
+    ttlMs: number,
+  ): Promise<KeyedOrder | undefined>;
   /** The order, only if it belongs to `userId`. */
   findOrder(id: string, userId: string): Promise<Order | undefined>;
   listOrders(userId: string, before: OrderCursor | undefined, limit: number): Promise<Order[]>;

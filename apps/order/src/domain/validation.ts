@@ -1,12 +1,10 @@
 import { DomainError, type FieldViolation } from '@repo/service-kit/errors';
+import { idempotencyKeyViolation } from '@repo/service-kit/idempotency';
 
 export const MAX_LINES = 50;
 export const MAX_QUANTITY = 1000;
-export const IDEMPOTENCY_KEY_MAX = 100;
 
 const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-// Printable ASCII without spaces: keys usually are UUIDs or similar tokens.
-const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7e]+$/;
 
 export function isUuid(value: string): boolean {
   return UUID_PATTERN.test(value);
@@ -89,13 +87,8 @@ export function validateNewOrder(input: NewOrderInput): ValidNewOrder {
     }
   }
   const key = input.idempotencyKey;
-  if (key !== '' && (key.length > IDEMPOTENCY_KEY_MAX || !IDEMPOTENCY_KEY_PATTERN.test(key))) {
-    violations.push({
-      field: 'idempotency_key',
-      description: `must be 1 to ${IDEMPOTENCY_KEY_MAX} printable ASCII characters without spaces`,
-      reason: 'INVALID_FORMAT',
-    });
-  }
+  const keyViolation = idempotencyKeyViolation(key);
+  if (keyViolation) violations.push(keyViolation);
   if (violations.length > 0) throw DomainError.invalid(violations);
   return {
     userId: input.userId.toLowerCase(),
