@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import { UserServiceClient } from '@repo/contracts/user/v1';
 import { provisionDatabase } from '@repo/database/provision';
 import { createServiceClient } from '@repo/service-kit/grpc-client';
+import { drainDelayMs } from '@repo/service-kit/config';
 import { createLogger } from '@repo/service-kit/logger';
 import { onShutdownSignal } from '@repo/service-kit/shutdown';
 import { exitOnStartupError } from '@repo/service-kit/startup';
@@ -47,12 +48,12 @@ async function main(): Promise<void> {
 
   onShutdownSignal(
     async () => {
-      await server.stop(config.SHUTDOWN_GRACE_MS);
+      await server.stop(config.SHUTDOWN_GRACE_MS, drainDelayMs(config));
       userClient.close();
       await db.close();
       await database.stop();
     },
-    { logger, timeoutMs: config.SHUTDOWN_GRACE_MS + 5_000 },
+    { logger, timeoutMs: drainDelayMs(config) + config.SHUTDOWN_GRACE_MS + 5_000 },
   );
 
   const port = await server.start(config.ORDER_GRPC_PORT, config.ORDER_GRPC_HOST);

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { databaseServiceEnv, env, loadConfigOrExit } from '@repo/service-kit/config';
 
@@ -6,6 +7,17 @@ export const configSchema = z.object({
   ...databaseServiceEnv(),
   USER_GRPC_HOST: z.string().min(1).default('0.0.0.0'),
   USER_GRPC_PORT: env.port(50051),
+  /** Password hashes computed at once (scrypt runs on libuv's pool of 4 threads): about the cores. */
+  HASH_CONCURRENCY: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(4)
+    .default(Math.min(4, availableParallelism())),
+  /** Hashes waiting at most; more are refused at once with RESOURCE_EXHAUSTED (HTTP 503). */
+  HASH_QUEUE_MAX: z.coerce.number().int().min(0).max(10_000).default(64),
+  /** A hash expected to wait longer than this before it starts is refused at once, too. */
+  HASH_QUEUE_WAIT_MAX_MS: env.millis(500),
 });
 
 export type Config = z.output<typeof configSchema>;

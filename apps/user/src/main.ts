@@ -1,6 +1,7 @@
 // Composition root of the user service: config -> logger -> database -> repository -> gRPC server.
 import { resolve } from 'node:path';
 import { provisionDatabase } from '@repo/database/provision';
+import { drainDelayMs } from '@repo/service-kit/config';
 import { createLogger } from '@repo/service-kit/logger';
 import { onShutdownSignal } from '@repo/service-kit/shutdown';
 import { exitOnStartupError } from '@repo/service-kit/startup';
@@ -35,15 +36,20 @@ async function main(): Promise<void> {
     repository: new PrismaUserRepository(db),
     logger,
     healthCheckIntervalMs: config.HEALTH_CHECK_INTERVAL_MS,
+    hashing: {
+      concurrency: config.HASH_CONCURRENCY,
+      maxQueued: config.HASH_QUEUE_MAX,
+      maxWaitMs: config.HASH_QUEUE_WAIT_MAX_MS,
+    },
   });
 
   onShutdownSignal(
     async () => {
-      await server.stop(config.SHUTDOWN_GRACE_MS);
+      await server.stop(config.SHUTDOWN_GRACE_MS, drainDelayMs(config));
       await db.close();
       await database.stop();
     },
-    { logger, timeoutMs: config.SHUTDOWN_GRACE_MS + 5_000 },
+    { logger, timeoutMs: drainDelayMs(config) + config.SHUTDOWN_GRACE_MS + 5_000 },
   );
 
   const port = await server.start(config.USER_GRPC_PORT, config.USER_GRPC_HOST);

@@ -1,5 +1,7 @@
+import { randomUUID } from 'node:crypto';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { createTestDatabase, startTcpProxy, type TestDatabase } from '@repo/database/testing';
+import type { CreateUserRequest } from '@repo/contracts/user/v1';
 import { fieldViolationsOf } from '@repo/service-kit/errors';
 import { startUserService, type RunningUserService } from './harness';
 import { checkHealth } from '@repo/service-kit/health-client';
@@ -15,6 +17,10 @@ describe('user.v1.UserService over gRPC', () => {
   let service: RunningUserService;
   let counter = 0;
   const email = () => `person${++counter}@example.com`;
+  /** CreateUser without an idempotency key unless the test gives one. */
+  const createUser = (
+    request: Omit<CreateUserRequest, 'idempotencyKey'> & { idempotencyKey?: string },
+  ) => service.client.createUser({ idempotencyKey: '', ...request });
 
   beforeAll(async () => {
     database = await createTestDatabase();
@@ -28,7 +34,7 @@ describe('user.v1.UserService over gRPC', () => {
 
   describe('CreateUser', () => {
     it('creates a user and never returns the password or its hash', async () => {
-      const { user } = await service.client.createUser({
+      const { user } = await createUser({
         email: ' Ada@Example.com ',
         name: 'Ada',
         password: PASSWORD,
@@ -41,22 +47,22 @@ describe('user.v1.UserService over gRPC', () => {
 
     it('answers ALREADY_EXISTS for the same email in another case', async () => {
       const address = email();
-      await service.client.createUser({ email: address, name: 'A', password: PASSWORD });
+      await createUser({ email: address, name: 'A', password: PASSWORD });
       const error = await failure(
-        service.client.createUser({ email: address.toUpperCase(), name: 'B', password: PASSWORD }),
+        createUser({ email: address.toUpperCase(), name: 'B', password: PASSWORD }),
       );
       expect(error.code).toBe(status.ALREADY_EXISTS);
     });
 
     it('answers ALREADY_EXISTS for the decomposed spelling of an email (NFC before uniqueness)', async () => {
       const local = `jos\u00e9${++counter}`;
-      await service.client.createUser({
+      await createUser({
         email: `${local}@example.com`,
         name: 'A',
         password: PASSWORD,
       });
       const error = await failure(
-        service.client.createUser({
+        createUser({
           email: `${local.normalize('NFD')}@example.com`,
           name: 'B',
           password: PASSWORD,
@@ -68,7 +74,7 @@ describe('user.v1.UserService over gRPC', () => {
     it('answers INVALID_ARGUMENT, not INTERNAL, for NUL in the email or name', async () => {
       for (const override of [{ email: `a\u0000${email()}` }, { name: 'N\u0000' }]) {
         const error = await failure(
-          service.client.createUser({ email: email(), name: 'N', password: PASSWORD, ...override }),
+          createUser({ email: email(), name: 'N', password: PASSWORD, ...override }),
         );
         expect(error.code).toBe(status.INVALID_ARGUMENT);
         expect(fieldViolationsOf(error).map((v) => v.field)).toEqual(Object.keys(override));
@@ -77,7 +83,7 @@ describe('user.v1.UserService over gRPC', () => {
 
     it('answers INVALID_ARGUMENT with one field violation per bad field', async () => {
       const error = await failure(
-        service.client.createUser({
+        createUser({
           email: 'not-an-email',
           name: 'x'.repeat(101),
           password: 'short',
@@ -97,7 +103,7 @@ describe('user.v1.UserService over gRPC', () => {
       ['a missing email', { email: '' }, 'email'],
     ])('rejects %s', async (_label, override, field) => {
       const error = await failure(
-        service.client.createUser({ email: email(), name: 'N', password: PASSWORD, ...override }),
+        createUser({ email: email(), name: 'N', password: PASSWORD, ...override }),
       );
       expect(error.code).toBe(status.INVALID_ARGUMENT);
       expect(fieldViolationsOf(error).map((v) => v.field)).toEqual([field]);
@@ -107,7 +113,7 @@ describe('user.v1.UserService over gRPC', () => {
       const address = email();
       const results = await Promise.allSettled(
         Array.from({ length: 20 }, (_, i) =>
-          service.client.createUser({ email: address, name: `Racer ${i}`, password: PASSWORD }),
+          createUser({ email: address, name: `Racer ${i}`, password: PASSWORD }),
         ),
       );
       const created = results.filter((result) => result.status === 'fulfilled');
@@ -122,9 +128,128 @@ describe('user.v1.UserService over gRPC', () => {
     });
   });
 
+  describe('CreateUser with an idempotency key', () => {
+    const reasonsOf = (error: ServiceError) => fieldViolationsOf(error).map((v) => v.reason);
+
+    it('returns the same user when the same request is retried with the same key', async () => {
+      const request = {
+        email: email(),
+        name: 'Ida',
+        password: PASSWORD,
+        idempotencyKey: randomUUID(),
+      };
+      const first = await createUser(request);
+      const again = await createUser(request);
+      expect(again.user).toEqual(first.user);
+    });
+
+    it.each([
+      ['another name', { name: 'Someone else' }],
+      ['another password', { password: `${PASSWORD}!` }],
+      ['another email', { email: 'other-person@example.com' }],
+    ])(
+      'refuses the same key with %s (IDEMPOTENCY_KEY_REUSED), creating nothing',
+      async (_label, change) => {
+        const request = {
+          email: email(),
+          name: 'Ida',
+          password: PASSWORD,
+          idempotencyKey: randomUUID(),
+        };
+        await createUser(request);
+        const error = await failure(createUser({ ...request, ...change }));
+        expect(error.code).toBe(status.INVALID_ARGUMENT);
+        expect(reasonsOf(error)).toEqual(['IDEMPOTENCY_KEY_REUSED']);
+        if ('email' in change) {
+          const login = await failure(
+            service.client.verifyCredentials({ email: change.email, password: PASSWORD }),
+          );
+          expect(login.code).toBe(status.UNAUTHENTICATED);
+        }
+      },
+    );
+
+    it('refuses a malformed key', async () => {
+      const error = await failure(
+        createUser({ email: email(), name: 'N', password: PASSWORD, idempotencyKey: 'has space' }),
+      );
+      expect(error.code).toBe(status.INVALID_ARGUMENT);
+      expect(fieldViolationsOf(error).map((v) => v.field)).toEqual(['idempotency_key']);
+    });
+  });
+
+  describe('password hashing under load', () => {
+    it('sheds a burst at once with RESOURCE_EXHAUSTED instead of queueing it, and serves the rest', async () => {
+      const tight = await startUserService(database.url, 200, {
+        concurrency: 1,
+        maxQueued: 2,
+        maxWaitMs: 60_000,
+      });
+      try {
+        const results = await Promise.allSettled(
+          Array.from({ length: 12 }, (_, i) =>
+            tight.client.createUser({
+              email: email(),
+              name: `Burst ${i}`,
+              password: PASSWORD,
+              idempotencyKey: '',
+            }),
+          ),
+        );
+        const codes = results.map((result) =>
+          result.status === 'fulfilled' ? 'OK' : status[(result.reason as ServiceError).code],
+        );
+        // One running and two queued get through; the other nine are refused without hashing.
+        expect(codes.filter((code) => code === 'OK')).toHaveLength(3);
+        expect(codes.filter((code) => code !== 'OK')).toEqual(Array(9).fill('RESOURCE_EXHAUSTED'));
+      } finally {
+        await tight.stop();
+      }
+    });
+
+    it('drops queued hashing whose deadline cannot be met, and creates nothing for it', async () => {
+      const tight = await startUserService(database.url, 200, {
+        concurrency: 1,
+        maxQueued: 100,
+        maxWaitMs: 60_000,
+      });
+      try {
+        const addresses = Array.from({ length: 8 }, () => email());
+        // Deadlines too short for eight hashes in a row: later ones must not be computed at all.
+        const results = await Promise.allSettled(
+          addresses.map((address) =>
+            tight.client.createUser(
+              { email: address, name: 'Late', password: PASSWORD, idempotencyKey: '' },
+              { deadlineMs: 150 },
+            ),
+          ),
+        );
+        const refused = addresses.filter((_, i) => results[i]!.status === 'rejected');
+        expect(refused.length).toBeGreaterThan(0);
+        for (const result of results) {
+          if (result.status === 'rejected') {
+            expect(['RESOURCE_EXHAUSTED', 'DEADLINE_EXCEEDED']).toContain(
+              status[(result.reason as ServiceError).code],
+            );
+          }
+        }
+        // Whatever answered "failed" did not happen: none of those accounts exists, now or later.
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        for (const address of refused) {
+          const error = await failure(
+            service.client.verifyCredentials({ email: address, password: PASSWORD }),
+          );
+          expect(error.code).toBe(status.UNAUTHENTICATED);
+        }
+      } finally {
+        await tight.stop();
+      }
+    });
+  });
+
   describe('GetUser and BatchGetUsers', () => {
     it('gets a user by id', async () => {
-      const { user } = await service.client.createUser({
+      const { user } = await createUser({
         email: email(),
         name: 'Grace',
         password: PASSWORD,
@@ -142,10 +267,8 @@ describe('user.v1.UserService over gRPC', () => {
     );
 
     it('batch-gets existing users in the order asked, skipping unknown and malformed ids', async () => {
-      const a = (await service.client.createUser({ email: email(), name: 'A', password: PASSWORD }))
-        .user!;
-      const b = (await service.client.createUser({ email: email(), name: 'B', password: PASSWORD }))
-        .user!;
+      const a = (await createUser({ email: email(), name: 'A', password: PASSWORD })).user!;
+      const b = (await createUser({ email: email(), name: 'B', password: PASSWORD })).user!;
       const { users } = await service.client.batchGetUsers({
         ids: [b.id, UNKNOWN_ID, 'junk', a.id, b.id],
       });
@@ -164,7 +287,7 @@ describe('user.v1.UserService over gRPC', () => {
   describe('ListUsers', () => {
     it('walks every user once with opaque cursors, 20 by default and at most 100', async () => {
       for (let i = 0; i < 25; i++)
-        await service.client.createUser({ email: email(), name: `L${i}`, password: PASSWORD });
+        await createUser({ email: email(), name: `L${i}`, password: PASSWORD });
       const first = await service.client.listUsers({ pageSize: 0, pageToken: '' });
       expect(first.users).toHaveLength(20);
       expect(first.nextPageToken).not.toBe('');
@@ -195,7 +318,7 @@ describe('user.v1.UserService over gRPC', () => {
 
   describe('UpdateUser and DeleteUser', () => {
     it('renames a user', async () => {
-      const { user } = await service.client.createUser({
+      const { user } = await createUser({
         email: email(),
         name: 'Old',
         password: PASSWORD,
@@ -206,7 +329,7 @@ describe('user.v1.UserService over gRPC', () => {
     });
 
     it('rejects an invalid name and an unknown user', async () => {
-      const { user } = await service.client.createUser({
+      const { user } = await createUser({
         email: email(),
         name: 'Old',
         password: PASSWORD,
@@ -220,7 +343,7 @@ describe('user.v1.UserService over gRPC', () => {
     });
 
     it('deletes a user once', async () => {
-      const { user } = await service.client.createUser({
+      const { user } = await createUser({
         email: email(),
         name: 'Gone',
         password: PASSWORD,
@@ -236,7 +359,7 @@ describe('user.v1.UserService over gRPC', () => {
   describe('VerifyCredentials', () => {
     it('returns the user for the right password, whatever the email case', async () => {
       const address = email();
-      const { user } = await service.client.createUser({
+      const { user } = await createUser({
         email: address,
         name: 'Vera',
         password: PASSWORD,
@@ -250,7 +373,7 @@ describe('user.v1.UserService over gRPC', () => {
 
     it('matches the decomposed spelling of the email the user registered composed', async () => {
       const address = `ren\u00e9e${++counter}@example.com`;
-      const { user } = await service.client.createUser({
+      const { user } = await createUser({
         email: address,
         name: 'R',
         password: PASSWORD,
@@ -272,7 +395,7 @@ describe('user.v1.UserService over gRPC', () => {
 
     it('answers UNAUTHENTICATED with the same message, in about the same time, for a wrong password and an unknown email', async () => {
       const address = email();
-      await service.client.createUser({ email: address, name: 'Vera', password: PASSWORD });
+      await createUser({ email: address, name: 'Vera', password: PASSWORD });
       const timed = async (call: Promise<unknown>) => {
         const started = process.hrtime.bigint();
         const error = await failure(call);

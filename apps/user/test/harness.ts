@@ -3,7 +3,7 @@ import { createServiceClient } from '@repo/service-kit/grpc-client';
 import { createLogger } from '@repo/service-kit/logger';
 import { createDatabase } from '../src/data/prisma';
 import { PrismaUserRepository } from '../src/data/user-repository';
-import { createUserServer, type UserServer } from '../src/server';
+import { createUserServer, type UserServer, type UserServerOptions } from '../src/server';
 
 export interface RunningUserService {
   server: UserServer;
@@ -18,6 +18,11 @@ export interface RunningUserService {
 export async function startUserService(
   databaseUrl: string,
   healthCheckIntervalMs = 200,
+  /**
+   * Password hashing bounds. By default generous, so that tests not about shedding do not depend
+   * on how fast this machine hashes right now; tests of shedding pass tight ones.
+   */
+  hashing: UserServerOptions['hashing'] = { maxQueued: 1_000, maxWaitMs: 60_000 },
 ): Promise<RunningUserService> {
   const logger = createLogger({ name: 'user-test', level: 'silent', pretty: false });
   const db = createDatabase({ connectionString: databaseUrl, poolSize: 10 });
@@ -25,6 +30,7 @@ export async function startUserService(
     repository: new PrismaUserRepository(db),
     logger,
     healthCheckIntervalMs,
+    hashing,
   });
   const port = await server.start(0, '127.0.0.1');
   const address = `127.0.0.1:${port}`;

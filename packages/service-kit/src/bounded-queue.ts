@@ -9,6 +9,11 @@ export interface BoundedQueueOptions {
   concurrency: number;
   /** Jobs waiting at most; one more is refused at once with RESOURCE_EXHAUSTED. */
   maxQueued: number;
+  /**
+   * Longest expected wait (ms) before a job starts: a job that would wait longer is refused at once,
+   * whatever its deadline. Keeps the answer fast for everyone when the queue is long.
+   */
+  maxWaitMs: number;
   /** First guess of one job's duration (ms), until a few have been measured. */
   initialEstimateMs: number;
 }
@@ -68,10 +73,11 @@ export class BoundedQueue {
         throw overloaded(this.options.name, 'queue full');
       }
       // Jobs ahead of this one, spread over the slots, then this one.
-      const expectedDoneAt =
-        Date.now() +
-        ((this.queue.length + 1) / this.options.concurrency + 1) * this.estimateMs;
-      if (deadline !== undefined && expectedDoneAt > deadline) {
+      const expectedWaitMs = ((this.queue.length + 1) / this.options.concurrency) * this.estimateMs;
+      if (expectedWaitMs > this.options.maxWaitMs) {
+        throw overloaded(this.options.name, 'the queue is too long');
+      }
+      if (deadline !== undefined && Date.now() + expectedWaitMs + this.estimateMs > deadline) {
         throw overloaded(this.options.name, 'it could not finish before the deadline');
       }
       await new Promise<void>((start, reject) => {

@@ -59,6 +59,18 @@ export const env = {
       .enum(['true', 'false', '1', '0'], { error: 'must be true or false' })
       .optional()
       .transform((value) => (value === undefined ? fallback : value === 'true' || value === '1')),
+  /**
+   * How long a stopping app keeps serving while it reports NOT_SERVING (a gateway: /readyz 503), so
+   * load balancers and health-watching clients move away before it refuses anything. A few seconds
+   * in production (about two health-check periods of whatever routes traffic here); 0 elsewhere, so
+   * `pnpm dev` and tests stop at once. Set explicitly to override.
+   */
+  drainDelay: () =>
+    z.coerce
+      .number()
+      .int('must be an integer (milliseconds)')
+      .min(0, 'must be 0 or more (milliseconds)')
+      .optional(),
   /** Milliseconds, a positive integer. */
   millis: (fallback: number) =>
     z.coerce
@@ -67,6 +79,11 @@ export const env = {
       .positive('must be positive')
       .default(fallback),
 };
+
+/** DRAIN_DELAY_MS as set, else 5 s in production and 0 elsewhere (see `env.drainDelay`). */
+export function drainDelayMs(config: { NODE_ENV: string; DRAIN_DELAY_MS?: number | undefined }): number {
+  return config.DRAIN_DELAY_MS ?? (config.NODE_ENV === 'production' ? 5_000 : 0);
+}
 
 /**
  * The settings every service that owns a PostgreSQL database shares; spread them into the
@@ -87,6 +104,7 @@ export function databaseServiceEnv() {
     DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(100).default(10),
     HEALTH_CHECK_INTERVAL_MS: env.millis(2_000),
     SHUTDOWN_GRACE_MS: env.millis(10_000),
+    DRAIN_DELAY_MS: env.drainDelay(),
   };
 }
 

@@ -1,4 +1,5 @@
 import { status } from '@grpc/grpc-js';
+import { IDEMPOTENCY_KEY_REUSED } from '@repo/service-kit/idempotency';
 import { PROBLEM_TYPES } from './problem';
 
 interface HttpMapping {
@@ -20,7 +21,9 @@ export const GRPC_TO_HTTP: { readonly [code in status]: HttpMapping } = {
   [status.NOT_FOUND]: { status: 404, type: PROBLEM_TYPES.notFound },
   [status.ALREADY_EXISTS]: { status: 409, type: PROBLEM_TYPES.conflict },
   [status.PERMISSION_DENIED]: { status: 403, type: PROBLEM_TYPES.forbidden },
-  [status.RESOURCE_EXHAUSTED]: { status: 429, type: PROBLEM_TYPES.rateLimited },
+  // A backend shedding load (its work queue is full): the service is unavailable right now, and a
+  // retry after Retry-After may succeed. Not 429: the client did nothing wrong.
+  [status.RESOURCE_EXHAUSTED]: { status: 503, type: PROBLEM_TYPES.unavailable },
   [status.FAILED_PRECONDITION]: { status: 409, type: PROBLEM_TYPES.conflict },
   [status.ABORTED]: { status: 409, type: PROBLEM_TYPES.conflict },
   [status.OUT_OF_RANGE]: { status: 400, type: PROBLEM_TYPES.badRequest },
@@ -33,6 +36,23 @@ export const GRPC_TO_HTTP: { readonly [code in status]: HttpMapping } = {
 
 export function httpStatusOf(code: status): HttpMapping {
   return GRPC_TO_HTTP[code] ?? { status: 500, type: PROBLEM_TYPES.internal };
+}
+
+/**
+ * Field-violation reasons that name a more precise answer than their gRPC code's. An idempotency
+ * key reused with another request is 422, as the IETF Idempotency-Key draft says.
+ */
+const BY_REASON: Readonly<Record<string, HttpMapping>> = {
+  [IDEMPOTENCY_KEY_REUSED]: { status: 422, type: PROBLEM_TYPES.idempotencyKeyReused },
+};
+
+/** The HTTP answer for a failed call: by a violation's reason when one says more, else by code. */
+export function httpMappingOf(code: status, reasons: readonly (string | undefined)[]): HttpMapping {
+  for (const reason of reasons) {
+    const mapping = reason === undefined ? undefined : BY_REASON[reason];
+    if (mapping) return mapping;
+  }
+  return httpStatusOf(code);
 }
 
 /** gRPC field paths are proto names (`items[1].product_id`); HTTP bodies are camelCase. */

@@ -6,7 +6,7 @@ import type { Logger } from '@repo/service-kit/logger';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { backendOf } from '../backends';
 import type { Metrics } from '../metrics';
-import { httpStatusOf, toCamelPath } from './grpc-status';
+import { httpMappingOf, toCamelPath } from './grpc-status';
 import { HttpError, PROBLEM_TYPES, problem, sendProblem } from './problem';
 import { pathPattern, type AnyRoute } from './route';
 
@@ -142,9 +142,48 @@ const BODY_PARSER_ERRORS: Record<string, [number, string, string]> = {
   ],
 };
 
+/** Problem types for client errors that arrive as a bare HTTP status (see `clientErrorStatus`). */
+const CLIENT_ERROR_TYPES: Record<number, string> = {
+  401: PROBLEM_TYPES.unauthenticated,
+  403: PROBLEM_TYPES.forbidden,
+  404: PROBLEM_TYPES.notFound,
+  405: PROBLEM_TYPES.methodNotAllowed,
+  409: PROBLEM_TYPES.conflict,
+  413: PROBLEM_TYPES.payloadTooLarge,
+  415: PROBLEM_TYPES.unsupportedMediaType,
+  429: PROBLEM_TYPES.rateLimited,
+};
+
+/**
+ * The 4xx status an error carries (`status` or `statusCode`, as http-errors, body-parser and the
+ * Express router set them), or undefined. Such an error is the client's: it is never a 500.
+ */
+function clientErrorStatus(error: unknown): number | undefined {
+  if (typeof error !== 'object' || error === null) return undefined;
+  const { status, statusCode } = error as { status?: unknown; statusCode?: unknown };
+  const code = typeof status === 'number' ? status : statusCode;
+  return typeof code === 'number' && Number.isInteger(code) && code >= 400 && code < 500
+    ? code
+    : undefined;
+}
+
+/** What went wrong, in words safe to send: never the error's own message (it may echo input). */
+function clientErrorDetail(error: unknown, req: Request): string {
+  // The router could not decode a path parameter (`/v1/products/%ZZ`).
+  if (error instanceof URIError) return 'the request path holds malformed percent-encoding';
+  const encoding = req.headers['content-encoding'];
+  if (typeof encoding === 'string' && !/^\s*(identity)?\s*$/i.test(encoding)) {
+    // zlib failed on a gzip, deflate or br body (Z_DATA_ERROR, Z_BUF_ERROR, a brotli error...).
+    return 'the body could not be decoded as its Content-Encoding says';
+  }
+  return 'the request could not be processed';
+}
+
 /**
  * Every error leaves as an RFC 9457 problem document: our own HttpErrors, gRPC statuses through the
- * one mapping table, body-parser failures as 4xx, and anything else as a 500 that leaks nothing.
+ * one mapping table, body-parser failures as 4xx, any other error carrying a 4xx status with that
+ * status (never a 500: a malformed path, a body that does not decompress), and anything else as a
+ * 500 that leaks nothing.
  */
 export function errorHandler(logger: Logger): ErrorRequestHandler {
   return (error: unknown, req, res, _next) => {
@@ -161,7 +200,11 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
       return;
     }
     if (isServiceError(error)) {
-      const mapping = httpStatusOf(error.code);
+      const found = fieldViolationsOf(error);
+      const mapping = httpMappingOf(
+        error.code,
+        found.map((violation) => violation.reason),
+      );
       const backend = BACKEND_NAMES[backendOf(error) ?? 'user'];
       const headers: Record<string, string> = {};
       let detail = error.details;
@@ -169,16 +212,28 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
         detail = `${backend} is unavailable; retry later`;
         headers['Retry-After'] = String(RETRY_AFTER_SECONDS);
       } else if (error.code === grpcStatus.DEADLINE_EXCEEDED) {
-        detail = `${backend} did not answer in time`;
+        // Services do no work past a call's deadline and commit only while it holds, so this
+        // means "not done" - but for the one window where a commit's answer was lost on the way
+        // back. An Idempotency-Key makes the retry safe either way.
+        detail = `${backend} did not answer in time and did not carry out the request; retry it (with the same Idempotency-Key, a retry is always safe)`;
       } else if (error.code === grpcStatus.UNIMPLEMENTED) {
         detail = `${backend} does not implement this operation`;
       } else if (error.code === grpcStatus.RESOURCE_EXHAUSTED) {
+        // The backend shed this request before doing any of it.
         headers['Retry-After'] = String(RETRY_AFTER_SECONDS);
+      } else if (error.code === grpcStatus.ABORTED) {
+        // A concurrent request got in the way (the same Idempotency-Key in progress, a deadlock):
+        // nothing was done, and retrying shortly is expected to work.
+        headers['Retry-After'] = '1';
+      } else if (error.code === grpcStatus.UNAUTHENTICATED) {
+        // A 401 names how to authenticate (RFC 9110 section 11.6.1): e.g. wrong credentials at
+        // /v1/auth/token, whose token is then sent as a Bearer token.
+        headers['WWW-Authenticate'] = 'Bearer';
       } else if (mapping.status >= 500) {
         logger.error({ err: error, backend }, 'backend call failed');
         detail = 'an internal error occurred';
       }
-      const violations = fieldViolationsOf(error).map((violation) => ({
+      const violations = found.map((violation) => ({
         field: toCamelPath(violation.field),
         message: violation.description,
       }));
@@ -197,6 +252,18 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
         'the request could not be read',
       ];
       sendProblem(res, problem(statusCode, type, detail));
+      return;
+    }
+    const clientStatus = clientErrorStatus(error);
+    if (clientStatus !== undefined) {
+      sendProblem(
+        res,
+        problem(
+          clientStatus,
+          CLIENT_ERROR_TYPES[clientStatus] ?? PROBLEM_TYPES.badRequest,
+          clientErrorDetail(error, req),
+        ),
+      );
       return;
     }
     logger.error({ err: error }, 'unhandled error');

@@ -20,13 +20,17 @@ export function orderRoutes(backends: Backends): AnyRoute[] {
       summary: 'Place an order',
       description:
         'Prices come from the catalog and stock is reserved atomically. Lines naming the same product are merged. ' +
-        'With an Idempotency-Key, a retry returns the order the first call placed.',
+        'With an Idempotency-Key, a retry of the same request returns the order the first call placed (for 24 hours); ' +
+        'the same key with a different request is refused with 422, and while the first call is still running with 409.',
       auth: true,
       body: CreateOrderBody,
       headers: IdempotencyHeaders,
       status: 201,
       response: { description: 'The order.', schema: Order },
-      errors: { 409: 'Not enough stock, or the order conflicts with the current state.' },
+      errors: {
+        409: 'Not enough stock, the order conflicts with the current state, or a request with this Idempotency-Key is still in progress.',
+        422: 'This Idempotency-Key was already used with a different request.',
+      },
       handle: async ({ body, headers, user }) =>
         presentOrder(
           (

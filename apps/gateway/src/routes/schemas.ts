@@ -1,20 +1,26 @@
 import { z } from 'zod';
+import { isStorableText, STORABLE_TEXT_RULE } from '@repo/service-kit/text';
 
 /** Schemas of the public API. They validate requests and describe them in /openapi.json. */
 
 const uuid = z.uuid({ error: 'must be a UUID' });
 
 /**
- * A string field. The gateway checks shape and gross size only; the owning service applies the
- * domain rules (email format, name and password lengths) and its field violations come back in
- * the same `errors` list.
+ * A string field. The gateway checks shape, gross size and that it is text the system can store:
+ * no NUL (PostgreSQL refuses it) and no unpaired surrogate (JSON's `\uD800` escape makes one; it is
+ * not Unicode and would be stored as U+FFFD). The owning service applies the domain rules (email
+ * format, name and password lengths; it refuses NUL and unpaired surrogates too, for gRPC callers)
+ * and its field violations come back in the same `errors` list.
  */
 const text = (max: number) =>
   z
     .string({ error: (issue) => (issue.input === undefined ? 'is required' : 'must be a string') })
-    .max(max, 'is too long');
+    .max(max, 'is too long')
+    .refine(isStorableText, STORABLE_TEXT_RULE);
 
-export const IdParams = z.object({ id: z.string().min(1).max(64) });
+export const IdParams = z.object({
+  id: z.string().min(1).max(64).refine(isStorableText, STORABLE_TEXT_RULE),
+});
 
 export const PageQuery = z.object({
   pageSize: z.coerce
@@ -27,6 +33,7 @@ export const PageQuery = z.object({
   pageToken: z
     .string()
     .max(512, 'is too long')
+    .refine(isStorableText, STORABLE_TEXT_RULE)
     .optional()
     .meta({ description: 'The `nextPageToken` of the previous page.' }),
 });
@@ -66,7 +73,10 @@ export const IdempotencyHeaders = z.object({
     .string()
     .regex(/^[\x21-\x7e]{1,100}$/, 'must be 1 to 100 printable ASCII characters without spaces')
     .optional()
-    .meta({ description: 'Makes the request safe to retry: the same key returns the same order.' }),
+    .meta({
+      description:
+        'Makes the request safe to retry: the same key with the same request returns the first result for 24 hours.',
+    }),
 });
 
 export const User = z.object({

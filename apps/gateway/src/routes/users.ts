@@ -5,7 +5,7 @@ import { invalidToken } from '../auth/tokens';
 import type { Backends } from '../backends';
 import { defineRoute, type AnyRoute } from '../http/route';
 import { presentUser } from './present';
-import { CreateUserBody, Token, TokenBody, User } from './schemas';
+import { CreateUserBody, IdempotencyHeaders, Token, TokenBody, User } from './schemas';
 
 export function userRoutes(backends: Backends, tokens: TokenService): AnyRoute[] {
   return [
@@ -15,12 +15,28 @@ export function userRoutes(backends: Backends, tokens: TokenService): AnyRoute[]
       path: '/v1/users',
       tag: 'users',
       summary: 'Register a user',
+      description:
+        'With an Idempotency-Key, a retry of the same request returns the user the first call created ' +
+        '(for 24 hours); the same key with a different request is refused with 422. ' +
+        'Answers 503 at once when password hashing is saturated (retry after Retry-After).',
       auth: false,
       body: CreateUserBody,
+      headers: IdempotencyHeaders,
       status: 201,
       response: { description: 'The new user (never the password or its hash).', schema: User },
-      errors: { 409: 'A user with this email already exists.' },
-      handle: async ({ body }) => presentUser((await backends.users.createUser(body)).user),
+      errors: {
+        409: 'A user with this email already exists, or a request with this Idempotency-Key is still in progress.',
+        422: 'This Idempotency-Key was already used with a different request.',
+      },
+      handle: async ({ body, headers }) =>
+        presentUser(
+          (
+            await backends.users.createUser({
+              ...body,
+              idempotencyKey: headers['idempotency-key'] ?? '',
+            })
+          ).user,
+        ),
     }),
     defineRoute({
       operationId: 'createToken',

@@ -1,8 +1,16 @@
+import { BoundedQueue } from '@repo/service-kit/bounded-queue';
+import { throwIfDone } from '@repo/service-kit/deadline';
 import { DomainError } from '@repo/service-kit/errors';
+import {
+  IDEMPOTENCY_KEY_TTL_MS,
+  idempotencyKeyInProgress,
+  idempotencyKeyReused,
+  requestFingerprint,
+} from '@repo/service-kit/idempotency';
 import { decodePageToken, encodePageToken, normalizePageSize } from '@repo/service-kit/pagination';
 import { dummyPasswordHash, hashPassword, verifyPassword } from './password';
 import type { User } from './user';
-import type { UserRepository } from './user-repository';
+import type { KeyedUser, UserRepository } from './user-repository';
 import {
   isUuid,
   normalizeEmail,
@@ -16,22 +24,88 @@ const INVALID_CREDENTIALS = 'invalid email or password';
 
 const notFound = (id: string) => new DomainError('NOT_FOUND', `user ${id} not found`);
 
+export interface UsersOptions {
+  /**
+   * Where password hashing and verification run: bounded concurrency and a bounded queue, so that
+   * a burst sheds (RESOURCE_EXHAUSTED) instead of queueing CPU work nobody will wait for.
+   */
+  hashing?: BoundedQueue;
+  /** How long an idempotency key is remembered (see @repo/service-kit/idempotency). */
+  keyTtlMs?: number;
+}
+
+/** Defaults for tests and tools; main.ts sizes the queue from its config. */
+export const DEFAULT_HASHING = {
+  name: 'password hashing',
+  concurrency: 2,
+  maxQueued: 64,
+  maxWaitMs: 500,
+  initialEstimateMs: 50,
+} as const;
+
+const alreadyExists = () => new DomainError('ALREADY_EXISTS', 'a user with this email already exists');
+
 /**
  * The user service's use cases. Transport calls these; these call the repository. All rules
  * (validation, hashing, credential checks, paging) live here.
  */
 export class Users {
-  constructor(private readonly repository: UserRepository) {}
+  private readonly hashing: BoundedQueue;
+  private readonly keyTtlMs: number;
 
+  constructor(
+    private readonly repository: UserRepository,
+    options: UsersOptions = {},
+  ) {
+    this.hashing = options.hashing ?? new BoundedQueue(DEFAULT_HASHING);
+    this.keyTtlMs = options.keyTtlMs ?? IDEMPOTENCY_KEY_TTL_MS;
+  }
+
+  /**
+   * Registers a user. The expensive step, hashing the password, runs last and only when it can
+   * matter: a taken email is refused first (registration reveals taken emails anyway, by design of
+   * the 409), and the hash waits in the bounded queue, which sheds load when it is saturated. With
+   * an idempotency key, a retry returns the user the first call created.
+   */
   async create(input: NewUserInput): Promise<User> {
     const user = validateNewUser(input);
-    const passwordHash = await hashPassword(user.password);
-    return this.repository.create({
-      email: user.email,
-      emailNormalized: user.emailNormalized,
-      name: user.name,
-      passwordHash,
-    });
+    const key = user.idempotencyKey;
+    // Email and name only: a fingerprint of the password would be a fast hash of it, stored.
+    const fingerprint = requestFingerprint([user.emailNormalized, user.name]);
+    if (key) {
+      const existing = await this.repository.findByIdempotencyKey(key, this.keyTtlMs);
+      if (existing) return this.replay(existing, fingerprint, user.password);
+    }
+    if (await this.repository.emailTaken(user.emailNormalized)) throw alreadyExists();
+    const passwordHash = await this.hashing.run(() => hashPassword(user.password));
+    throwIfDone();
+    const result = await this.repository.create(
+      {
+        email: user.email,
+        emailNormalized: user.emailNormalized,
+        name: user.name,
+        passwordHash,
+      },
+      key ? { key, requestFingerprint: fingerprint, ttlMs: this.keyTtlMs } : undefined,
+    );
+    switch (result.kind) {
+      case 'created':
+        return result.user;
+      case 'duplicate-key':
+        return this.replay(result, fingerprint, user.password);
+      case 'key-in-use':
+        throw idempotencyKeyInProgress();
+    }
+  }
+
+  /** The same key came back: the same request gets the same user, another request is refused. */
+  private async replay(found: KeyedUser, fingerprint: string, password: string): Promise<User> {
+    const sameRequest =
+      (found.requestFingerprint === undefined || found.requestFingerprint === fingerprint) &&
+      (await this.hashing.run(() => verifyPassword(password, found.user.passwordHash)));
+    if (!sameRequest) throw idempotencyKeyReused();
+    const { passwordHash: _omitted, ...user } = found.user;
+    return user;
   }
 
   /** A malformed id is simply not found: it never reaches the database. */
@@ -103,7 +177,7 @@ export class Users {
         ? undefined
         : await this.repository.findByEmailWithCredentials(normalizeEmail(email));
     const hash = found?.passwordHash ?? (await dummyPasswordHash());
-    const matches = await verifyPassword(password, hash);
+    const matches = await this.hashing.run(() => verifyPassword(password, hash));
     if (!found || !matches) throw new DomainError('UNAUTHENTICATED', INVALID_CREDENTIALS);
     const { passwordHash: _omitted, ...user } = found;
     return user;

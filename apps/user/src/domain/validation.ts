@@ -1,4 +1,5 @@
 import type { FieldViolation } from '@repo/service-kit/errors';
+import { idempotencyKeyViolation } from '@repo/service-kit/idempotency';
 import { DomainError } from '@repo/service-kit/errors';
 import { isStorableText, STORABLE_TEXT_RULE } from '@repo/service-kit/text';
 
@@ -92,6 +93,8 @@ export interface NewUserInput {
   email: string;
   name: string;
   password: string;
+  /** '' or absent: no key. */
+  idempotencyKey?: string;
 }
 
 export interface ValidNewUser {
@@ -101,6 +104,7 @@ export interface ValidNewUser {
   /** Trimmed. */
   name: string;
   password: string;
+  idempotencyKey: string | undefined;
 }
 
 /** Checks every field and reports every bad one at once (one violation per field). */
@@ -109,6 +113,7 @@ export function validateNewUser(input: NewUserInput): ValidNewUser {
     emailViolation(input.email),
     nameViolation(input.name),
     passwordViolation(input.password),
+    idempotencyKeyViolation(input.idempotencyKey ?? ''),
   ].filter((violation): violation is FieldViolation => violation !== undefined);
   if (violations.length > 0) throw DomainError.invalid(violations);
   const email = input.email.trim();
@@ -117,6 +122,7 @@ export function validateNewUser(input: NewUserInput): ValidNewUser {
     emailNormalized: normalizeEmail(email),
     name: input.name.trim(),
     password: input.password,
+    idempotencyKey: input.idempotencyKey || undefined,
   };
 }
 
