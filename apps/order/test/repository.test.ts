@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { runWithContext } from '@repo/service-kit/context';
 import { DomainError } from '@repo/service-kit/errors';
 import { IDEMPOTENCY_KEY_TTL_MS } from '@repo/service-kit/idempotency';
+import { inTransaction } from '@repo/database/transaction';
 import { Client } from 'pg';
 import { createTestDatabase, type TestDatabase } from '@repo/database/testing';
 import type { NewOrder } from '../src/domain/ports';
@@ -249,6 +250,28 @@ describe('PrismaOrderRepository against PostgreSQL', () => {
     } finally {
       await single.close();
     }
+  });
+
+  it('turns a deadlock into ABORTED (retry), rolling back the victim', async () => {
+    const a = await product(10);
+    const b = await product(10);
+    let arrived = 0;
+    const bothHoldOne = async () => {
+      arrived++;
+      while (arrived < 2) await new Promise((resolve) => setTimeout(resolve, 5));
+    };
+    // Two transactions take the same two row locks in opposite orders: PostgreSQL picks a victim.
+    const crosswise = (first: string, second: string) =>
+      inTransaction(db.pool, async (client) => {
+        await client.query('UPDATE products SET stock = stock - 1 WHERE id = $1', [first]);
+        await bothHoldOne();
+        await client.query('UPDATE products SET stock = stock - 1 WHERE id = $1', [second]);
+      });
+    const results = await Promise.allSettled([crosswise(a.id, b.id), crosswise(b.id, a.id)]);
+    const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    expect(failures.map((f) => (f.reason as DomainError).code)).toEqual(['ABORTED']);
+    // Only the survivor's two decrements happened.
+    expect((await stockOf(a.id)) + (await stockOf(b.id))).toBe(18);
   });
 
   it('cancels from an allowed status only, returning stock once', async () => {

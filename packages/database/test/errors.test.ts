@@ -1,4 +1,4 @@
-import { isDatabaseUnavailable } from '../src/errors';
+import { isDatabaseUnavailable, translateDatabaseError } from '../src/errors';
 
 describe('isDatabaseUnavailable', () => {
   it.each([
@@ -23,5 +23,29 @@ describe('isDatabaseUnavailable', () => {
     undefined,
   ])('does not mistake other errors for an outage: %s', (error) => {
     expect(isDatabaseUnavailable(error)).toBe(false);
+  });
+});
+
+describe('translateDatabaseError', () => {
+  it.each([
+    ['a statement cut short by statement_timeout', { code: '57014' }, 'DEADLINE_EXCEEDED'],
+    ['a lock wait cut short by lock_timeout', { code: '55P03' }, 'DEADLINE_EXCEEDED'],
+    ['a deadlock', { code: '40P01' }, 'ABORTED'],
+    ['a serialization failure', { code: '40001' }, 'ABORTED'],
+    ['Prisma write conflict or deadlock', { code: 'P2034' }, 'ABORTED'],
+    [
+      'a deadlock inside a Prisma driver adapter error',
+      { code: 'P2010', meta: { driverAdapterError: { cause: { originalCode: '40P01' } } } },
+      'ABORTED',
+    ],
+    ['an outage', { code: 'ECONNREFUSED' }, 'UNAVAILABLE'],
+  ])('maps %s to %s', (_label, fields, code) => {
+    expect(translateDatabaseError(Object.assign(new Error('x'), fields))).toMatchObject({ code });
+  });
+
+  it('leaves other errors alone (they become INTERNAL)', () => {
+    expect(translateDatabaseError(Object.assign(new Error('dup'), { code: '23505' }))).toBe(
+      undefined,
+    );
   });
 });

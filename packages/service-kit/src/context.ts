@@ -4,6 +4,16 @@ import { randomUUID } from 'node:crypto';
 /** Metadata key (and HTTP header) carrying the request id across every hop. */
 export const REQUEST_ID_KEY = 'x-request-id';
 
+/**
+ * Metadata key carrying the caller's deadline as absolute Unix milliseconds, next to gRPC's own
+ * `grpc-timeout`. gRPC sends a *relative* timeout, which the server turns into a deadline when the
+ * call arrives: a call that sat in a socket buffer while the server was paused (SIGSTOP, a long GC
+ * pause, a stalled VM) would start afresh with its whole timeout, long after its caller gave up.
+ * The absolute deadline survives that. It assumes the hosts' clocks agree to within a fraction of
+ * the deadline (NTP keeps them within milliseconds); the server takes the earlier of the two.
+ */
+export const DEADLINE_KEY = 'x-deadline';
+
 /** What is known about the request being served, wherever in the call stack we are. */
 export interface RequestContext {
   requestId: string;

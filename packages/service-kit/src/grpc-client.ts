@@ -10,7 +10,7 @@ import {
   type ClientUnaryCall,
   type ServiceError,
 } from '@grpc/grpc-js';
-import { REQUEST_ID_KEY, currentContext, isValidRequestId } from './context';
+import { DEADLINE_KEY, REQUEST_ID_KEY, currentContext, isValidRequestId } from './context';
 
 /** No call leaves without a deadline: this one applies when the caller sets none. */
 export const DEFAULT_DEADLINE_MS = 2_000;
@@ -99,6 +99,7 @@ export function createServiceClient<C extends { close(): void }, S extends objec
         if (isValidRequestId(requestId)) metadata.set(REQUEST_ID_KEY, requestId);
         let deadline = Date.now() + (callOptions.deadlineMs ?? defaultDeadlineMs);
         if (context?.deadline) deadline = Math.min(deadline, context.deadline.getTime());
+        metadata.set(DEADLINE_KEY, String(deadline));
         const started = performance.now();
         const signal = context?.signal;
         const onAbort = () => pending.cancel();

@@ -16,8 +16,8 @@ import { ReflectionService } from '@grpc/reflection';
 import { descriptorSetPath } from '@repo/contracts/descriptor';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
-import { REQUEST_ID_KEY, requestIdOrNew, runWithContext } from './context';
-import { deadlineExceeded } from './deadline';
+import { DEADLINE_KEY, REQUEST_ID_KEY, requestIdOrNew, runWithContext } from './context';
+import { cancelled, deadlineExceeded } from './deadline';
 import { DomainError, toStatusObject } from './errors';
 
 /** What a handler knows about the call it serves, besides the request message. */
@@ -47,9 +47,12 @@ export interface ServiceRegistration {
   implementation: UntypedServiceImplementation;
 }
 
+/** The earlier of gRPC's deadline (from `grpc-timeout`) and the caller's absolute one (see DEADLINE_KEY). */
 function deadlineOf(call: ServerUnaryCall<unknown, unknown>): Date | undefined {
-  const deadline = call.getDeadline();
-  if (deadline instanceof Date) return deadline;
+  const grpcDeadline = call.getDeadline();
+  let deadline = grpcDeadline instanceof Date ? grpcDeadline.getTime() : Number(grpcDeadline);
+  const absolute = Number(call.metadata.get(DEADLINE_KEY)[0]);
+  if (Number.isFinite(absolute) && absolute > 0) deadline = Math.min(deadline, absolute);
   return Number.isFinite(deadline) ? new Date(deadline) : undefined;
 }
 
@@ -93,11 +96,13 @@ export function unaryService<S>(
       call.once('cancelled', onCancelled);
       runWithContext({ requestId, deadline, signal: controller.signal }, () => {
         const started = performance.now();
-        // A call that arrives after its deadline (it waited in a queue, the caller's clock ran out
-        // on the way) does no work at all.
+        // A call that arrives after its deadline (it waited in a socket buffer while this process
+        // was paused, say) or already cancelled does no work at all.
         const work =
           remaining <= 0
             ? Promise.reject(deadlineExceeded())
+            : call.cancelled
+              ? Promise.reject(cancelled())
             : handler(call.request, {
                 requestId,
                 deadline,

@@ -1,17 +1,17 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { status, type ServiceError } from '@grpc/grpc-js';
+import { Metadata, credentials, status, type ServiceError } from '@grpc/grpc-js';
 import {
   UserServiceClient,
   UserServiceService,
   type UserServiceServer,
 } from '@repo/contracts/user/v1';
 import { createServiceClient, failedService } from '../src/grpc-client';
-import { rejectionOf } from '../src/testing';
+import { eventually, rejectionOf } from '../src/testing';
 import { createGrpcServer, unaryService, type GrpcServer } from '../src/grpc-server';
 import { DomainError, fieldViolationsOf } from '../src/errors';
 import { createLogger } from '../src/logger';
-import { runWithContext } from '../src/context';
+import { DEADLINE_KEY, runWithContext } from '../src/context';
 import { checkHealth } from '../src/health-client';
 import { freePort } from '../src/ports';
 
@@ -124,7 +124,7 @@ describe('gRPC server bootstrap over real TCP', () => {
 
   it('carries one field violation per bad field on INVALID_ARGUMENT', async () => {
     const error = await client
-      .createUser({ email: 'x', name: 'n', password: 'p' })
+      .createUser({ email: 'x', name: 'n', password: 'p', idempotencyKey: '' })
       .catch((e: ServiceError) => e);
     expect((error as ServiceError).code).toBe(status.INVALID_ARGUMENT);
     expect(fieldViolationsOf(error as ServiceError)).toEqual([
@@ -172,5 +172,91 @@ describe('gRPC client helper', () => {
     client.close();
     await server.shutdown(500);
     expect((error as ServiceError).code).toBe(status.DEADLINE_EXCEEDED);
+  });
+});
+
+describe('deadlines bind the work on the server', () => {
+  let server: GrpcServer;
+  let port: number;
+  const started: string[] = [];
+  const aborted: string[] = [];
+
+  beforeAll(async () => {
+    server = createGrpcServer({
+      logger,
+      services: [
+        {
+          name: 'user.v1.UserService',
+          definition: UserServiceService,
+          implementation: unaryService<UserServiceServer>(
+            'user.v1.UserService',
+            {
+              getUser: async (request, context) => {
+                started.push(request.id);
+                if (request.id.startsWith('wait')) {
+                  // Work that lasts until the caller is gone.
+                  await new Promise((resolve) =>
+                    context.signal.addEventListener('abort', resolve, { once: true }),
+                  );
+                  aborted.push(request.id);
+                }
+                return { user: { id: request.id, email: 'a@example.com', name: 'A' } };
+              },
+              createUser: () => Promise.reject(new Error('unused')),
+              batchGetUsers: () => Promise.resolve({ users: [] }),
+              listUsers: () => Promise.resolve({ users: [], nextPageToken: '' }),
+              updateUser: () => Promise.resolve({ user: undefined }),
+              deleteUser: () => Promise.resolve({}),
+              verifyCredentials: () => Promise.resolve({ user: undefined }),
+            },
+            { logger },
+          ),
+        },
+      ],
+    });
+    port = await server.listen(0, '127.0.0.1');
+    server.setServing(true);
+  });
+
+  afterAll(() => server.shutdown(500));
+
+  it('does not start a call whose absolute deadline passed in transit, even with time left on grpc-timeout', async () => {
+    // What a call looks like when it sat in a socket buffer while the server was paused: gRPC's
+    // relative timeout restarts on arrival, the caller's absolute deadline does not.
+    const raw = new UserServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
+    const metadata = new Metadata();
+    metadata.set(DEADLINE_KEY, String(Date.now() - 1_000));
+    const error = await new Promise<ServiceError | null>((resolve) => {
+      raw.getUser({ id: 'stale' }, metadata, { deadline: Date.now() + 10_000 }, (e) => resolve(e));
+    });
+    raw.close();
+    expect(error?.code).toBe(status.DEADLINE_EXCEEDED);
+    expect(started).not.toContain('stale');
+  });
+
+  it('tells the handler when the deadline passes, through the context signal', async () => {
+    const client = createServiceClient(UserServiceClient, `127.0.0.1:${port}`, {
+      deadlineMs: 200,
+    });
+    const error = await rejectionOf<ServiceError>(client.getUser({ id: 'wait-deadline' }));
+    client.close();
+    expect(error.code).toBe(status.DEADLINE_EXCEEDED);
+    await eventually(async () => aborted.includes('wait-deadline'), true);
+  });
+
+  it('cancels outgoing calls when the request being served is cancelled', async () => {
+    const client = createServiceClient(UserServiceClient, `127.0.0.1:${port}`, {
+      deadlineMs: 10_000,
+    });
+    const controller = new AbortController();
+    const call = runWithContext({ requestId: 'r', signal: controller.signal }, () =>
+      client.getUser({ id: 'wait-cancel' }),
+    );
+    await eventually(async () => started.includes('wait-cancel'), true);
+    controller.abort();
+    const error = await rejectionOf<ServiceError>(call);
+    client.close();
+    expect(error.code).toBe(status.CANCELLED);
+    await eventually(async () => aborted.includes('wait-cancel'), true);
   });
 });
