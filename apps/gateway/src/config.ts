@@ -29,6 +29,8 @@ export const configSchema = z
     /** `trust proxy` setting: how many proxies in front of the gateway set X-Forwarded-For. */
     TRUST_PROXY_HOPS: z.coerce.number().int().min(0).max(10).default(0),
     SHUTDOWN_GRACE_MS: env.millis(10_000),
+    /** On SIGTERM, /readyz answers 503 this long before the gateway stops accepting (see env.drainDelay). */
+    DRAIN_DELAY_MS: env.drainDelay(),
   })
   .superRefine((config, context) => {
     if (config.NODE_ENV === 'production' && !config.JWT_SECRET) {

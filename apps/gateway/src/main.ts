@@ -1,7 +1,7 @@
 // Composition root of the gateway: config -> logger -> backends (gRPC clients) -> tokens ->
 // Express app -> HTTP server, with graceful shutdown.
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:http';
+import { drainDelayMs } from '@repo/service-kit/config';
 import { createLogger } from '@repo/service-kit/logger';
 import { onShutdownSignal } from '@repo/service-kit/shutdown';
 import { exitOnStartupError } from '@repo/service-kit/startup';
@@ -9,6 +9,7 @@ import { createApp } from './app';
 import { TokenService } from './auth/tokens';
 import { createBackends } from './backends';
 import { loadConfig } from './config';
+import { createHttpServer } from './http/server';
 import { createMetrics } from './metrics';
 
 const config = loadConfig(process.env);
@@ -50,16 +51,20 @@ async function main(): Promise<void> {
     trustProxyHops: config.TRUST_PROXY_HOPS,
   });
 
-  const server = createServer(gateway.app);
-  // Slow clients cannot hold sockets forever; keep-alive outlives typical load balancer idle timeouts.
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 30_000;
-  server.keepAliveTimeout = 65_000;
+  // Slow clients cannot hold sockets for long (timeouts enforced within a second of their expiry).
+  const server = createHttpServer(gateway.app);
 
   onShutdownSignal(
     async () => {
-      // Stop accepting connections, let in-flight requests finish, close idle keep-alive sockets.
+      // First /readyz answers 503 while everything keeps being served, for DRAIN_DELAY_MS, so a load
+      // balancer takes this gateway out of rotation before it refuses a connection. Then stop
+      // accepting connections, let in-flight requests finish, close idle keep-alive sockets.
       gateway.startDraining();
+      const drainDelay = drainDelayMs(config);
+      if (drainDelay > 0) {
+        logger.info({ drainDelayMs: drainDelay }, 'answering /readyz 503 before closing');
+        await new Promise((resolve) => setTimeout(resolve, drainDelay));
+      }
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const forced = setTimeout(() => server.closeAllConnections(), config.SHUTDOWN_GRACE_MS);
@@ -67,7 +72,7 @@ async function main(): Promise<void> {
       clearTimeout(forced);
       backends.close();
     },
-    { logger, timeoutMs: config.SHUTDOWN_GRACE_MS + 5_000 },
+    { logger, timeoutMs: drainDelayMs(config) + config.SHUTDOWN_GRACE_MS + 5_000 },
   );
 
   await new Promise<void>((resolve, reject) => {
