@@ -1,5 +1,15 @@
+import { SignJWT } from 'jose';
 import request from 'supertest';
-import { buildGateway, expectProblem, forgeToken, signUp, type TestGateway } from './harness';
+import {
+  AUDIENCE,
+  ISSUER,
+  SECRET,
+  buildGateway,
+  expectProblem,
+  forgeToken,
+  signUp,
+  type TestGateway,
+} from './harness';
 
 const b64 = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
 
@@ -35,6 +45,27 @@ describe('access tokens', () => {
     const response = await me(`Bearer ${token}`);
     expectProblem(response, 401);
     expect(response.body.detail).toBe('the access token has expired');
+  });
+
+  it('accepts the Bearer scheme in any case (RFC 9110: schemes are case-insensitive)', async () => {
+    const token = user.auth.Authorization.slice('Bearer '.length);
+    for (const scheme of ['bearer', 'BEARER', 'bEaReR']) {
+      await me(`${scheme} ${token}`).expect(200);
+    }
+  });
+
+  it('rejects a correctly signed token without an expiry (it would never expire)', async () => {
+    const token = await new SignJWT({})
+      .setProtectedHeader({ alg: 'HS256' })
+      .setSubject(user.id)
+      .setIssuer(ISSUER)
+      .setAudience(AUDIENCE)
+      .setIssuedAt()
+      .sign(new TextEncoder().encode(SECRET));
+    const response = await me(`Bearer ${token}`);
+    expectProblem(response, 401);
+    expect(response.body.detail).toBe('the access token has no expiry');
+    expect(response.headers['www-authenticate']).toBe('Bearer error="invalid_token"');
   });
 
   it('rejects a tampered token (payload changed, signature kept)', async () => {
@@ -86,6 +117,7 @@ describe('access tokens', () => {
     'Bearer ',
     'Basic dXNlcjpwYXNz',
     'bearer x.y.z',
+    'Bearerx.y.z',
     'Bearer a b',
     `Bearer ${'a'.repeat(5000)}`,
     'Bearer not.a.jwt',

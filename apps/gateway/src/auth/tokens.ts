@@ -76,12 +76,13 @@ export class TokenService {
       });
       if (typeof payload.sub !== 'string' || !UUID_PATTERN.test(payload.sub))
         throw invalidToken('the token has no valid subject');
-      if (typeof payload.exp === 'number') {
-        if (this.verified.size >= TokenService.CACHE_SIZE) {
-          this.verified.delete(this.verified.keys().next().value!);
-        }
-        this.verified.set(token, { userId: payload.sub, expiresAt: payload.exp * 1000 });
+      // Every token this gateway issues expires; one without `exp` would be valid forever (jose
+      // checks `exp` only when present).
+      if (typeof payload.exp !== 'number') throw invalidToken('the access token has no expiry');
+      if (this.verified.size >= TokenService.CACHE_SIZE) {
+        this.verified.delete(this.verified.keys().next().value!);
       }
+      this.verified.set(token, { userId: payload.sub, expiresAt: payload.exp * 1000 });
       return payload.sub;
     } catch (error) {
       if (error instanceof HttpError) throw error;

@@ -125,8 +125,9 @@ export function mountRoutes(
       let user: { id: string } | undefined;
       if (route.auth) {
         const header = req.headers.authorization;
+        // The scheme is case-insensitive (RFC 9110 section 11.1); the token is a token68.
         const match =
-          typeof header === 'string' ? /^Bearer ([A-Za-z0-9._~+/-]+=*)$/.exec(header) : null;
+          typeof header === 'string' ? /^Bearer +([A-Za-z0-9._~+/-]+=*)$/i.exec(header) : null;
         if (!match) {
           throw new HttpError(
             401,
