@@ -11,6 +11,7 @@ import {
   observe,
   requestContext,
   RETRY_AFTER_SECONDS,
+  verifyUtf8,
 } from './http/middleware';
 import { PROBLEM_TYPES, problem, sendProblem } from './http/problem';
 import { FixedWindowLimiter, rateLimiter } from './http/rate-limit';
@@ -97,6 +98,7 @@ export function createApp(options: AppOptions): GatewayApp {
       limit: options.bodyLimitBytes,
       strict: true,
       type: ['application/json', 'application/*+json'],
+      verify: verifyUtf8,
     }),
   });
   app.use(API_BASE_PATH, api);

@@ -78,6 +78,29 @@ describe('input hardening: no 500 for any input', () => {
     );
 
     it.each([
+      ['a lone continuation byte', Buffer.from([0x80])],
+      ['an overlong NUL', Buffer.from([0xc0, 0x80])],
+      ['an encoded surrogate (CESU-8)', Buffer.from([0xed, 0xa0, 0x80])],
+      ['a truncated sequence', Buffer.from([0xe2, 0x82])],
+    ])(
+      'refuses a JSON body with bytes that are not UTF-8 (%s) instead of reading U+FFFD',
+      async (_label, bytes) => {
+        const body = Buffer.concat([
+          Buffer.from(`{"email":"ab`),
+          bytes,
+          Buffer.from(`@example.com","name":"Bytes","password":"${PASSWORD}"}`),
+        ]);
+        const response = await request(gateway.app)
+          .post('/v1/users')
+          .set('Content-Type', 'application/json')
+          .serialize((raw) => raw)
+          .send(body);
+        expectProblem(response, 400);
+        expect(response.body.detail).toBe('the body is not valid UTF-8');
+      },
+    );
+
+    it.each([
       ['NUL', { sku: '\u0000' }],
       ['NUL', { sku: 'CB-009\u0000' }],
       ['an unpaired surrogate', { sku: '\ud800' }],

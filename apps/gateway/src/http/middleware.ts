@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { performance } from 'node:perf_hooks';
 import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
 import { REQUEST_ID_KEY, requestIdOrNew, runWithContext } from '@repo/service-kit/context';
@@ -128,9 +129,25 @@ export function notFound(
 
 const BACKEND_NAMES = { user: 'the user service', order: 'the order service' } as const;
 
+/** The `type` of the error `verifyUtf8` throws. */
+const MALFORMED_UTF8 = 'entity.utf8.malformed';
+
+/**
+ * body-parser's `verify` hook for JSON bodies: refuses bytes that are not UTF-8 (RFC 8259 requires
+ * it) instead of letting the decoder silently replace them with U+FFFD, so two different inputs
+ * never become one string. UTF-16 and UTF-32 bodies (a declared charset) are left to the decoder.
+ */
+export function verifyUtf8(_req: unknown, _res: unknown, body: Buffer, encoding: string): void {
+  if (encoding.toLowerCase().replace('-', '') === 'utf8' && !isUtf8(body)) {
+    // status: body-parser keeps it (its own default for a verify failure is 403).
+    throw Object.assign(new Error('the body is not UTF-8'), { status: 400, type: MALFORMED_UTF8 });
+  }
+}
+
 /** body-parser's failures (by their `type`) -> status, problem type and detail. */
 const BODY_PARSER_ERRORS: Record<string, [number, string, string]> = {
   'entity.parse.failed': [400, PROBLEM_TYPES.badRequest, 'the body is not valid JSON'],
+  [MALFORMED_UTF8]: [400, PROBLEM_TYPES.badRequest, 'the body is not valid UTF-8'],
   'entity.too.large': [413, PROBLEM_TYPES.payloadTooLarge, 'the body is too large'],
   'encoding.unsupported': [415, PROBLEM_TYPES.unsupportedMediaType, 'unsupported content encoding'],
   'charset.unsupported': [415, PROBLEM_TYPES.unsupportedMediaType, 'unsupported charset'],
