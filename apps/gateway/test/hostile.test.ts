@@ -130,6 +130,14 @@ describe('malformed and hostile requests', () => {
         '/readyz',
       ),
       fc.string({ maxLength: 40 }).map((s) => `/v1/${encodeURIComponent(s)}`),
+      // Malformed percent-encoding (the router cannot decode the parameter).
+      fc
+        .tuple(
+          fc.constantFrom('/v1/products/', '/v1/orders/'),
+          fc.constantFrom('%', '%ZZ', '%E0%A4%A', '%ED%A0%80', '%FF', 'a%2'),
+          fc.constantFrom('', '/cancel'),
+        )
+        .map((parts) => parts.join('')),
       fc.string({ maxLength: 30 }).map((s) => `/v1/products/${encodeURIComponent(s)}`),
       fc
         .string({ maxLength: 30 })
@@ -143,8 +151,14 @@ describe('malformed and hostile requests', () => {
       fc.string({ maxLength: 200 }),
       fc
         .record({
-          email: fc.oneof(fc.string(), fc.integer(), fc.constant(null)),
-          name: fc.oneof(fc.string(), fc.array(fc.string())),
+          // 'binary' strings hold any code unit: NUL and unpaired surrogates included.
+          email: fc.oneof(
+            fc.string(),
+            fc.string({ unit: 'binary' }),
+            fc.integer(),
+            fc.constant(null),
+          ),
+          name: fc.oneof(fc.string(), fc.string({ unit: 'binary' }), fc.array(fc.string())),
           password: fc.oneof(fc.string(), fc.boolean()),
           items: fc.oneof(
             fc.array(
