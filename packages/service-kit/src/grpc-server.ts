@@ -7,7 +7,9 @@ import {
   type Metadata,
   type ServerUnaryCall,
   type ServiceDefinition,
+  type ServerWritableStream,
   type UntypedServiceImplementation,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   type sendUnaryData,
 } from '@grpc/grpc-js';
@@ -167,6 +169,8 @@ export interface GrpcServerOptions {
 export class GrpcServer {
   readonly server: Server;
   private readonly health: HealthImplementation;
+  /** Open Health.Watch streams: ended on shutdown, or they would hold it open until its grace. */
+  private readonly watches = new Set<ServerWritableStream<unknown, unknown>>();
   private readonly names: string[];
   private port: number | undefined;
 
@@ -181,13 +185,38 @@ export class GrpcServer {
     this.health = new HealthImplementation(
       Object.fromEntries(['', ...this.names].map((name) => [name, 'NOT_SERVING' as const])),
     );
-    this.health.addToServer(this.server);
+    this.addHealthService();
     new ReflectionService(reflectionPackageDefinition(), {
       services: [...this.names, HEALTH_SERVICE_NAME],
     }).addToServer(this.server);
     for (const service of options.services) {
       this.server.addService(service.definition, service.implementation);
     }
+  }
+
+  /**
+   * grpc-health-check's Check and Watch, with Watch streams tracked: a Watch never ends by itself,
+   * and a graceful shutdown waits for open calls, so every load balancer watching this server
+   * would hold the shutdown open for its whole grace period.
+   */
+  private addHealthService(): void {
+    let implementation: UntypedServiceImplementation | undefined;
+    let definition: ServiceDefinition | undefined;
+    this.health.addToServer({
+      addService: (def: ServiceDefinition, impl: UntypedServiceImplementation) => {
+        definition = def;
+        implementation = impl;
+      },
+    } as unknown as Server);
+    const watch = implementation!.watch as handleServerStreamingCall<unknown, unknown>;
+    this.server.addService(definition!, {
+      ...implementation!,
+      watch: (call: ServerWritableStream<unknown, unknown>) => {
+        this.watches.add(call);
+        call.on('cancelled', () => this.watches.delete(call));
+        watch(call);
+      },
+    });
   }
 
   /** Binds and starts serving; resolves with the bound port (pass 0 for an ephemeral one). */
@@ -220,6 +249,9 @@ export class GrpcServer {
       this.options.logger.info({ drainDelayMs }, 'reporting NOT_SERVING before refusing calls');
       await new Promise((resolve) => setTimeout(resolve, drainDelayMs));
     }
+    // Watchers have heard NOT_SERVING; end their streams so they do not hold the shutdown open.
+    for (const call of this.watches) call.end();
+    this.watches.clear();
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.options.logger.warn(

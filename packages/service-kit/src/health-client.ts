@@ -50,3 +50,31 @@ export async function checkHealth(
     client.close();
   }
 }
+
+type WatchMethod = (request: { service: string }) => {
+  on(event: 'data', listener: (response: { status: ServingStatus }) => void): unknown;
+  on(event: 'error', listener: (error: ServiceError) => void): unknown;
+  cancel(): void;
+};
+
+/**
+ * Follows a server's health with the protocol's streaming Watch call, as a load balancer or a
+ * client-side balancer would: `onStatus` hears every change (and the first status). Returns a
+ * function that stops watching.
+ */
+export function watchHealth(
+  address: string,
+  service: string,
+  onStatus: (status: ServingStatus) => void,
+  onEnd: (error: ServiceError) => void = () => undefined,
+): () => void {
+  const client = new HealthClientConstructor(address, credentials.createInsecure());
+  const watch = (client as unknown as { watch: WatchMethod }).watch.bind(client);
+  const stream = watch({ service });
+  stream.on('data', (response) => onStatus(response.status));
+  stream.on('error', onEnd);
+  return () => {
+    stream.cancel();
+    client.close();
+  };
+}

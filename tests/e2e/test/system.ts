@@ -1,5 +1,5 @@
 import { tmpdir } from 'node:os';
-import { startSystem, type RunningSystem } from '@repo/system/system';
+import { startSystem, type LogSink, type RunningSystem } from '@repo/system/system';
 
 let counter = 0;
 
@@ -9,18 +9,33 @@ let counter = 0;
  */
 export async function startTestSystem(
   gatewayEnv: Record<string, string> = {},
+  options: {
+    /** Extra environment for the services. */
+    env?: { user?: Record<string, string>; order?: Record<string, string> };
+    /** Every log line of every app, besides E2E_VERBOSE's printing. */
+    onLog?: LogSink;
+  } = {},
 ): Promise<RunningSystem> {
   const prefix = `e2e_${process.pid}_${++counter}`;
+  const verbose = process.env.E2E_VERBOSE;
   return startSystem({
     dataDir: tmpdir(), // unused: the run's PostgreSQL is given by URL
     databaseUrl: process.env.E2E_DATABASE_URL!,
     databaseNames: { user: `${prefix}_user`, order: `${prefix}_order` },
     nodeEnv: 'production',
     logLevel: 'warn',
-    env: { gateway: { RATE_LIMIT_MAX: '100000', ...gatewayEnv } },
-    onLog: process.env.E2E_VERBOSE
-      ? (source, line) => process.stdout.write(`${source} | ${line}\n`)
-      : undefined,
+    env: {
+      gateway: { RATE_LIMIT_MAX: '100000', DRAIN_DELAY_MS: '0', ...gatewayEnv },
+      user: { DRAIN_DELAY_MS: '0', ...options.env?.user },
+      order: { DRAIN_DELAY_MS: '0', ...options.env?.order },
+    },
+    onLog:
+      verbose || options.onLog
+        ? (source, line) => {
+            if (verbose) process.stdout.write(`${source} | ${line}\n`);
+            options.onLog?.(source, line);
+          }
+        : undefined,
   });
 }
 

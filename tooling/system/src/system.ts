@@ -15,6 +15,8 @@ export const APPS: readonly AppName[] = ['user', 'order', 'gateway'];
 
 export const ROOT = resolve(__dirname, '..', '..', '..');
 export const appEntry = (app: AppName) => join(ROOT, 'apps', app, 'dist', 'main.js');
+/** Preloaded into every process the runner starts: it stops when the runner is gone. */
+export const WATCHDOG = join(__dirname, 'watchdog.js');
 
 /** Default ports of `pnpm dev` (tests pass 0: a free port each). */
 export const DEFAULT_PORTS: Readonly<Record<AppName, number>> = {
@@ -70,6 +72,10 @@ export interface SystemOptions {
   nodeArgs?: Partial<Record<AppName, string[]>>;
   onLog?: LogSink;
   readyTimeoutMs?: number;
+  /** Aborting it makes a start in progress stop what it started and reject. */
+  signal?: AbortSignal;
+  /** Remove the embedded PostgreSQL's data once it stops, however this process ends (tests). */
+  ephemeral?: boolean;
 }
 
 async function portIsFree(port: number): Promise<boolean> {
@@ -96,6 +102,7 @@ export class AppProcess {
     private readonly readyTimeoutMs: number,
     /** Extra `node` flags, e.g. `--cpu-prof` for profiling. */
     private readonly nodeArgs: readonly string[] = [],
+    private readonly signal?: AbortSignal,
   ) {}
 
   get address(): string {
@@ -131,7 +138,7 @@ export class AppProcess {
     // Detached: a Ctrl-C in the terminal reaches only the runner, which stops the apps in order.
     const child = spawn(
       process.execPath,
-      [...this.nodeArgs, '--require', join(__dirname, 'watchdog.js'), appEntry(this.name)],
+      [...this.nodeArgs, '--require', WATCHDOG, appEntry(this.name)],
       {
         cwd: join(ROOT, 'apps', this.name),
         env: { ...process.env, ...this.env },
@@ -165,6 +172,7 @@ export class AppProcess {
   private async waitUntilReady(): Promise<void> {
     const deadline = Date.now() + this.readyTimeoutMs;
     while (Date.now() < deadline) {
+      this.signal?.throwIfAborted();
       if (!this.running) {
         throw new SystemError(
           `${this.name} exited during start-up:\n  ${this.recent.slice(-10).join('\n  ')}`,
@@ -215,6 +223,7 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
   const nodeEnv = options.nodeEnv ?? 'development';
   const logLevel = options.logLevel ?? 'info';
   const readyTimeoutMs = options.readyTimeoutMs ?? 90_000;
+  options.signal?.throwIfAborted();
 
   const ports = {} as Record<AppName, number>;
   for (const app of APPS) {
@@ -236,6 +245,7 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
       postgres = await startEmbeddedPostgres({
         dataDir: join(options.dataDir, 'postgres'),
         onLog: (line) => onLog('postgres', line),
+        ephemeral: options.ephemeral,
       });
     } catch (error) {
       throw new SystemError(
@@ -248,10 +258,17 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
   const names = options.databaseNames ?? { user: 'user', order: 'order' };
   const databaseUrl = (name: string) => withDatabase(serverUrl, name);
 
-  const jwtSecret = randomBytes(32).toString('base64url');
+  // What the person running the system set wins over the runner's defaults, except the wiring the
+  // runner owns: ports (chosen above, from the same variables in `pnpm dev`), the addresses of the
+  // services it started, and each service's database.
+  const given = (name: string, fallback: string) => process.env[name] || fallback;
+  const jwtSecret = given('JWT_SECRET', randomBytes(32).toString('base64url'));
   const common = {
     NODE_ENV: nodeEnv,
     LOG_LEVEL: logLevel,
+    // No load balancer watches these processes' health, so reporting "not ready" before stopping
+    // would only delay every stop (production mode defaults to a 5 s drain delay).
+    DRAIN_DELAY_MS: '0',
   };
   const nodeOptions = (app: AppName): Record<string, string> =>
     nodeEnv === 'production' ? { NODE_OPTIONS: PRODUCTION_NODE_OPTIONS[app] } : {};
@@ -259,14 +276,14 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     user: {
       ...common,
       ...nodeOptions('user'),
-      USER_GRPC_HOST: '127.0.0.1',
+      USER_GRPC_HOST: given('USER_GRPC_HOST', '127.0.0.1'),
       USER_GRPC_PORT: String(ports.user),
       DATABASE_URL: databaseUrl(names.user),
     },
     order: {
       ...common,
       ...nodeOptions('order'),
-      ORDER_GRPC_HOST: '127.0.0.1',
+      ORDER_GRPC_HOST: given('ORDER_GRPC_HOST', '127.0.0.1'),
       ORDER_GRPC_PORT: String(ports.order),
       USER_SERVICE_ADDR: `127.0.0.1:${ports.user}`,
       DATABASE_URL: databaseUrl(names.order),
@@ -274,12 +291,12 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     gateway: {
       ...common,
       ...nodeOptions('gateway'),
-      GATEWAY_HOST: '127.0.0.1',
+      GATEWAY_HOST: given('GATEWAY_HOST', '127.0.0.1'),
       GATEWAY_PORT: String(ports.gateway),
       USER_SERVICE_ADDR: `127.0.0.1:${ports.user}`,
       ORDER_SERVICE_ADDR: `127.0.0.1:${ports.order}`,
-      // Production mode requires a secret; development generates its own (and says so).
-      ...(nodeEnv === 'production' ? { JWT_SECRET: jwtSecret } : {}),
+      // Production mode requires a secret; development generates its own (and says so) unless given.
+      ...(nodeEnv === 'production' || process.env.JWT_SECRET ? { JWT_SECRET: jwtSecret } : {}),
     },
   };
 
@@ -294,11 +311,13 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
   };
 
   try {
+    options.signal?.throwIfAborted();
     for (const name of ['user', 'order'] as const) {
       if (apps.includes(name)) await ensureDatabase(serverUrl, names[name]);
     }
     const launch = async (app: AppName) => {
       if (!apps.includes(app)) return;
+      options.signal?.throwIfAborted();
       const process = new AppProcess(
         app,
         ports[app],
@@ -306,6 +325,7 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
         onLog,
         readyTimeoutMs,
         options.nodeArgs?.[app],
+        options.signal,
       );
       running[app] = process;
       onLog('system', `starting ${app} on port ${ports[app]}`);

@@ -7,7 +7,12 @@ import {
   requestFingerprint,
 } from '@repo/service-kit/idempotency';
 import { DomainError, type FieldViolation } from '@repo/service-kit/errors';
-import { decodePageToken, encodePageToken, normalizePageSize } from '@repo/service-kit/pagination';
+import {
+  decodePageToken,
+  encodePageToken,
+  normalizePageSize,
+  parseCursorTime,
+} from '@repo/service-kit/pagination';
 import type { Order, Product } from './model';
 import type { KeyedOrder, OrderRepository, UserDirectory } from './ports';
 import { priceOrder } from './pricing';
@@ -174,7 +179,7 @@ export class Orders {
     const cursor = decodePageToken(pageToken, ['t', 'id']);
     let before: { createdAt: Date; id: string } | undefined;
     if (cursor) {
-      const createdAt = new Date(cursor.t);
+      const createdAt = parseCursorTime(cursor.t);
       if (Number.isNaN(createdAt.getTime()) || !isUuid(cursor.id)) throw invalidToken();
       before = { createdAt, id: cursor.id };
     }

@@ -7,7 +7,12 @@ import {
   idempotencyKeyReused,
   requestFingerprint,
 } from '@repo/service-kit/idempotency';
-import { decodePageToken, encodePageToken, normalizePageSize } from '@repo/service-kit/pagination';
+import {
+  decodePageToken,
+  encodePageToken,
+  normalizePageSize,
+  parseCursorTime,
+} from '@repo/service-kit/pagination';
 import { dummyPasswordHash, hashPassword, verifyPassword } from './password';
 import type { User } from './user';
 import type { KeyedUser, UserRepository } from './user-repository';
@@ -136,7 +141,7 @@ export class Users {
     const cursor = decodePageToken(pageToken, ['t', 'id']);
     let after: { createdAt: Date; id: string } | undefined;
     if (cursor) {
-      const createdAt = new Date(cursor.t);
+      const createdAt = parseCursorTime(cursor.t);
       if (Number.isNaN(createdAt.getTime()) || !isUuid(cursor.id)) {
         throw DomainError.invalid([
           { field: 'page_token', description: 'is not a page token returned by this API' },
