@@ -13,7 +13,7 @@ import {
   type handleUnaryCall,
   type sendUnaryData,
 } from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import type * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { descriptorSetPath } from '@repo/contracts/descriptor';
 import { HealthImplementation } from 'grpc-health-check';
@@ -147,11 +147,50 @@ export function unaryService<S>(
 }
 
 /**
- * Everything reflection can describe: our contracts and the standard health service, all in the
- * descriptor set `buf build` made from proto/ (one binary decode, no .proto parsing at start-up).
+ * The encoded `FileDescriptorProto`s of a `FileDescriptorSet`, byte for byte as they are in it. The
+ * set is `repeated FileDescriptorProto file = 1;` and nothing else, so splitting it needs only the
+ * wire format: a key (field 1, length-delimited) and a varint length before each file.
+ */
+function fileDescriptorProtosOf(set: Uint8Array): Uint8Array[] {
+  const files: Uint8Array[] = [];
+  let offset = 0;
+  const varint = (): number => {
+    let value = 0;
+    for (let shift = 0; ; shift += 7) {
+      if (offset >= set.length || shift > 28) throw new Error('malformed descriptor set');
+      const byte = set[offset++]!;
+      value += (byte & 0x7f) * 2 ** shift;
+      if (byte < 0x80) return value;
+    }
+  };
+  while (offset < set.length) {
+    const key = varint();
+    if (key !== ((1 << 3) | 2)) throw new Error(`unexpected field in descriptor set (key ${key})`);
+    const length = varint();
+    if (offset + length > set.length) throw new Error('truncated descriptor set');
+    files.push(set.subarray(offset, offset + length));
+    offset += length;
+  }
+  return files;
+}
+
+/**
+ * Everything reflection can describe: our contracts, the standard health service and the files they
+ * import (google/protobuf/timestamp.proto...), all in the descriptor set `buf build` made from
+ * proto/. The files are served exactly as buf wrote them: same names, `dependency` lists and
+ * fully-qualified type names, so a client that resolves imports (buf curl, grpcurl) finds every
+ * type. (`protoLoader.loadFileDescriptorSetFromBuffer` would regenerate them through protobufjs: one
+ * file per package, no dependencies, relative type names, which such clients refuse.)
+ * `ReflectionService` reads nothing from a package definition but the `fileDescriptorProtos` of its
+ * entries, so one entry carrying every file is all it needs.
  */
 function reflectionPackageDefinition(): protoLoader.PackageDefinition {
-  return protoLoader.loadFileDescriptorSetFromBuffer(readFileSync(descriptorSetPath));
+  const fileDescriptorProtos = fileDescriptorProtosOf(readFileSync(descriptorSetPath)).map((file) =>
+    Buffer.from(file),
+  );
+  return {
+    descriptorSet: { format: 'Protocol Buffer 3 DescriptorProto', type: {}, fileDescriptorProtos },
+  } as unknown as protoLoader.PackageDefinition;
 }
 
 export const HEALTH_SERVICE_NAME = 'grpc.health.v1.Health';
