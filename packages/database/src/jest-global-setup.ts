@@ -23,7 +23,8 @@ export default async function globalSetup(
   let serverUrl = process.env.TEST_DATABASE_URL;
   if (!serverUrl) {
     const dataDir = mkdtempSync(join(tmpdir(), 'pg-test-'));
-    const server = await startEmbeddedPostgres({ dataDir });
+    // Ephemeral: if Jest is killed before its teardown, the server still stops and its data goes.
+    const server = await startEmbeddedPostgres({ dataDir, ephemeral: true });
     globalThis.__embeddedPostgres = { server, dataDir };
     serverUrl = server.serverUrl;
   }

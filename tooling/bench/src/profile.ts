@@ -4,6 +4,7 @@
 // self time, so a person can see where the time goes. The .cpuprofile is kept for Chrome DevTools.
 import { mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { exitGuard } from '@repo/system/lifecycle';
 import { httpLoad, summarize } from './load';
 import { ProcessSampler } from './procstats';
 import { log, scenarioRequest, startBenchSystem } from './setup';
@@ -85,10 +86,15 @@ async function main(): Promise<void> {
   const before = new Set(readdirSync(dir));
 
   let window: { fromMicros: number; toMicros: number } | undefined;
-  const bench = await startBenchSystem({
+  // Whatever ends the run (an error, Ctrl-C, SIGTERM, its parent going away) stops what it started.
+  const guard = exitGuard({ log, signalExitCode: 1 });
+  const starting = startBenchSystem({
     users: 50,
     nodeArgs: { [app]: ['--cpu-prof', `--cpu-prof-dir=${dir}`] },
+    signal: guard.signal,
   });
+  guard.defer(async () => (await starting.catch(() => undefined))?.stop());
+  const bench = await starting;
   try {
     log(`${scenario} for ${durationSec} s at ${connections} connections, profiling ${app}`);
     const sampler = new ProcessSampler({ [app]: bench.system.apps[app]!.pid! });

@@ -30,21 +30,29 @@ export interface BenchSystem {
 export async function startBenchSystem(options: {
   users: number;
   nodeArgs?: Partial<Record<AppName, string[]>>;
+  /** Aborting it makes a start in progress stop what it started. */
+  signal?: AbortSignal;
 }): Promise<BenchSystem> {
   const dataDir = mkdtempSync(join(tmpdir(), 'bench-'));
   chmodSync(dataDir, 0o755);
+  const removeDataDir = () => rmSync(dataDir, { recursive: true, force: true });
   const jwtSecret = randomBytes(32).toString('base64url');
   // BENCH_NODE_OPTIONS: try other V8 flags on every app (production mode sets PRODUCTION_NODE_OPTIONS).
   const nodeOptions: Record<string, string> = process.env.BENCH_NODE_OPTIONS
     ? { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS }
     : {};
-  log('starting the system (production mode, logs at warn)');
+  log(`starting the system (production mode, logs at warn) on a fresh PostgreSQL in ${dataDir}`);
   const system = await startSystem({
     dataDir,
     nodeEnv: 'production',
     logLevel: 'warn',
     env: {
-      gateway: { JWT_SECRET: jwtSecret, RATE_LIMIT_MAX: '1000000000', ...nodeOptions },
+      // A rate limit far above the load, unless RATE_LIMIT_MAX says otherwise.
+      gateway: {
+        JWT_SECRET: jwtSecret,
+        RATE_LIMIT_MAX: process.env.RATE_LIMIT_MAX || '1000000000',
+        ...nodeOptions,
+      },
       user: nodeOptions,
       order: nodeOptions,
     },
@@ -52,16 +60,43 @@ export async function startBenchSystem(options: {
     onLog: (source, line) => {
       if (source !== 'postgres') process.stdout.write(`${source} | ${line}\n`);
     },
+    signal: options.signal,
+    ephemeral: true,
+  }).catch((error: unknown) => {
+    removeDataDir();
+    throw error;
   });
+  const stop = async () => {
+    await system.stop();
+    removeDataDir();
+  };
+  try {
+    return await seed(system, jwtSecret, options.users, stop, options.signal);
+  } catch (error) {
+    // A failed seeding (a 504, say) must not leave the system running.
+    await stop();
+    throw error;
+  }
+}
+
+/** Users through the API (each costs one scrypt hash), their tokens, and ample stock. */
+async function seed(
+  system: RunningSystem,
+  jwtSecret: string,
+  users: number,
+  stop: () => Promise<void>,
+  signal: AbortSignal | undefined,
+): Promise<BenchSystem> {
   const gatewayUrl = system.gatewayUrl!;
   const orderDatabaseUrl = withDatabase(system.serverUrl, 'order');
 
-  log(`seeding ${options.users} users`);
+  log(`seeding ${users} users`);
   const userIds: string[] = [];
   let next = 0;
   await Promise.all(
     Array.from({ length: 8 }, async () => {
-      while (next < options.users) {
+      while (next < users) {
+        signal?.throwIfAborted();
         const n = next++;
         const response = await fetch(`${gatewayUrl}/v1/users`, {
           method: 'POST',
@@ -108,10 +143,7 @@ export async function startBenchSystem(options: {
     tokens,
     productIds: [...initialStock.keys()],
     initialStock,
-    async stop() {
-      await system.stop();
-      rmSync(dataDir, { recursive: true, force: true });
-    },
+    stop,
   };
 }
 

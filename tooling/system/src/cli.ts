@@ -2,7 +2,11 @@
 // `pnpm dev`: the whole system on this machine, no Docker. One embedded PostgreSQL (data in
 // .data/ at the repository root, reused by the next start), a database per service, then user,
 // order and gateway with their logs prefixed by app name. Ctrl-C stops everything in order.
-import { join } from 'node:path';
+//
+// Every variable in an app's .env.example reaches that app (turbo passes them through: see
+// tooling/system/turbo.json); the runner sets only the wiring it owns (see startSystem).
+import { resolve } from 'node:path';
+import { exitGuard } from './lifecycle';
 import { APPS, DEFAULT_PORTS, ROOT, SystemError, startSystem, type AppName } from './system';
 
 const COLOURS: Record<string, string> = {
@@ -21,12 +25,12 @@ function print(source: string, line: string): void {
   process.stdout.write(`${prefix} ${line}\n`);
 }
 
-/** Ports from the environment, defaulting to the well-known ones. */
+/** Ports from the environment, defaulting to the well-known ones; 0 picks a free port. */
 function port(app: AppName, variable: string): number {
   const value = process.env[variable];
   if (value === undefined || value === '') return DEFAULT_PORTS[app];
   const parsed = Number(value);
-  if (!Number.isInteger(parsed) || parsed < 1 || parsed > 65535) {
+  if (!Number.isInteger(parsed) || parsed < 0 || parsed > 65535) {
     throw new SystemError(`${variable} must be a port number (got ${JSON.stringify(value)})`);
   }
   return parsed;
@@ -34,10 +38,12 @@ function port(app: AppName, variable: string): number {
 
 async function main(): Promise<void> {
   const started = Date.now();
+  const guard = exitGuard({ log: (line) => print('system', line) });
   const logLevel = process.env.LOG_LEVEL ?? 'info';
   const showPostgres = logLevel === 'debug' || logLevel === 'trace';
-  const system = await startSystem({
-    dataDir: process.env.DATA_DIR ?? join(ROOT, '.data'),
+  const starting = startSystem({
+    // A relative DATA_DIR is relative to the repository root, wherever pnpm was run from.
+    dataDir: resolve(ROOT, process.env.DATA_DIR || '.data'),
     databaseUrl: process.env.DATABASE_URL || undefined,
     ports: {
       user: port('user', 'USER_GRPC_PORT'),
@@ -49,33 +55,33 @@ async function main(): Promise<void> {
     onLog: (source, line) => {
       if (source !== 'postgres' || showPostgres) print(source, line);
     },
+    signal: guard.signal,
   });
-
-  let stopping = false;
-  const shutdown = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    print('system', `${signal}: stopping gateway, order, user, then PostgreSQL`);
-    system.stop().then(
-      () => {
-        print('system', 'stopped');
-        process.exit(0);
-      },
-      (error: unknown) => {
-        print('system', `stop failed: ${String(error)}`);
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGINT', () => shutdown('SIGINT'));
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  // Stops the apps in reverse order, then PostgreSQL; a start still in progress stops itself.
+  guard.defer(async () => {
+    const system = await starting.catch(() => undefined);
+    if (!system) return;
+    print('system', 'stopping gateway, order, user, then PostgreSQL');
+    await system.stop();
+    print('system', 'stopped');
+  });
+  const system = await starting.catch(async (error: unknown) => {
+    if (guard.signal.aborted) return guard.exit(0); // stopped during start-up, as asked
+    if (error instanceof SystemError) print('system', `error: ${error.message}`);
+    else
+      print(
+        'system',
+        `error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
+      );
+    return guard.exit(1);
+  });
 
   // If an app dies on its own, say so and stop the rest: a half-running system misleads.
   for (const app of Object.values(system.apps)) {
     void app.exited().then((code) => {
-      if (!stopping) {
+      if (!guard.signal.aborted) {
         print('system', `${app.name} exited unexpectedly (code ${code}); stopping everything`);
-        shutdown('exit');
+        void guard.exit(1);
       }
     });
   }
@@ -91,11 +97,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  if (error instanceof SystemError) print('system', `error: ${error.message}`);
-  else
-    print(
-      'system',
-      `error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
-    );
+  // Only what fails before anything started lands here (a bad port variable).
+  print('system', `error: ${error instanceof Error ? error.message : String(error)}`);
   process.exit(1);
 });
