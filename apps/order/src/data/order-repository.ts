@@ -8,6 +8,8 @@ import type {
   PlaceOrderResult,
 } from '../domain/ports';
 import { inTransaction } from '@repo/database/transaction';
+import type { Queryable } from '@repo/database/sql';
+import * as sql from './queries';
 import type { Pool, PoolClient } from 'pg';
 import type { Database, PrismaClient } from './prisma';
 
@@ -53,19 +55,6 @@ function toOrder(row: OrderRow): Order {
   };
 }
 
-/** An order and its lines (sorted by sku) in one row; callers append WHERE ... GROUP BY o.id. */
-const ORDER_WITH_ITEMS_SQL = `
-  SELECT o.id::text AS id, o.user_id::text AS "userId", o.status, o.total_cents AS "totalCents",
-         o.currency, o.idempotency_key AS "idempotencyKey", o.request_fingerprint AS "requestFingerprint",
-         o.created_at AS "createdAt", o.updated_at AS "updatedAt",
-         COALESCE(json_agg(json_build_object(
-           'productId', i.product_id, 'sku', i.sku, 'name', i.name,
-           'unitPriceCents', i.unit_price_cents, 'quantity', i.quantity) ORDER BY i.sku)
-           FILTER (WHERE i.order_id IS NOT NULL), '[]') AS items
-    FROM orders o LEFT JOIN order_items i ON i.order_id = o.id`;
-
-type Queryable = Pick<Pool, 'query'>;
-
 /** The only code in the order service that touches Prisma. */
 export class PrismaOrderRepository implements OrderRepository {
   private readonly prisma: PrismaClient;
@@ -88,30 +77,23 @@ export class PrismaOrderRepository implements OrderRepository {
   /**
    * The hottest read (every product page), so it goes straight to the pg pool Prisma itself uses:
    * Prisma 6's client engine runs each query through its WebAssembly query compiler, a large share
-   * of this service's CPU under load (`pnpm run profile order`). Still one parameterised statement.
+   * of this service's CPU under load (`pnpm run profile order`). Still one parameterised statement,
+   * typed against the schema and compiled once (./queries.ts).
    */
   async findProduct(id: string): Promise<Product | undefined> {
-    const { rows } = await this.pool.query<Product>({
-      name: 'product_by_id',
-      text: 'SELECT id::text AS id, sku, name, price_cents AS "priceCents", currency, stock FROM products WHERE id = $1',
-      values: [id],
-    });
+    const { rows } = await sql.productById.run(this.pool, { id });
     return rows[0];
   }
 
   async findProducts(ids: readonly string[]): Promise<Product[]> {
-    const { rows } = await this.pool.query<Product>({
-      name: 'products_by_ids',
-      text: 'SELECT id::text AS id, sku, name, price_cents AS "priceCents", currency, stock FROM products WHERE id = ANY($1::uuid[])',
-      values: [[...ids]],
-    });
+    const { rows } = await sql.productsByIds.run(this.pool, { ids: [...ids] });
     return rows;
   }
 
   /**
    * The write path, on one pooled connection in one transaction bound by the caller's deadline
    * (`inTransaction`: statement and lock timeouts from the time left, COMMIT only while it holds),
-   * in plain SQL: it was this service's hottest code under load, and Prisma's interactive
+   * in SQL typed against the schema (./queries.ts): it was this service's hottest code under load, and Prisma's interactive
    * transactions cost a WebAssembly query compilation per statement plus extra round trips
    * (`pnpm run profile order --scenario s3`).
    *
@@ -135,11 +117,7 @@ export class PrismaOrderRepository implements OrderRepository {
     return inTransaction(this.pool, async (client, control): Promise<PlaceOrderResult> => {
       const key = order.idempotencyKey;
       if (key !== undefined) {
-        const { rows } = await client.query<{ locked: boolean }>({
-          name: 'lock_idempotency_key',
-          text: `SELECT pg_try_advisory_xact_lock(hashtextextended($1 || ':' || $2, 0)) AS locked`,
-          values: [order.userId, key],
-        });
+        const { rows } = await sql.lockIdempotencyKey.run(client, { userId: order.userId, key });
         if (!rows[0]!.locked) return { kind: 'key-in-use' };
         const existing = await this.keyedOrder(client, order.userId, key);
         if (existing) {
@@ -152,61 +130,31 @@ export class PrismaOrderRepository implements OrderRepository {
             };
           }
           // Remembered long enough: the key is free for a new request.
-          await client.query({
-            name: 'release_idempotency_key',
-            text: 'UPDATE orders SET idempotency_key = NULL WHERE id = $1',
-            values: [existing.id],
-          });
+          await sql.releaseIdempotencyKey.run(client, { id: existing.id });
         }
       }
 
-      const inserted = await client.query<{ id: string; createdAt: Date; updatedAt: Date }>({
-        name: 'insert_order',
-        text: `INSERT INTO orders (user_id, status, total_cents, currency, idempotency_key, request_fingerprint)
-               VALUES ($1, $2::order_status, $3, $4, $5, $6)
-               RETURNING id::text AS id, created_at AS "createdAt", updated_at AS "updatedAt"`,
-        values: [
-          order.userId,
-          order.status,
-          order.totalCents,
-          order.currency,
-          key ?? null,
-          key === undefined ? null : (order.requestFingerprint ?? null),
-        ],
+      const inserted = await sql.insertOrder.run(client, {
+        userId: order.userId,
+        status: order.status,
+        totalCents: String(order.totalCents),
+        currency: order.currency,
+        key: key ?? null,
+        fingerprint: key === undefined ? null : (order.requestFingerprint ?? null),
       });
       const header = inserted.rows[0]!;
-      await client.query({
-        name: 'insert_order_items',
-        text: `INSERT INTO order_items (order_id, product_id, sku, name, unit_price_cents, quantity)
-               SELECT $1::uuid, * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::int[], $6::int[])`,
-        values: [
-          header.id,
-          order.items.map((item) => item.productId),
-          order.items.map((item) => item.sku),
-          order.items.map((item) => item.name),
-          order.items.map((item) => item.unitPriceCents),
-          order.items.map((item) => item.quantity),
-        ],
+      await sql.insertOrderItems.run(client, {
+        orderId: header.id,
+        productIds: order.items.map((item) => item.productId),
+        skus: order.items.map((item) => item.sku),
+        names: order.items.map((item) => item.name),
+        prices: order.items.map((item) => item.unitPriceCents),
+        quantities: order.items.map((item) => item.quantity),
       });
-      const reserved = await client.query({
-        name: 'reserve_stock',
-        text: `WITH wanted AS (
-                 SELECT * FROM unnest($1::uuid[], $2::int[], $3::int[]) AS w(id, quantity, price)
-               ), locked AS (
-                 SELECT p.id FROM products p WHERE p.id IN (SELECT id FROM wanted) ORDER BY p.id FOR NO KEY UPDATE
-               )
-               UPDATE products p
-                  SET stock = p.stock - w.quantity, updated_at = now()
-                 FROM wanted w
-                WHERE p.id = w.id
-                  AND p.id IN (SELECT id FROM locked)
-                  AND p.stock >= w.quantity
-                  AND p.price_cents = w.price`,
-        values: [
-          order.items.map((item) => item.productId),
-          order.items.map((item) => item.quantity),
-          order.items.map((item) => item.unitPriceCents),
-        ],
+      const reserved = await sql.reserveStock.run(client, {
+        productIds: order.items.map((item) => item.productId),
+        quantities: order.items.map((item) => item.quantity),
+        prices: order.items.map((item) => item.unitPriceCents),
       });
       if (reserved.rowCount !== order.items.length) {
         control.rollbackOnly();
@@ -231,10 +179,8 @@ export class PrismaOrderRepository implements OrderRepository {
 
   /** Inside the failed transaction, on its connection: which line could not be reserved. */
   private async whyNotReserved(client: PoolClient, order: NewOrder): Promise<PlaceOrderResult> {
-    const { rows } = await client.query<{ id: string; stock: number }>({
-      name: 'stock_by_ids',
-      text: 'SELECT id::text AS id, stock FROM products WHERE id = ANY($1::uuid[])',
-      values: [order.items.map((item) => item.productId)],
+    const { rows } = await sql.stockByIds.run(client, {
+      ids: order.items.map((item) => item.productId),
     });
     const stock = new Map(rows.map((row) => [row.id, row.stock]));
     for (const item of order.items) {
@@ -252,11 +198,7 @@ export class PrismaOrderRepository implements OrderRepository {
     userId: string,
     key: string,
   ): Promise<(OrderRow & { requestFingerprint: string | null }) | undefined> {
-    const { rows } = await client.query<OrderRow & { requestFingerprint: string | null }>({
-      name: 'order_by_idempotency_key',
-      text: `${ORDER_WITH_ITEMS_SQL} WHERE o.user_id = $1 AND o.idempotency_key = $2 GROUP BY o.id`,
-      values: [userId, key],
-    });
+    const { rows } = await sql.orderByIdempotencyKey.run(client, { userId, key });
     return rows[0];
   }
 
@@ -310,40 +252,15 @@ export class PrismaOrderRepository implements OrderRepository {
   ): Promise<CancelOrderResult> {
     return inTransaction(this.pool, async (client): Promise<CancelOrderResult> => {
       // Conditional update: of two concurrent cancels, exactly one changes the row.
-      const updated = await client.query({
-        name: 'cancel_order',
-        text: `UPDATE orders SET status = 'CANCELLED', updated_at = now()
-                WHERE id = $1 AND user_id = $2 AND status = ANY($3::order_status[])`,
-        values: [id, userId, [...from]],
-      });
+      const updated = await sql.cancelOrder.run(client, { id, userId, from: [...from] });
       if (updated.rowCount === 0) {
-        const { rows } = await client.query<{ status: OrderStatus }>({
-          name: 'order_status',
-          text: 'SELECT status FROM orders WHERE id = $1 AND user_id = $2',
-          values: [id, userId],
-        });
+        const { rows } = await sql.orderStatus.run(client, { id, userId });
         return rows[0]
           ? { kind: 'not-cancellable', status: rows[0].status }
           : { kind: 'not-found' };
       }
-      await client.query({
-        name: 'restock_order',
-        text: `WITH locked AS (
-                 SELECT p.id FROM products p
-                  WHERE p.id IN (SELECT product_id FROM order_items WHERE order_id = $1)
-                  ORDER BY p.id FOR NO KEY UPDATE
-               )
-               UPDATE products p
-                  SET stock = p.stock + i.quantity, updated_at = now()
-                 FROM order_items i
-                WHERE i.order_id = $1 AND p.id = i.product_id AND p.id IN (SELECT id FROM locked)`,
-        values: [id],
-      });
-      const { rows } = await client.query<OrderRow>({
-        name: 'order_by_id',
-        text: `${ORDER_WITH_ITEMS_SQL} WHERE o.id = $1 GROUP BY o.id`,
-        values: [id],
-      });
+      await sql.restockOrder.run(client, { id });
+      const { rows } = await sql.orderById.run(client, { id });
       return { kind: 'cancelled', order: toOrder(rows[0]!) };
     });
   }

@@ -1,0 +1,229 @@
+// Every SQL statement the order service runs on the pg pool directly, typed against the tables as
+// schema.prisma declares them (generated/kysely) and compiled once (see @repo/database/sql).
+import { sqlBuilder, statement, type Param } from '@repo/database/sql';
+import { sql } from 'kysely';
+import { jsonArrayFrom } from 'kysely/helpers/postgres';
+import type { OrderStatus } from '../domain/model';
+import type { DB } from './generated/kysely/types';
+
+const db = sqlBuilder<DB>();
+const now = sql<Date>`now()`;
+
+/** Product columns as the domain names them. */
+const PRODUCT_COLUMNS = [
+  'id',
+  'sku',
+  'name',
+  'price_cents as priceCents',
+  'currency',
+  'stock',
+] as const;
+
+export const productById = statement('product_by_id', (param: Param<{ id: string }>) =>
+  selectProduct().where('id', '=', param('id')),
+);
+
+function selectProduct() {
+  return db.selectFrom('products').select(PRODUCT_COLUMNS);
+}
+
+export const productsByIds = statement('products_by_ids', (param: Param<{ ids: string[] }>) =>
+  selectProduct().where('id', '=', sql<string>`any(${param('ids')}::uuid[])`),
+);
+
+/**
+ * A transaction-scoped advisory lock on (user, idempotency key): false when another transaction
+ * holds it, without waiting.
+ */
+export const lockIdempotencyKey = statement(
+  'lock_idempotency_key',
+  (param: Param<{ userId: string; key: string }>) =>
+    db.selectNoFrom(
+      sql<boolean>`pg_try_advisory_xact_lock(hashtextextended(${param('userId')} || ':' || ${param('key')}, 0))`.as(
+        'locked',
+      ),
+    ),
+);
+
+/** An order with its lines (sorted by sku), as the domain names them. */
+function selectOrder() {
+  return db
+    .selectFrom('orders as o')
+    .select((eb) => [
+      'o.id',
+      'o.user_id as userId',
+      'o.status',
+      'o.total_cents as totalCents',
+      'o.currency',
+      'o.idempotency_key as idempotencyKey',
+      'o.request_fingerprint as requestFingerprint',
+      'o.created_at as createdAt',
+      'o.updated_at as updatedAt',
+      jsonArrayFrom(
+        eb
+          .selectFrom('order_items as i')
+          .select([
+            'i.product_id as productId',
+            'i.sku',
+            'i.name',
+            'i.unit_price_cents as unitPriceCents',
+            'i.quantity',
+          ])
+          .whereRef('i.order_id', '=', 'o.id')
+          .orderBy('i.sku'),
+      ).as('items'),
+    ]);
+}
+
+export const orderByIdempotencyKey = statement(
+  'order_by_idempotency_key',
+  (param: Param<{ userId: string; key: string }>) =>
+    selectOrder()
+      .where('o.user_id', '=', param('userId'))
+      .where('o.idempotency_key', '=', param('key')),
+);
+
+export const orderById = statement('order_by_id', (param: Param<{ id: string }>) =>
+  selectOrder().where('o.id', '=', param('id')),
+);
+
+export const releaseIdempotencyKey = statement(
+  'release_idempotency_key',
+  (param: Param<{ id: string }>) =>
+    db.updateTable('orders').set({ idempotency_key: null }).where('id', '=', param('id')),
+);
+
+export const insertOrder = statement(
+  'insert_order',
+  (
+    param: Param<{
+      userId: string;
+      status: OrderStatus;
+      totalCents: string;
+      currency: string;
+      key: string | null;
+      fingerprint: string | null;
+    }>,
+  ) =>
+    db
+      .insertInto('orders')
+      .values({
+        user_id: param('userId'),
+        status: param('status'),
+        total_cents: param('totalCents'),
+        currency: param('currency'),
+        idempotency_key: param('key'),
+        request_fingerprint: param('fingerprint'),
+      })
+      .returning(['id', 'created_at as createdAt', 'updated_at as updatedAt']),
+);
+
+/** All lines of an order in one statement, from parallel arrays. */
+export const insertOrderItems = statement(
+  'insert_order_items',
+  (
+    param: Param<{
+      orderId: string;
+      productIds: string[];
+      skus: string[];
+      names: string[];
+      prices: number[];
+      quantities: number[];
+    }>,
+  ) =>
+    db
+      .insertInto('order_items')
+      .columns(['order_id', 'product_id', 'sku', 'name', 'unit_price_cents', 'quantity'])
+      .expression(
+        sql`SELECT ${param('orderId')}::uuid, * FROM unnest(${param('productIds')}::uuid[], ${param('skus')}::text[], ${param('names')}::text[], ${param('prices')}::int[], ${param('quantities')}::int[])`,
+      ),
+);
+
+/**
+ * Takes each line's quantity from stock only if enough is left at the price the order was
+ * computed with. Locks the rows in id order first (two orders sharing products cannot deadlock).
+ * FOR NO KEY UPDATE, not FOR UPDATE: the order_items foreign key holds KEY SHARE locks on those
+ * products, which FOR UPDATE would conflict with. Under READ COMMITTED PostgreSQL re-checks the
+ * WHERE clause on the latest row version, so concurrent orders cannot oversell.
+ */
+export const reserveStock = statement(
+  'reserve_stock',
+  (param: Param<{ productIds: string[]; quantities: number[]; prices: number[] }>) =>
+    db
+      .with('locked', (qb) =>
+        qb
+          .selectFrom('products')
+          .select('id')
+          .where('id', '=', sql<string>`any(${param('productIds')}::uuid[])`)
+          .orderBy('id')
+          .forNoKeyUpdate(),
+      )
+      .updateTable('products as p')
+      .from(
+        sql<{
+          id: string;
+          quantity: number;
+          price: number;
+        }>`(SELECT * FROM unnest(${param('productIds')}::uuid[], ${param('quantities')}::int[], ${param('prices')}::int[]) AS t(id, quantity, price))`.as(
+          'w',
+        ),
+      )
+      .set((eb) => ({
+        stock: eb('p.stock', '-', eb.ref('w.quantity')),
+        updated_at: now,
+      }))
+      .whereRef('p.id', '=', 'w.id')
+      .where('p.id', 'in', (eb) => eb.selectFrom('locked').select('locked.id'))
+      .whereRef('p.stock', '>=', 'w.quantity')
+      .whereRef('p.price_cents', '=', 'w.price'),
+);
+
+export const stockByIds = statement('stock_by_ids', (param: Param<{ ids: string[] }>) =>
+  db
+    .selectFrom('products')
+    .select(['id', 'stock'])
+    .where('id', '=', sql<string>`any(${param('ids')}::uuid[])`),
+);
+
+/** Conditional update: of two concurrent cancels, exactly one changes the row. */
+export const cancelOrder = statement(
+  'cancel_order',
+  (param: Param<{ id: string; userId: string; from: OrderStatus[] }>) =>
+    db
+      .updateTable('orders')
+      .set({ status: 'CANCELLED', updated_at: now })
+      .where('id', '=', param('id'))
+      .where('user_id', '=', param('userId'))
+      .where('status', '=', sql<OrderStatus>`any(${param('from')}::order_status[])`),
+);
+
+export const orderStatus = statement(
+  'order_status',
+  (param: Param<{ id: string; userId: string }>) =>
+    db
+      .selectFrom('orders')
+      .select('status')
+      .where('id', '=', param('id'))
+      .where('user_id', '=', param('userId')),
+);
+
+/** Returns a cancelled order's quantities to stock, locking the rows in id order. */
+export const restockOrder = statement('restock_order', (param: Param<{ id: string }>) =>
+  db
+    .with('locked', (qb) =>
+      qb
+        .selectFrom('products')
+        .select('id')
+        .where('id', 'in', (eb) =>
+          eb.selectFrom('order_items').select('product_id').where('order_id', '=', param('id')),
+        )
+        .orderBy('id')
+        .forNoKeyUpdate(),
+    )
+    .updateTable('products as p')
+    .from('order_items as i')
+    .set((eb) => ({ stock: eb('p.stock', '+', eb.ref('i.quantity')), updated_at: now }))
+    .where('i.order_id', '=', param('id'))
+    .whereRef('p.id', '=', 'i.product_id')
+    .where('p.id', 'in', (eb) => eb.selectFrom('locked').select('locked.id')),
+);
