@@ -113,14 +113,16 @@ describe('the public API against the real user and order services', () => {
       expect(second.body.products[0].sku > first.body.products[4].sku).toBe(true);
     });
 
-    it('gets one product, and 404 for an unknown or malformed id', async () => {
+    it('gets one product, 404 for an unknown id and 400 naming the field for a malformed one', async () => {
       const response = await request(gateway.app).get(`/v1/products/${KEYBOARD}`).expect(200);
       expect(response.body).toMatchObject({ sku: 'KB-001', priceCents: 8900 });
       expectProblem(
         await request(gateway.app).get('/v1/products/00000000-0000-4000-8000-000000000000'),
         404,
       );
-      expectProblem(await request(gateway.app).get('/v1/products/not-a-uuid'), 404);
+      const malformed = await request(gateway.app).get('/v1/products/not-a-uuid');
+      expectProblem(malformed, 400);
+      expect(malformed.body.errors).toEqual([{ field: 'id', message: 'must be a UUID' }]);
     });
 
     it('answers HEAD with the headers of the GET and no body', async () => {
@@ -264,6 +266,13 @@ describe('the public API against the real user and order services', () => {
         await request(gateway.app).post(`/v1/orders/${ids[0]}/cancel`).set(other.auth),
         404,
       );
+      for (const malformed of [
+        await request(gateway.app).get('/v1/orders/not-a-uuid').set(user.auth),
+        await request(gateway.app).post('/v1/orders/not-a-uuid/cancel').set(user.auth),
+      ]) {
+        expectProblem(malformed, 400);
+        expect(malformed.body.errors).toEqual([{ field: 'id', message: 'must be a UUID' }]);
+      }
 
       const cancelled = await request(gateway.app)
         .post(`/v1/orders/${ids[0]}/cancel`)

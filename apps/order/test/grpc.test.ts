@@ -1,4 +1,7 @@
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { dirname } from 'node:path';
+import { promisify } from 'node:util';
 import type { ServiceError } from '@grpc/grpc-js';
 import { OrderStatus } from '@repo/contracts/order/v1';
 import { createTestDatabase, startTcpProxy, type TestDatabase } from '@repo/database/testing';
@@ -12,6 +15,8 @@ const MOUSE = '0b7d3e4a-1c2f-4a5b-8c6d-000000000002'; // seeded: 2900 EUR
 const UNKNOWN = '00000000-0000-4000-8000-000000000000';
 
 const failure = (promise: Promise<unknown>) => rejectionOf<ServiceError>(promise);
+const MALFORMED_ID = { field: 'id', description: 'must be a UUID', reason: 'INVALID_FORMAT' };
+const MALFORMED_USER_ID = { ...MALFORMED_ID, field: 'user_id' };
 
 describe('order.v1.OrderService over gRPC', () => {
   let database: TestDatabase;
@@ -76,8 +81,46 @@ describe('order.v1.OrderService over gRPC', () => {
       });
     });
 
-    it.each([UNKNOWN, 'not-a-uuid', ''])('answers NOT_FOUND for the product id %j', async (id) => {
-      expect((await failure(service.client.getProduct({ id }))).code).toBe(status.NOT_FOUND);
+    it('answers NOT_FOUND for an unknown product id', async () => {
+      expect((await failure(service.client.getProduct({ id: UNKNOWN }))).code).toBe(
+        status.NOT_FOUND,
+      );
+    });
+
+    it.each(['not-a-uuid', '', "1' OR '1'='1"])(
+      'answers INVALID_ARGUMENT naming the field for the malformed product id %j',
+      async (id) => {
+        const error = await failure(service.client.getProduct({ id }));
+        expect(error.code).toBe(status.INVALID_ARGUMENT);
+        expect(fieldViolationsOf(error)).toEqual([MALFORMED_ID]);
+      },
+    );
+
+    it('answers buf curl by method name through server reflection, as the README shows', async () => {
+      // buf comes with @repo/contracts (it generates the code from proto/); reflection is the only
+      // schema buf gets here.
+      const buf = require.resolve('@bufbuild/buf/bin/buf', {
+        paths: [dirname(require.resolve('@repo/contracts/descriptor'))],
+      });
+      const curl = (...args: string[]) =>
+        promisify(execFile)(
+          buf,
+          ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', ...args],
+          {
+            timeout: 20_000,
+          },
+        );
+      const url = `http://${service.address}`;
+      const { stdout } = await curl(
+        '-d',
+        '{"page_size": 2}',
+        `${url}/order.v1.OrderService/ListProducts`,
+      );
+      const page = JSON.parse(stdout) as { products: { sku: string }[]; nextPageToken: string };
+      expect(page.products).toHaveLength(2);
+      expect(page.nextPageToken).not.toBe('');
+      const methods = (await curl('--list-methods', url)).stdout.trim().split('\n');
+      expect(methods).toContain('order.v1.OrderService/GetProduct');
     });
 
     it('rejects a forged page token', async () => {
@@ -293,9 +336,26 @@ describe('order.v1.OrderService over gRPC', () => {
       );
       const error = await failure(service.client.getOrder({ id: order!.id, userId: newUser() }));
       expect(error.code).toBe(status.NOT_FOUND);
-      expect((await failure(service.client.getOrder({ id: 'junk', userId: owner }))).code).toBe(
-        status.NOT_FOUND,
-      );
+    });
+
+    it('answers INVALID_ARGUMENT naming each malformed id when reading or cancelling', async () => {
+      const owner = newUser();
+      for (const call of [
+        (id: string, userId: string) => service.client.getOrder({ id, userId }),
+        (id: string, userId: string) => service.client.cancelOrder({ id, userId }),
+      ]) {
+        for (const [id, userId, violations] of [
+          ['junk', owner, [MALFORMED_ID]],
+          [UNKNOWN, 'junk', [MALFORMED_USER_ID]],
+          ['', '', [MALFORMED_ID, MALFORMED_USER_ID]],
+        ] as const) {
+          const error = await failure(call(id, userId));
+          expect(error.code).toBe(status.INVALID_ARGUMENT);
+          expect(fieldViolationsOf(error)).toEqual(violations);
+        }
+        // A well-formed id that names no order of this user is still NOT_FOUND.
+        expect((await failure(call(UNKNOWN, owner))).code).toBe(status.NOT_FOUND);
+      }
     });
 
     it('lists a user’s orders newest first, with cursors', async () => {

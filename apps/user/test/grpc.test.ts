@@ -258,11 +258,19 @@ describe('user.v1.UserService over gRPC', () => {
       expect(found).toEqual(user);
     });
 
-    it.each([UNKNOWN_ID, 'not-a-uuid', "1' OR '1'='1", ''])(
-      'answers NOT_FOUND for %j',
+    it('answers NOT_FOUND for an unknown id', async () => {
+      const error = await failure(service.client.getUser({ id: UNKNOWN_ID }));
+      expect(error.code).toBe(status.NOT_FOUND);
+    });
+
+    it.each(['not-a-uuid', "1' OR '1'='1", ''])(
+      'answers INVALID_ARGUMENT naming the field for the malformed id %j',
       async (id) => {
         const error = await failure(service.client.getUser({ id }));
-        expect(error.code).toBe(status.NOT_FOUND);
+        expect(error.code).toBe(status.INVALID_ARGUMENT);
+        expect(fieldViolationsOf(error)).toEqual([
+          { field: 'id', description: 'must be a UUID', reason: 'INVALID_FORMAT' },
+        ]);
       },
     );
 

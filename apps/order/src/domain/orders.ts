@@ -17,7 +17,7 @@ import type { Order, Product } from './model';
 import type { KeyedOrder, OrderRepository, UserDirectory } from './ports';
 import { priceOrder } from './pricing';
 import { CANCELLABLE, INITIAL_STATUS } from './status';
-import { isUuid, validateNewOrder, type NewOrderInput } from './validation';
+import { isUuid, requireUuids, validateNewOrder, type NewOrderInput } from './validation';
 
 /** A price change between pricing and reserving makes us re-price; this many times at most. */
 const MAX_PLACE_ATTEMPTS = 3;
@@ -55,9 +55,9 @@ export class Catalog {
     };
   }
 
-  /** A malformed id is simply not found: it never reaches the database. */
+  /** A malformed id is INVALID_ARGUMENT (field `id`) and never reaches the database. */
   async get(id: string): Promise<Product> {
-    const product = isUuid(id) ? await this.findProduct(id.toLowerCase()) : undefined;
+    const product = await this.findProduct(requireUuids({ id }).id);
     if (!product) throw new DomainError('NOT_FOUND', `product ${id} not found`);
     return product;
   }
@@ -160,12 +160,13 @@ export class Orders {
     throw new DomainError('ABORTED', 'the catalog changed while the order was being placed; retry');
   }
 
-  /** Another user's order is NOT_FOUND too: its existence is not revealed. */
+  /**
+   * Another user's order is NOT_FOUND too: its existence is not revealed. A malformed id or user id
+   * is INVALID_ARGUMENT (fields `id`, `user_id`) and never reaches the database.
+   */
   async get(id: string, userId: string): Promise<Order> {
-    const order =
-      isUuid(id) && isUuid(userId)
-        ? await this.repository.findOrder(id.toLowerCase(), userId.toLowerCase())
-        : undefined;
+    const valid = requireUuids({ id, user_id: userId });
+    const order = await this.repository.findOrder(valid.id, valid.user_id);
     if (!order) throw orderNotFound(id);
     return order;
   }
@@ -194,13 +195,10 @@ export class Orders {
     return { orders, nextPageToken };
   }
 
+  /** Like `get`: NOT_FOUND for another user's order, INVALID_ARGUMENT for a malformed id. */
   async cancel(id: string, userId: string): Promise<Order> {
-    if (!isUuid(id) || !isUuid(userId)) throw orderNotFound(id);
-    const result = await this.repository.cancelOrder(
-      id.toLowerCase(),
-      userId.toLowerCase(),
-      CANCELLABLE,
-    );
+    const valid = requireUuids({ id, user_id: userId });
+    const result = await this.repository.cancelOrder(valid.id, valid.user_id, CANCELLABLE);
     switch (result.kind) {
       case 'cancelled':
         return result.order;

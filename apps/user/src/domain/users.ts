@@ -19,6 +19,7 @@ import type { KeyedUser, UserRepository } from './user-repository';
 import {
   isUuid,
   normalizeEmail,
+  requireUuids,
   validateName,
   validateNewUser,
   type NewUserInput,
@@ -113,9 +114,9 @@ export class Users {
     return user;
   }
 
-  /** A malformed id is simply not found: it never reaches the database. */
+  /** A malformed id is INVALID_ARGUMENT (field `id`) and never reaches the database. */
   async get(id: string): Promise<User> {
-    const user = isUuid(id) ? await this.repository.findById(id.toLowerCase()) : undefined;
+    const user = await this.repository.findById(requireUuids({ id }).id);
     if (!user) throw notFound(id);
     return user;
   }

@@ -37,6 +37,22 @@ export function isUuid(value: string): boolean {
   return UUID_PATTERN.test(value);
 }
 
+/**
+ * Refuses ids that are not UUIDs with INVALID_ARGUMENT, one field violation per malformed id
+ * (`{ id: request.id }` -> field `id`, reason INVALID_FORMAT), as AIP-193 asks: a malformed id is
+ * the caller's mistake, not a resource that happens to be missing. Returns the ids lower-cased.
+ */
+export function requireUuids<K extends string>(ids: Record<K, string>): Record<K, string> {
+  const entries = Object.entries(ids) as [K, string][];
+  const violations: FieldViolation[] = entries
+    .filter(([, value]) => !isUuid(value))
+    .map(([field]) => ({ field, description: 'must be a UUID', reason: 'INVALID_FORMAT' }));
+  if (violations.length > 0) throw DomainError.invalid(violations);
+  return Object.fromEntries(
+    entries.map(([field, value]) => [field, value.toLowerCase()]),
+  ) as Record<K, string>;
+}
+
 function emailViolation(email: string): FieldViolation | undefined {
   if (!isStorableText(email)) return notTextViolation('email');
   const trimmed = email.trim();
