@@ -91,4 +91,37 @@ describe('work stops when its deadline passes', () => {
     const login = await client.post('/v1/auth/token', { email, password });
     expect(login.status).toBe(200);
   });
+
+  it('cancels the backend call when the HTTP client goes away before its answer', async () => {
+    /** getProduct calls the gateway made, ended with `code`, from its metrics. */
+    const calls = async (code: string) => {
+      const text = (await client.get('/metrics')).body as string;
+      return text
+        .split('\n')
+        .filter(
+          (line) =>
+            line.startsWith('grpc_client_calls_total') &&
+            line.includes(`code="${code}"`) &&
+            line.includes('method="getProduct"'),
+        )
+        .reduce((sum, line) => sum + Number(line.split(' ').at(-1)), 0);
+    };
+    const before = { cancelled: await calls('CANCELLED'), late: await calls('DEADLINE_EXCEEDED') };
+    await whilePaused('order', async () => {
+      const abandoned = fetch(`${system.gatewayUrl}/v1/products/${KEYBOARD}`, {
+        signal: AbortSignal.timeout(300),
+      });
+      await expect(abandoned).rejects.toThrow();
+      // The call ends one way or the other: cancelled when the client left (what we want), or
+      // by its own deadline (2 s) had nobody cancelled it.
+      while (
+        (await calls('CANCELLED')) === before.cancelled &&
+        (await calls('DEADLINE_EXCEEDED')) === before.late
+      ) {
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+    });
+    expect(await calls('CANCELLED')).toBe(before.cancelled + 1);
+    expect(await calls('DEADLINE_EXCEEDED')).toBe(before.late);
+  });
 });

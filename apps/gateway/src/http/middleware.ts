@@ -22,7 +22,13 @@ export const RETRY_AFTER_SECONDS = 5;
 export const requestContext: RequestHandler = (req, res, next) => {
   const requestId = requestIdOrNew(req.headers[REQUEST_ID_KEY]);
   res.setHeader('X-Request-Id', requestId);
-  runWithContext({ requestId }, next);
+  // A client that goes away before its answer cancels the backend calls made for it (the gRPC
+  // client wrapper listens to this signal), so no service keeps working for nobody.
+  const controller = new AbortController();
+  res.once('close', () => {
+    if (!res.writableFinished) controller.abort();
+  });
+  runWithContext({ requestId, signal: controller.signal }, next);
 };
 
 /**
