@@ -98,15 +98,25 @@ async function seed(
       while (next < users) {
         signal?.throwIfAborted();
         const n = next++;
-        const response = await fetch(`${gatewayUrl}/v1/users`, {
-          method: 'POST',
-          headers: { 'Content-Type': 'application/json' },
-          body: JSON.stringify({
-            email: `bench-${n}-${randomUUID()}@example.com`,
-            name: `Bench ${n}`,
-            password: 'bench password 123',
-          }),
+        const body = JSON.stringify({
+          email: `bench-${n}-${randomUUID()}@example.com`,
+          name: `Bench ${n}`,
+          password: 'bench password 123',
         });
+        // As a well-behaved client: the user service sheds load with 503 when hashing is
+        // saturated, and a retry with the same Idempotency-Key is always safe.
+        const idempotencyKey = randomUUID();
+        let response: Response;
+        for (let attempt = 1; ; attempt++) {
+          response = await fetch(`${gatewayUrl}/v1/users`, {
+            method: 'POST',
+            headers: { 'Content-Type': 'application/json', 'Idempotency-Key': idempotencyKey },
+            body,
+          });
+          if (response.status !== 503 || attempt === 50) break;
+          await response.arrayBuffer();
+          await new Promise((resolve) => setTimeout(resolve, 100 * Math.min(attempt, 5)));
+        }
         if (response.status !== 201)
           throw new Error(`seeding a user failed: ${response.status} ${await response.text()}`);
         userIds.push(((await response.json()) as { id: string }).id);
