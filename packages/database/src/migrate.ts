@@ -15,10 +15,31 @@ export interface MigrateOptions {
  * Applies the app's committed migrations with `prisma migrate deploy` (never `migrate dev`: deploy
  * only applies what is committed, and never resets data). The Prisma CLI is resolved from the app
  * itself, so each service migrates with its own Prisma version and schema.
+ *
+ * The CLI is a dev dependency of the apps: the production images leave it (and the 80 MB it pulls
+ * in) out, and migrations run beforehand from each app's `migrate` image. There a database whose
+ * migrations are all applied starts without the CLI (the fast path below needs only `pg`), and one
+ * with pending migrations fails with an error that says what to do.
  */
 export async function migrateDeploy({ appDir, databaseUrl }: MigrateOptions): Promise<void> {
   if (await allMigrationsApplied(appDir, databaseUrl)) return;
+  if (!prismaCli(appDir)) {
+    throw new Error(
+      'the database has migrations to apply, and the Prisma CLI is not installed here (a production ' +
+        "install leaves it out): apply them first with the app's migrate image (the `migrate` " +
+        'target of its Dockerfile runs `prisma migrate deploy`), then start the service',
+    );
+  }
   await runPrismaMigrateDeploy(appDir, databaseUrl);
+}
+
+/** The Prisma CLI's entry point as the app resolves it, if the app has it installed. */
+function prismaCli(appDir: string): string | undefined {
+  try {
+    return require.resolve('prisma/build/index.js', { paths: [appDir] });
+  } catch {
+    return undefined;
+  }
 }
 
 interface LocalMigration {
@@ -72,7 +93,8 @@ export async function allMigrationsApplied(appDir: string, databaseUrl: string):
 
 /** Always runs the Prisma CLI's `migrate deploy`. */
 export async function runPrismaMigrateDeploy(appDir: string, databaseUrl: string): Promise<void> {
-  const cli = require.resolve('prisma/build/index.js', { paths: [appDir] });
+  const cli = prismaCli(appDir);
+  if (!cli) throw new Error(`the Prisma CLI is not installed in ${appDir}`);
   await new Promise<void>((resolve, reject) => {
     const child = spawn(process.execPath, [cli, 'migrate', 'deploy'], {
       cwd: appDir,

