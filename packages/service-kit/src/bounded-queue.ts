@@ -1,5 +1,5 @@
 import { currentContext } from './context';
-import { deadlineExceeded } from './deadline';
+import { abortReason, deadlineExceeded } from './deadline';
 import { DomainError } from './errors';
 
 export interface BoundedQueueOptions {
@@ -104,7 +104,7 @@ export class BoundedQueue {
       if (waiting.deadline !== undefined && waiting.deadline <= now) {
         waiting.reject(deadlineExceeded(this.options.name));
       } else if (waiting.signal?.aborted) {
-        waiting.reject(new DomainError('CANCELLED', 'the caller cancelled the request'));
+        waiting.reject(abortReason(waiting.signal));
       } else if (waiting.deadline !== undefined && now + this.estimateMs > waiting.deadline) {
         waiting.reject(overloaded(this.options.name, 'it could not finish before the deadline'));
       } else {

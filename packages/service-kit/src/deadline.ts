@@ -29,15 +29,19 @@ export function remainingMs(now = Date.now()): number | undefined {
   return deadline ? deadline.getTime() - now : undefined;
 }
 
+/**
+ * Why the current request's signal was aborted, as a DomainError: the reason it was aborted with
+ * when that is one (the gRPC server aborts with DEADLINE_EXCEEDED or CANCELLED), else CANCELLED
+ * (the gateway aborts when its HTTP client goes away).
+ */
+export function abortReason(signal: AbortSignal): DomainError {
+  return signal.reason instanceof DomainError ? signal.reason : cancelled();
+}
+
 /** Throws DEADLINE_EXCEEDED or CANCELLED when the caller is gone; otherwise does nothing. */
 export function throwIfDone(what?: string): void {
   const context = currentContext();
   if (!context) return;
   if (context.deadline && context.deadline.getTime() <= Date.now()) throw deadlineExceeded(what);
-  if (context.signal?.aborted) {
-    // The signal is aborted on the deadline too; report that as what it is.
-    throw context.deadline && context.deadline.getTime() <= Date.now() + 5
-      ? deadlineExceeded(what)
-      : cancelled();
-  }
+  if (context.signal?.aborted) throw abortReason(context.signal);
 }

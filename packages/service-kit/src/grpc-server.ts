@@ -92,9 +92,9 @@ export function unaryService<S>(
       const remaining = deadline ? deadline.getTime() - Date.now() : Infinity;
       const timer =
         Number.isFinite(remaining) && remaining > 0
-          ? setTimeout(() => controller.abort(), remaining)
+          ? setTimeout(() => controller.abort(deadlineExceeded()), remaining)
           : undefined;
-      const onCancelled = () => controller.abort();
+      const onCancelled = () => controller.abort(cancelled());
       call.once('cancelled', onCancelled);
       runWithContext({ requestId, deadline, signal: controller.signal }, () => {
         const started = performance.now();
@@ -246,7 +246,7 @@ export class GrpcServer {
         definition = def;
         implementation = impl;
       },
-    } as unknown as Server);
+    });
     const watch = implementation!.watch as handleServerStreamingCall<unknown, unknown>;
     this.server.addService(definition!, {
       ...implementation!,
