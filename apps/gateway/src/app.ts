@@ -1,3 +1,4 @@
+import compression from 'compression';
 import cors from 'cors';
 import express, { type Express } from 'express';
 import type { Logger } from '@repo/service-kit/logger';
@@ -134,13 +135,16 @@ export function createApp(options: AppOptions): GatewayApp {
     }
     res.json({ status: 'ready', checks });
   });
-  app.get('/metrics', async (_req, res) => {
+  // Large answers that are not the API's own (the API's JSON answers are small and hot: they are
+  // never compressed) go compressed when the client accepts it; below 1 KB, never.
+  const compress = compression({ threshold: 1024 });
+  app.get('/metrics', compress, async (_req, res) => {
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
-  app.get('/openapi.json', (_req, res) => {
+  app.get('/openapi.json', compress, (_req, res) => {
     res.type('application/json').send(openApi);
   });
-  app.use('/docs', docsRouter());
+  app.use('/docs', compress, docsRouter());
 
   app.use(
     notFound(routes, {

@@ -8,6 +8,13 @@ export interface Metrics {
   observeGrpc(labels: { service: string; method: string; code: string }, seconds: number): void;
 }
 
+/** prom-client default metrics that are gauges with a counter's `_total` suffix. */
+export const DEFAULT_GAUGES_NAMED_TOTAL = [
+  'nodejs_active_handles_total',
+  'nodejs_active_requests_total',
+  'nodejs_active_resources_total',
+];
+
 const LATENCY_BUCKETS = [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
 /**
@@ -56,6 +63,10 @@ function countedLatency<L extends string>(
 export function createMetrics(): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  // Gauges named `_total`, which the exposition format reserves for counters (`promtool check
+  // metrics` refuses them). Each is the sum of a gauge that stays, labelled by type
+  // (`nodejs_active_handles`, `nodejs_active_requests`, `nodejs_active_resources`).
+  for (const name of DEFAULT_GAUGES_NAMED_TOTAL) registry.removeSingleMetric(name);
   return {
     registry,
     observeHttp: countedLatency(

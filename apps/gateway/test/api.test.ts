@@ -341,6 +341,7 @@ describe('the public API against the real user and order services', () => {
           'POST /v1/users',
           'POST /v1/auth/token',
           'GET /v1/users/me',
+          'GET /v1/users/{id}',
           'GET /v1/products',
           'GET /v1/products/{id}',
           'POST /v1/orders',
@@ -350,6 +351,7 @@ describe('the public API against the real user and order services', () => {
           'GET /healthz',
           'GET /readyz',
           'GET /metrics',
+          'GET /openapi.json',
         ].sort(),
       );
       // Generated from the validating schemas: the request body schema carries their constraints.

@@ -1,6 +1,12 @@
 import request from 'supertest';
+import { conformanceOptions } from './conformance';
 import { buildGateway, expectProblem, type TestGateway } from './harness';
 import { StandInOrderService } from './stand-in';
+
+// The stand-in answers GetProduct with every gRPC code, including ones the real order service never
+// gives for it (403, 409, 499, 501...): the document does not list those statuses for the
+// operation, so here the conformance check only requires them to be problem documents.
+conformanceOptions.allowUndocumentedStatus = true;
 
 describe('gRPC status -> HTTP, code by code', () => {
   const standIn = new StandInOrderService();
@@ -27,7 +33,7 @@ describe('gRPC status -> HTTP, code by code', () => {
     ['NOT_FOUND', 5, 404],
     ['ALREADY_EXISTS', 6, 409],
     ['PERMISSION_DENIED', 7, 403],
-    ['RESOURCE_EXHAUSTED', 8, 429],
+    ['RESOURCE_EXHAUSTED', 8, 503], // a backend shedding load: not the client's fault
     ['FAILED_PRECONDITION', 9, 409],
     ['ABORTED', 10, 409],
     ['OUT_OF_RANGE', 11, 400],
@@ -41,13 +47,16 @@ describe('gRPC status -> HTTP, code by code', () => {
     expectProblem(response, httpStatus);
     if (httpStatus === 500) {
       expect(response.body.detail).toBe('an internal error occurred'); // nothing from the backend leaks
-    } else if (httpStatus === 503) {
+    } else if (name === 'UNAVAILABLE') {
       expect(response.headers['retry-after']).toBe('5');
       expect(response.body.detail).toBe('the order service is unavailable; retry later');
+    } else if (name === 'RESOURCE_EXHAUSTED') {
+      expect(response.headers['retry-after']).toBe('5');
+      expect(response.body.detail).toBe(`stand-in detail for ${name}`);
     } else if (httpStatus === 501) {
       expect(response.body.detail).toBe('the order service does not implement this operation');
     } else if (httpStatus === 504) {
-      expect(response.body.detail).toBe('the order service did not answer in time');
+      expect(response.body.detail).toMatch(/^the order service did not answer in time/);
     } else {
       expect(response.body.detail).toBe(`stand-in detail for ${name}`);
     }

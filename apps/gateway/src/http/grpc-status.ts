@@ -59,3 +59,18 @@ export function httpMappingOf(code: status, reasons: readonly (string | undefine
 export function toCamelPath(field: string): string {
   return field.replace(/_([a-z0-9])/g, (_match, letter: string) => letter.toUpperCase());
 }
+
+/**
+ * A service's detail with its field names as the API spells them, as in `errors`:
+ * "invalid request: items[0].product_id" -> "invalid request: items[0].productId". Only the
+ * violations' own field names are rewritten (whole words), never other text of the detail.
+ */
+export function withApiFieldNames(detail: string, fields: readonly string[]): string {
+  const renamed = [...new Set(fields)]
+    .filter((field) => toCamelPath(field) !== field)
+    .sort((a, b) => b.length - a.length);
+  if (renamed.length === 0) return detail;
+  const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const pattern = new RegExp(`(?<![\\w.\\]])(?:${renamed.map(escape).join('|')})(?![\\w[])`, 'g');
+  return detail.replace(pattern, (field) => toCamelPath(field));
+}

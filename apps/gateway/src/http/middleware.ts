@@ -7,7 +7,7 @@ import type { Logger } from '@repo/service-kit/logger';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { backendOf } from '../backends';
 import type { Metrics } from '../metrics';
-import { httpMappingOf, toCamelPath } from './grpc-status';
+import { httpMappingOf, toCamelPath, withApiFieldNames } from './grpc-status';
 import { HttpError, PROBLEM_TYPES, problem, sendProblem } from './problem';
 import { pathPattern, type AnyRoute } from './route';
 
@@ -230,7 +230,10 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
       );
       const backend = BACKEND_NAMES[backendOf(error) ?? 'user'];
       const headers: Record<string, string> = {};
-      let detail = error.details;
+      let detail = withApiFieldNames(
+        error.details,
+        found.map((violation) => violation.field),
+      );
       if (error.code === grpcStatus.UNAVAILABLE) {
         detail = `${backend} is unavailable; retry later`;
         headers['Retry-After'] = String(RETRY_AFTER_SECONDS);

@@ -60,6 +60,11 @@ export interface RouteSpec<
   status: number;
   /** The successful answer's body schema. */
   response: ResponseSpec;
+  /**
+   * For a 201: where the created resource can be read, as a path template whose `{id}` is the
+   * answer's `id` (`/v1/orders/{id}`); sent as `Location` and documented.
+   */
+  location?: string;
   /** Other answers worth documenting besides the common ones (400, 401, 429, 5xx). */
   errors?: Record<number, string>;
   handle: (context: RouteContext<P, Q, B, H, A>) => Promise<unknown>;
@@ -173,10 +178,22 @@ export function mountRoutes(
       const context = currentContext();
       if (context) context.deadline = new Date(Date.now() + options.routeDeadlineMs);
       const result = await route.handle({ params, query, body, headers, user, req, res });
+      if (route.location) {
+        const id = (result as { id?: unknown }).id;
+        res.setHeader('Location', route.location.replace('{id}', encodeURIComponent(String(id))));
+      }
       sendJson(res, route.status, result);
     };
-    if (route.body) router[route.method](path, options.jsonParser, handler);
-    else router[route.method](path, handler);
+    if (route.body) {
+      const { jsonParser } = options;
+      // The route pattern is set before the body is read, so a request refused while reading it
+      // (malformed JSON, too large) is counted under its route, not under the router's own path.
+      const parseBody: RequestHandler = (req, res, next) => {
+        res.locals.routePattern = route.path;
+        jsonParser(req, res, next);
+      };
+      router[route.method](path, parseBody, handler);
+    } else router[route.method](path, handler);
   }
 }
 

@@ -27,6 +27,7 @@ export function orderRoutes(backends: Backends): AnyRoute[] {
       headers: IdempotencyHeaders,
       status: 201,
       response: { description: 'The order.', schema: Order },
+      location: '/v1/orders/{id}',
       errors: {
         409: 'Not enough stock, the order conflicts with the current state, or a request with this Idempotency-Key is still in progress.',
         422: 'This Idempotency-Key was already used with a different request.',
@@ -48,6 +49,8 @@ export function orderRoutes(backends: Backends): AnyRoute[] {
       path: '/v1/orders',
       tag: 'orders',
       summary: "The caller's orders, newest first",
+      description:
+        'A page of the orders the caller placed; follow `nextPageToken` for the next one.',
       auth: true,
       query: PageQuery,
       status: 200,
@@ -66,6 +69,7 @@ export function orderRoutes(backends: Backends): AnyRoute[] {
       path: '/v1/orders/:id',
       tag: 'orders',
       summary: 'One of the caller’s orders',
+      description: "An order the caller placed; another user's order is 404, as an unknown one is.",
       auth: true,
       params: IdParams,
       status: 200,
@@ -80,6 +84,7 @@ export function orderRoutes(backends: Backends): AnyRoute[] {
       path: '/v1/orders/:id/cancel',
       tag: 'orders',
       summary: 'Cancel one of the caller’s orders and return its stock',
+      description: 'Cancels the order and puts its quantities back in stock, in one transaction.',
       auth: true,
       params: IdParams,
       status: 200,

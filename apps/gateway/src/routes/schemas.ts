@@ -5,21 +5,81 @@ import { isStorableText, STORABLE_TEXT_RULE } from '@repo/service-kit/text';
 
 const uuid = z.uuid({ error: 'must be a UUID' });
 
-/**
- * A string field. The gateway checks shape, gross size and that it is text the system can store:
- * no NUL (PostgreSQL refuses it) and no unpaired surrogate (JSON's `\uD800` escape makes one; it is
- * not Unicode and would be stored as U+FFFD). The owning service applies the domain rules (email
- * format, name and password lengths; it refuses NUL and unpaired surrogates too, for gRPC callers)
- * and its field violations come back in the same `errors` list.
- */
-const text = (max: number) =>
-  z
-    .string({ error: (issue) => (issue.input === undefined ? 'is required' : 'must be a string') })
-    .max(max, 'is too long')
-    .refine(isStorableText, STORABLE_TEXT_RULE);
+/** A UUID of any version, as the services accept them in ids (case-insensitive). */
+const ANY_UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 
+/** Length as people (and JSON Schema's minLength/maxLength) count it: code points, not UTF-16 units. */
+const codePoints = (value: string): number => {
+  let count = 0;
+  for (const _ of value) count++;
+  return count;
+};
+
+interface TextRules {
+  /** At least one character that is not white space (the services trim, then require one). */
+  required?: boolean;
+  /** Code points. */
+  minLength?: number;
+  /** Code points. */
+  maxLength: number;
+  pattern?: { regex: RegExp; message: string };
+  /** The JSON Schema `format`, for the document (`pattern` is what is checked). */
+  format?: string;
+  description?: string;
+  example?: string;
+}
+
+/**
+ * A string field whose rules are checked here *and* written into the OpenAPI document from the same
+ * numbers, so a body the document allows is never refused for its shape. They are the owning
+ * service's rules (same limits, same messages, one message per field), made no looser than the
+ * document says: the service trims before it measures, the document and this check do not, so what
+ * passes here passes there. Every string must also be text the system can store: no NUL (PostgreSQL
+ * refuses it) and no unpaired surrogate (JSON's `\uD800` escape makes one; it is not Unicode and
+ * would be stored as U+FFFD); the services refuse both too, for gRPC callers.
+ */
+const text = (rules: TextRules) => {
+  const check = (value: string): string | undefined => {
+    if (!isStorableText(value)) return STORABLE_TEXT_RULE;
+    if (rules.required && !/\S/.test(value)) return 'is required';
+    const length = codePoints(value);
+    if (rules.minLength !== undefined && length < rules.minLength)
+      return `must be at least ${rules.minLength} characters`;
+    if (length > rules.maxLength) return `must be at most ${rules.maxLength} characters`;
+    if (rules.pattern && !rules.pattern.regex.test(value)) return rules.pattern.message;
+    return undefined;
+  };
+  return z
+    .string({ error: (issue) => (issue.input === undefined ? 'is required' : 'must be a string') })
+    .superRefine((value, context) => {
+      const message = check(value);
+      if (message) context.addIssue({ code: 'custom', message });
+    })
+    .meta({
+      ...(rules.description ? { description: rules.description } : {}),
+      minLength: rules.minLength ?? (rules.required ? 1 : 0),
+      maxLength: rules.maxLength,
+      // "Contains a non-space character" and the format pattern: two patterns need an allOf.
+      ...(rules.required && !rules.pattern ? { pattern: '\\S' } : {}),
+      ...(rules.pattern ? { pattern: rules.pattern.regex.source } : {}),
+      ...(rules.format ? { format: rules.format } : {}),
+      // No NUL; unpaired surrogates cannot be written as a JSON Schema pattern portably.
+      not: { pattern: '\\u0000' },
+      ...(rules.example ? { example: rules.example } : {}),
+    });
+};
+
+/**
+ * Ids are checked for size and storable text here; the owning service refuses anything but a UUID
+ * (400 naming `id`), which the document says with `pattern`.
+ */
 export const IdParams = z.object({
-  id: z.string().min(1).max(64).refine(isStorableText, STORABLE_TEXT_RULE),
+  id: z
+    .string()
+    .min(1)
+    .max(64)
+    .refine(isStorableText, STORABLE_TEXT_RULE)
+    .meta({ description: 'A UUID.', format: 'uuid', pattern: ANY_UUID.source }),
 });
 
 export const PageQuery = z.object({
@@ -30,26 +90,31 @@ export const PageQuery = z.object({
     .max(100, 'must be between 1 and 100')
     .optional()
     .meta({ description: 'Items per page, 1 to 100 (default 20).' }),
-  pageToken: z
-    .string()
-    .max(512, 'is too long')
-    .refine(isStorableText, STORABLE_TEXT_RULE)
-    .optional()
-    .meta({ description: 'The `nextPageToken` of the previous page.' }),
+  pageToken: text({
+    maxLength: 512,
+    description: 'The `nextPageToken` of the previous page, as it was returned.',
+  }).optional(),
 });
 
+/** The user service's rules (apps/user/src/domain/validation.ts). */
+const EMAIL_PATTERN = /^[^\s@]+@[^\s@.]+(\.[^\s@.]+)+$/;
+
 export const CreateUserBody = z.strictObject({
-  email: text(1000).meta({ example: 'ada@example.com' }),
-  name: text(1000).meta({ description: '1 to 100 characters.', example: 'Ada Lovelace' }),
-  password: text(1000).meta({
-    description: '12 to 256 characters.',
-    example: 'correct horse battery staple',
+  email: text({
+    required: true,
+    maxLength: 254,
+    pattern: { regex: EMAIL_PATTERN, message: 'must be an email address' },
+    format: 'email',
+    description: 'Unique, compared case-insensitively (and in Unicode NFC).',
+    example: 'ada@example.com',
   }),
+  name: text({ required: true, maxLength: 100, example: 'Ada Lovelace' }),
+  password: text({ minLength: 12, maxLength: 256, example: 'correct horse battery staple' }),
 });
 
 export const TokenBody = z.strictObject({
-  email: text(1000),
-  password: text(1000),
+  email: text({ maxLength: 1000 }),
+  password: text({ maxLength: 1000 }),
 });
 
 export const CreateOrderBody = z.strictObject({
@@ -65,7 +130,11 @@ export const CreateOrderBody = z.strictObject({
       }),
     )
     .min(1, 'must hold at least one item')
-    .max(50, 'must hold at most 50 items'),
+    .max(50, 'must hold at most 50 items')
+    .meta({
+      description:
+        'Lines naming the same product are merged; their quantities must add up to at most 1000.',
+    }),
 });
 
 export const IdempotencyHeaders = z.object({
@@ -130,15 +199,40 @@ export const OrderList = z.object({ orders: z.array(Order), nextPageToken: z.str
 
 export const Problem = z
   .object({
-    type: z.string(),
+    type: z.string().meta({
+      format: 'uri-reference',
+      description: 'Names the kind of problem, e.g. `/problems/validation-error`.',
+    }),
     title: z.string(),
     status: z.number().int(),
-    detail: z.string(),
-    errors: z.array(z.object({ field: z.string(), message: z.string() })).optional(),
+    detail: z.string().meta({ description: 'What went wrong, with field names as in `errors`.' }),
+    errors: z
+      .array(
+        z.object({
+          field: z.string().meta({
+            description:
+              'The field as the request names it: `items[1].productId`, `pageSize`, `idempotency-key`.',
+          }),
+          message: z.string(),
+        }),
+      )
+      .optional()
+      .meta({ description: 'Each bad field, on validation errors.' }),
   })
   .meta({ description: 'RFC 9457 problem details.' });
 
+/** The 503 of /readyz: a problem document that also says which backend is not serving. */
+export const ReadinessProblem = Problem.extend({
+  checks: z
+    .record(z.string(), z.string())
+    .meta({ description: 'Each backend service and its health state.' }),
+});
+
+export const Liveness = z.object({ status: z.literal('ok') });
+
 export const Readiness = z.object({
-  status: z.enum(['ready', 'not ready']),
-  checks: z.record(z.string(), z.string()),
+  status: z.literal('ready'),
+  checks: z
+    .record(z.string(), z.string())
+    .meta({ description: 'Each backend service and its health state (`SERVING`).' }),
 });

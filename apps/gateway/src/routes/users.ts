@@ -3,11 +3,24 @@ import { isServiceError } from '@repo/service-kit/errors';
 import type { TokenService } from '../auth/tokens';
 import { invalidToken } from '../auth/tokens';
 import type { Backends } from '../backends';
+import { HttpError, PROBLEM_TYPES } from '../http/problem';
 import { defineRoute, type AnyRoute } from '../http/route';
 import { presentUser } from './present';
-import { CreateUserBody, IdempotencyHeaders, Token, TokenBody, User } from './schemas';
+import { CreateUserBody, IdParams, IdempotencyHeaders, Token, TokenBody, User } from './schemas';
 
 export function userRoutes(backends: Backends, tokens: TokenService): AnyRoute[] {
+  /** The authenticated caller's account. */
+  const currentUser = async (id: string) => {
+    try {
+      return presentUser((await backends.users.getUser({ id })).user);
+    } catch (error) {
+      // A valid token for a user who has since been deleted no longer identifies anyone.
+      if (isServiceError(error) && error.code === status.NOT_FOUND) {
+        throw invalidToken('the user this token was issued to no longer exists');
+      }
+      throw error;
+    }
+  };
   return [
     defineRoute({
       operationId: 'createUser',
@@ -24,6 +37,7 @@ export function userRoutes(backends: Backends, tokens: TokenService): AnyRoute[]
       headers: IdempotencyHeaders,
       status: 201,
       response: { description: 'The new user (never the password or its hash).', schema: User },
+      location: '/v1/users/{id}',
       errors: {
         409: 'A user with this email already exists, or a request with this Idempotency-Key is still in progress.',
         422: 'This Idempotency-Key was already used with a different request.',
@@ -44,6 +58,9 @@ export function userRoutes(backends: Backends, tokens: TokenService): AnyRoute[]
       path: '/v1/auth/token',
       tag: 'auth',
       summary: 'Exchange email and password for an access token',
+      description:
+        'Issues a bearer access token (a JWT) for the account. A wrong password and an unknown email ' +
+        'get the same 401, in about the same time.',
       auth: false,
       body: TokenBody,
       status: 200,
@@ -60,19 +77,31 @@ export function userRoutes(backends: Backends, tokens: TokenService): AnyRoute[]
       path: '/v1/users/me',
       tag: 'users',
       summary: 'The authenticated user',
+      description: 'The account the access token was issued to.',
       auth: true,
       status: 200,
       response: { description: 'The caller.', schema: User },
-      handle: async ({ user }) => {
-        try {
-          return presentUser((await backends.users.getUser({ id: user.id })).user);
-        } catch (error) {
-          // A valid token for a user who has since been deleted no longer identifies anyone.
-          if (isServiceError(error) && error.code === status.NOT_FOUND) {
-            throw invalidToken('the user this token was issued to no longer exists');
-          }
-          throw error;
+      handle: async ({ user }) => currentUser(user.id),
+    }),
+    defineRoute({
+      operationId: 'getUser',
+      method: 'get',
+      path: '/v1/users/:id',
+      tag: 'users',
+      summary: 'A user, by id',
+      description:
+        'The URI a registration answers with in `Location`. Callers can read only their own account: ' +
+        "another user's id is 404, as an unknown one is.",
+      auth: true,
+      params: IdParams,
+      status: 200,
+      response: { description: 'The user.', schema: User },
+      errors: { 404: "No such user (also for another user's id)." },
+      handle: async ({ params, user }) => {
+        if (params.id.toLowerCase() !== user.id.toLowerCase()) {
+          throw new HttpError(404, PROBLEM_TYPES.notFound, 'no such user');
         }
+        return currentUser(user.id);
       },
     }),
   ];
