@@ -30,6 +30,30 @@ const ratio = (a: ScenarioReport | undefined, b: ScenarioReport | undefined) =>
   a && b && b.requestsPerSecond > 0 ? a.requestsPerSecond / b.requestsPerSecond : undefined;
 const fmt = (value: number | undefined) => (value === undefined ? '–' : value.toFixed(2));
 
+/**
+ * A markdown table laid out the way Prettier lays it out (cells padded to the column's width,
+ * numbers right-aligned), so the saved report passes `pnpm format:check` as written.
+ */
+export function markdownTable(
+  header: readonly string[],
+  align: readonly ('left' | 'right')[],
+  rows: readonly (readonly (string | number)[])[],
+): string[] {
+  const cells = [header, ...rows.map((row) => row.map(String))];
+  const widths = header.map((_, column) =>
+    Math.max(3, ...cells.map((row) => [...(row[column] ?? '')].length)),
+  );
+  const pad = (text: string, column: number) => {
+    const fill = ' '.repeat(widths[column]! - [...text].length);
+    return align[column] === 'right' ? fill + text : text + fill;
+  };
+  const line = (row: readonly string[]) => `| ${row.map(pad).join(' | ')} |`;
+  const rule = widths.map((width, column) =>
+    align[column] === 'right' ? `${'-'.repeat(width - 1)}:` : '-'.repeat(width),
+  );
+  return [line(cells[0]!), line(rule), ...cells.slice(1).map(line)];
+}
+
 export function renderMarkdown(report: Report): string {
   const byId = new Map(report.scenarios.map((s) => [s.id, s]));
   const lines: string[] = [];
@@ -41,20 +65,38 @@ export function renderMarkdown(report: Report): string {
   );
   lines.push('');
   lines.push(
-    '| scenario | conns | req/s | p50 ms | p90 ms | p99 ms | errors | non-2xx | CPU % (of one core) | peak RSS MB |',
+    ...markdownTable(
+      [
+        'scenario',
+        'conns',
+        'req/s',
+        'p50 ms',
+        'p90 ms',
+        'p99 ms',
+        'errors',
+        'non-2xx',
+        'CPU % (of one core)',
+        'peak RSS MB',
+      ],
+      ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'left', 'left'],
+      report.scenarios.map((s) => [
+        s.title,
+        s.connections,
+        s.requestsPerSecond,
+        s.p50,
+        s.p90,
+        s.p99,
+        s.errors,
+        s.non2xx,
+        Object.entries(s.processes)
+          .map(([name, p]) => `${name} ${p.cpuPercent}`)
+          .join(', '),
+        Object.entries(s.processes)
+          .map(([name, p]) => `${name} ${p.peakRssMb}`)
+          .join(', '),
+      ]),
+    ),
   );
-  lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |');
-  for (const s of report.scenarios) {
-    const cpu = Object.entries(s.processes)
-      .map(([name, p]) => `${name} ${p.cpuPercent}`)
-      .join(', ');
-    const rss = Object.entries(s.processes)
-      .map(([name, p]) => `${name} ${p.peakRssMb}`)
-      .join(', ');
-    lines.push(
-      `| ${s.title} | ${s.connections} | ${s.requestsPerSecond} | ${s.p50} | ${s.p90} | ${s.p99} | ${s.errors} | ${s.non2xx} | ${cpu} | ${rss} |`,
-    );
-  }
   lines.push('');
   const s1 = byId.get('s1');
   const s2 = byId.get('s2');
@@ -62,14 +104,20 @@ export function renderMarkdown(report: Report): string {
   const b0 = byId.get('b0');
   const b1 = byId.get('b1');
   const b2 = byId.get('b2');
-  lines.push('| ratio (req/s) | value |');
-  lines.push('| --- | ---: |');
-  lines.push(`| S1 / B1 | ${fmt(ratio(s1, b1))} |`);
-  lines.push(`| S2 / B1 | ${fmt(ratio(s2, b1))} |`);
-  lines.push(`| S3 / B1 | ${fmt(ratio(s3, b1))} |`);
-  lines.push(`| S1 / B0 | ${fmt(ratio(s1, b0))} |`);
-  lines.push(`| S2 / B0 | ${fmt(ratio(s2, b0))} |`);
-  lines.push(`| S1 / B2 (what the gateway costs) | ${fmt(ratio(s1, b2))} |`);
+  lines.push(
+    ...markdownTable(
+      ['ratio (req/s)', 'value'],
+      ['left', 'right'],
+      [
+        ['S1 / B1', fmt(ratio(s1, b1))],
+        ['S2 / B1', fmt(ratio(s2, b1))],
+        ['S3 / B1', fmt(ratio(s3, b1))],
+        ['S1 / B0', fmt(ratio(s1, b0))],
+        ['S2 / B0', fmt(ratio(s2, b0))],
+        ['S1 / B2 (what the gateway costs)', fmt(ratio(s1, b2))],
+      ],
+    ),
+  );
   lines.push('');
 
   const appPeak = (app: string) =>
@@ -111,12 +159,17 @@ export function renderMarkdown(report: Report): string {
       `${ms} ms`,
     ]),
   ];
-  lines.push('| target | result | measured |');
-  lines.push('| --- | --- | --- |');
-  for (const [name, ok, measured] of targets)
-    lines.push(
-      `| ${name} | ${ok === undefined ? 'not run' : ok ? 'PASS' : 'FAIL'} | ${measured} |`,
-    );
+  lines.push(
+    ...markdownTable(
+      ['target', 'result', 'measured'],
+      ['left', 'left', 'left'],
+      targets.map(([name, ok, measured]) => [
+        name,
+        ok === undefined ? 'not run' : ok ? 'PASS' : 'FAIL',
+        measured,
+      ]),
+    ),
+  );
   lines.push('');
   return lines.join('\n');
 }
