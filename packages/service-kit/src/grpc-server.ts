@@ -105,12 +105,12 @@ export function unaryService<S>(
             ? Promise.reject(deadlineExceeded())
             : call.cancelled
               ? Promise.reject(cancelled())
-            : handler(call.request, {
-                requestId,
-                deadline,
-                signal: controller.signal,
-                metadata: call.metadata,
-              });
+              : handler(call.request, {
+                  requestId,
+                  deadline,
+                  signal: controller.signal,
+                  metadata: call.metadata,
+                });
         work
           .then(
             (response) => {

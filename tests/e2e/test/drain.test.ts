@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { ServiceError } from '@grpc/grpc-js';
+import { status, type ServiceError } from '@grpc/grpc-js';
 import { UserServiceClient } from '@repo/contracts/user/v1';
 import { createServiceClient } from '@repo/service-kit/grpc-client';
 import { watchHealth, type ServingStatus } from '@repo/service-kit/health-client';
@@ -91,7 +91,7 @@ describe('drain that load balancers can see', () => {
         } catch (error) {
           const code = (error as ServiceError).code;
           // NOT_FOUND is an answer: the service served the call.
-          calls.push({ ok: code === 5, at: Date.now(), code });
+          calls.push({ ok: code === status.NOT_FOUND, at: Date.now(), code });
         }
         await sleep(10);
       }

@@ -6,6 +6,9 @@
 //   pnpm bench --quick               a few seconds per scenario, one round (CI's smoke test)
 //   pnpm bench --duration 30 --rounds 6 --connections 100 --scenario b1,s1
 //   pnpm bench --quick --check       exit 1 if any scenario had errors or unexpected statuses
+//   pnpm bench --compare-node /path/to/node   also run B1, S1-S3 on a second system under that
+//                                    Node.js binary, interleaved with the rest (runtime upgrades)
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -30,6 +33,8 @@ interface Options {
   users: number;
   quick: boolean;
   check: boolean;
+  /** Another Node.js binary to run a second system on, measured side by side. */
+  compareNode: string | undefined;
 }
 
 const ALL_SCENARIOS = ['b0', 'b1', 's1', 'b2', 's2', 's3'];
@@ -66,6 +71,7 @@ function parseOptions(argv: string[]): Options {
     users: number('--users', quick ? 20 : 1000),
     quick,
     check: argv.includes('--check'),
+    compareNode: value('--compare-node'),
   };
 }
 
@@ -137,6 +143,18 @@ async function main(): Promise<void> {
   const guard = exitGuard({ log, signalExitCode: 1 });
   const starting = startBenchSystem({ users: options.users, signal: guard.signal });
   guard.defer(async () => (await starting.catch(() => undefined))?.stop());
+  const otherVersion = options.compareNode
+    ? execFileSync(options.compareNode, ['--version'], { encoding: 'utf8' }).trim()
+    : undefined;
+  const startingOther = options.compareNode
+    ? startBenchSystem({
+        users: options.users,
+        signal: guard.signal,
+        nodePath: options.compareNode,
+        label: `[${otherVersion}] `,
+      })
+    : undefined;
+  if (startingOther) guard.defer(async () => (await startingOther.catch(() => undefined))?.stop());
   const baselines: Baseline[] = [];
   guard.defer(async () => {
     for (const baseline of baselines) await baseline.stop();
@@ -228,7 +246,72 @@ async function main(): Promise<void> {
         load: http(gateway, scenarioRequest('s3', bench)),
       },
     ];
-    const selected = all.filter((scenario) => options.scenarios.has(scenario.id));
+    const other = startingOther ? await startingOther : undefined;
+    if (other && options.compareNode) {
+      // The same baseline and scenarios on the other runtime: ids `<id>@other`, processes named
+      // `<app>@<major>` so they do not count towards this runtime's targets.
+      const major = otherVersion!.replace(/^v/, '').split('.')[0];
+      const otherBackend = await startBaseline(
+        'naive-backend',
+        { DATABASE_URL: other.orderDatabaseUrl },
+        options.compareNode,
+      );
+      const otherGateway = await startBaseline(
+        'naive-gateway',
+        { BACKEND_ADDR: `127.0.0.1:${otherBackend.port}` },
+        options.compareNode,
+      );
+      baselines.push(otherBackend, otherGateway);
+      const otherPids = (apps: AppName[]) =>
+        Object.fromEntries(apps.map((app) => [`${app}@${major}`, other.system.apps[app]!.pid!]));
+      const otherProduct = (): HttpRequestSpec => ({
+        method: 'GET',
+        path: `/v1/products/${pick(other.productIds)}`,
+      });
+      const onOther = (id: string): Scenario | undefined => {
+        const title = `${all.find((scenario) => scenario.id === id)!.title} [Node ${otherVersion}]`;
+        switch (id) {
+          case 'b1':
+            return {
+              id: 'b1@other',
+              title,
+              processes: {
+                [`b1-http@${major}`]: otherGateway.pid,
+                [`b1-grpc@${major}`]: otherBackend.pid,
+              },
+              connections: options.connections,
+              load: http(`http://127.0.0.1:${otherGateway.port}`, otherProduct),
+            };
+          case 's1':
+          case 's2':
+          case 's3':
+            return {
+              id: `${id}@other`,
+              title,
+              processes: otherPids(
+                id === 's1'
+                  ? ['gateway', 'order']
+                  : id === 's2'
+                    ? ['gateway', 'user']
+                    : ['gateway', 'order', 'user'],
+              ),
+              connections: id === 's3' ? options.orderConnections : options.connections,
+              load: http(other.gatewayUrl, scenarioRequest(id, other)),
+            };
+          default:
+            return undefined;
+        }
+      };
+      // Each runtime's scenario right after this one's, so both see the same stretch of time.
+      const interleaved = all.flatMap((scenario) => {
+        const twin = onOther(scenario.id);
+        return twin ? [scenario, twin] : [scenario];
+      });
+      all.splice(0, all.length, ...interleaved);
+    }
+    const selected = all.filter((scenario) =>
+      options.scenarios.has(scenario.id.replace(/@other$/, '')),
+    );
     const scenarios = await measure(selected, options);
     orderClient.close();
 
@@ -239,7 +322,8 @@ async function main(): Promise<void> {
       log(
         `stock mismatch for ${row.id}: initial ${row.initial}, now ${row.stock}, in orders ${row.sold}`,
       );
-    const oversold = mismatches.length;
+    let oversold = mismatches.length;
+    if (other) oversold += (await stockMismatches(other)).length;
 
     // Readiness: with the database up, how long each app takes from spawn to ready.
     const readyMs: Record<string, number> = {};
@@ -271,6 +355,7 @@ async function main(): Promise<void> {
       scenarios,
       oversold,
       readyMs,
+      ...(otherVersion ? { compareNode: otherVersion } : {}),
     };
     const markdown = renderMarkdown(report);
     process.stdout.write(`\n${markdown}\n`);

@@ -13,9 +13,13 @@ export interface Baseline {
  * Starts one of the baseline servers (dist/baselines/<name>.js) and waits for its READY line. Like
  * the apps, it holds a lifeline (see @repo/system's watchdog): it stops when the bench is gone.
  */
-export async function startBaseline(name: string, env: Record<string, string>): Promise<Baseline> {
+export async function startBaseline(
+  name: string,
+  env: Record<string, string>,
+  nodePath = process.execPath,
+): Promise<Baseline> {
   const child: ChildProcess = spawn(
-    process.execPath,
+    nodePath,
     ['--require', WATCHDOG, join(__dirname, 'baselines', `${name}.js`)],
     {
       env: { ...process.env, ...env },

@@ -24,6 +24,8 @@ export interface Report {
   oversold: number;
   /** Spawn to ready, per app, with its database already up. */
   readyMs: Record<string, number>;
+  /** With --compare-node: the other runtime's version (its scenarios have ids `<id>@other`). */
+  compareNode?: string;
 }
 
 const ratio = (a: ScenarioReport | undefined, b: ScenarioReport | undefined) =>
@@ -119,6 +121,49 @@ export function renderMarkdown(report: Report): string {
     ),
   );
   lines.push('');
+
+  if (report.compareNode) {
+    const peak = (s: ScenarioReport | undefined, suffix = '') =>
+      s
+        ? Object.entries(s.processes)
+            .filter(([name]) => name.includes('@') === (suffix !== ''))
+            .map(([name, p]) => `${name.replace(/@.*$/, '')} ${p.peakRssMb}`)
+            .join(', ')
+        : '–';
+    lines.push(
+      ...markdownTable(
+        [
+          'scenario',
+          `req/s ${report.machine.node}`,
+          `req/s ${report.compareNode}`,
+          'ratio',
+          `p99 ms ${report.machine.node}`,
+          `p99 ms ${report.compareNode}`,
+          `peak RSS MB ${report.machine.node}`,
+          `peak RSS MB ${report.compareNode}`,
+        ],
+        ['left', 'right', 'right', 'right', 'right', 'right', 'left', 'left'],
+        ['b1', 's1', 's2', 's3'].flatMap((id) => {
+          const here = byId.get(id);
+          const there = byId.get(`${id}@other`);
+          if (!here || !there) return [];
+          return [
+            [
+              id.toUpperCase(),
+              here.requestsPerSecond,
+              there.requestsPerSecond,
+              fmt(ratio(here, there)),
+              here.p99,
+              there.p99,
+              peak(here),
+              peak(there, '@'),
+            ],
+          ];
+        }),
+      ),
+    );
+    lines.push('');
+  }
 
   const appPeak = (app: string) =>
     Math.max(

@@ -32,6 +32,10 @@ export async function startBenchSystem(options: {
   nodeArgs?: Partial<Record<AppName, string[]>>;
   /** Aborting it makes a start in progress stop what it started. */
   signal?: AbortSignal;
+  /** The Node.js binary the apps run on (default: the bench's own). */
+  nodePath?: string;
+  /** Prefix of this system's log lines (two systems run side by side with --compare-node). */
+  label?: string;
 }): Promise<BenchSystem> {
   const dataDir = mkdtempSync(join(tmpdir(), 'bench-'));
   chmodSync(dataDir, 0o755);
@@ -57,8 +61,10 @@ export async function startBenchSystem(options: {
       order: nodeOptions,
     },
     nodeArgs: options.nodeArgs,
+    nodePath: options.nodePath,
     onLog: (source, line) => {
-      if (source !== 'postgres') process.stdout.write(`${source} | ${line}\n`);
+      if (source !== 'postgres')
+        process.stdout.write(`${options.label ?? ''}${source} | ${line}\n`);
     },
     signal: options.signal,
     ephemeral: true,
@@ -104,7 +110,9 @@ async function seed(
           password: 'bench password 123',
         });
         // As a well-behaved client: the user service sheds load with 503 when hashing is
-        // saturated, and a retry with the same Idempotency-Key is always safe.
+        // saturated, a 504 means it was not done (or, if its answer was lost, a retry returns it),
+        // and a 409 with Retry-After means the same key is still in progress; a retry with the
+        // same Idempotency-Key is safe in every case.
         const idempotencyKey = randomUUID();
         let response: Response;
         for (let attempt = 1; ; attempt++) {
@@ -113,7 +121,11 @@ async function seed(
             headers: { 'Content-Type': 'application/json', 'Idempotency-Key': idempotencyKey },
             body,
           });
-          if (response.status !== 503 || attempt === 50) break;
+          const retryable =
+            response.status === 503 ||
+            response.status === 504 ||
+            (response.status === 409 && response.headers.has('retry-after'));
+          if (!retryable || attempt === 50) break;
           await response.arrayBuffer();
           await new Promise((resolve) => setTimeout(resolve, 100 * Math.min(attempt, 5)));
         }

@@ -70,6 +70,8 @@ export interface SystemOptions {
   env?: Partial<Record<AppName, Record<string, string>>>;
   /** Extra `node` flags per app (e.g. `--cpu-prof`). */
   nodeArgs?: Partial<Record<AppName, string[]>>;
+  /** The Node.js binary the apps run on (default: the one running this); the bench compares two. */
+  nodePath?: string;
   onLog?: LogSink;
   readyTimeoutMs?: number;
   /** Aborting it makes a start in progress stop what it started and reject. */
@@ -103,6 +105,8 @@ export class AppProcess {
     /** Extra `node` flags, e.g. `--cpu-prof` for profiling. */
     private readonly nodeArgs: readonly string[] = [],
     private readonly signal?: AbortSignal,
+    /** The Node.js binary to run the app with. */
+    private readonly nodePath: string = process.execPath,
   ) {}
 
   get address(): string {
@@ -137,7 +141,7 @@ export class AppProcess {
     }
     // Detached: a Ctrl-C in the terminal reaches only the runner, which stops the apps in order.
     const child = spawn(
-      process.execPath,
+      this.nodePath,
       [...this.nodeArgs, '--require', WATCHDOG, appEntry(this.name)],
       {
         cwd: join(ROOT, 'apps', this.name),
@@ -326,6 +330,7 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
         readyTimeoutMs,
         options.nodeArgs?.[app],
         options.signal,
+        options.nodePath,
       );
       running[app] = process;
       onLog('system', `starting ${app} on port ${ports[app]}`);

@@ -49,7 +49,8 @@ export const DEFAULT_HASHING = {
   initialEstimateMs: 50,
 } as const;
 
-const alreadyExists = () => new DomainError('ALREADY_EXISTS', 'a user with this email already exists');
+const alreadyExists = () =>
+  new DomainError('ALREADY_EXISTS', 'a user with this email already exists');
 
 /**
  * The user service's use cases. Transport calls these; these call the repository. All rules
