@@ -7,5 +7,4 @@ module.exports = {
   globalTeardown: '<rootDir>/test/global-teardown.ts',
   // Every answer received through supertest is checked against /openapi.json.
   setupFilesAfterEnv: [...(preset.setupFilesAfterEnv ?? []), '<rootDir>/test/conformance-setup.ts'],
-  testTimeout: 60_000,
 };

@@ -40,7 +40,9 @@ export function buildGateway(
   const backends = createBackends({
     userAddress: overrides.userAddress ?? process.env.TEST_USER_ADDR!,
     orderAddress: overrides.orderAddress ?? process.env.TEST_ORDER_ADDR!,
-    deadlineMs: overrides.backendDeadlineMs ?? 2_000,
+    // Generous defaults (production: 2 s and 3 s): the tests about deadlines set their own, and
+    // the others must not fail because a busy machine hashed a password slowly.
+    deadlineMs: overrides.backendDeadlineMs ?? 20_000,
     metrics,
   });
   const tokens = new TokenService({
@@ -55,7 +57,7 @@ export function buildGateway(
     metrics,
     logger,
     bodyLimitBytes: overrides.bodyLimitBytes ?? 16_384,
-    routeDeadlineMs: overrides.routeDeadlineMs ?? 3_000,
+    routeDeadlineMs: overrides.routeDeadlineMs ?? 30_000,
     rateLimit: overrides.rateLimit ?? { max: 0, windowMs: 60_000 },
     corsOrigins: overrides.corsOrigins ?? '',
     trustProxyHops: 0,

@@ -102,7 +102,8 @@ export async function startOrderService(
   });
   const port = await server.start(0, '127.0.0.1');
   const address = `127.0.0.1:${port}`;
-  const client = createServiceClient(OrderServiceClient, address, { deadlineMs: 10_000 });
+  // Generous: no test here is about this deadline (those about deadlines pass their own).
+  const client = createServiceClient(OrderServiceClient, address, { deadlineMs: 60_000 });
   return {
     server,
     address,

@@ -38,7 +38,7 @@ describe('embedded PostgreSQL', () => {
       process.execPath,
       [join(__dirname, 'fixtures', 'restart.cjs'), dataDir],
       {
-        timeout: 60_000,
+        timeout: 110_000,
       },
     );
     const result = JSON.parse(stdout) as { version: string; rows: unknown[]; restartMs: number };
