@@ -20,6 +20,11 @@ export default async function globalSetup(): Promise<void> {
     apps: ['user', 'order'],
     nodeEnv: 'production',
     logLevel: 'warn',
+    // No test here is about shedding: on a busy machine, hashing must queue rather than be refused
+    // because its expected wait passed production's 500 ms.
+    env: { user: { HASH_QUEUE_WAIT_MAX_MS: '60000' } },
+    // If Jest is killed before its teardown, PostgreSQL still stops and its data goes.
+    ephemeral: true,
   });
   globalThis.__gatewayTestSystem = { system, dataDir };
   process.env.TEST_USER_ADDR = system.apps.user!.address;
