@@ -77,6 +77,7 @@ function postgresAccount(): Account | undefined {
     } catch (error) {
       throw new Error(
         `running as root, PostgreSQL needs an unprivileged "${USER}" user and creating one failed (${String(error)}); create it (useradd ${USER}) or run as another user`,
+        { cause: error },
       );
     }
   }
@@ -191,7 +192,7 @@ async function stopOrphanedServer(dataDir: string): Promise<void> {
   const [pidLine, dirLine] = readFileSync(pidFile, 'utf8').split('\n');
   const pid = Number(pidLine);
   if (!Number.isInteger(pid) || pid <= 0 || resolve(dirLine ?? '') !== dataDir) return;
-  let cmdline = '';
+  let cmdline: string;
   try {
     cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
   } catch {

@@ -81,7 +81,7 @@ describe('drain that load balancers can see', () => {
     );
     const client = createServiceClient(UserServiceClient, user.address, { deadlineMs: 1_000 });
     const calls: { ok: boolean; at: number; code?: number }[] = [];
-    let stopTook = Infinity;
+    let stopTook: number | undefined;
     let calling = true;
     const loop = (async () => {
       while (calling) {

@@ -47,11 +47,11 @@ export class ProcessSampler {
     const seconds = (Date.now() - this.started) / 1000;
     return Object.fromEntries(
       Object.entries(this.pids).map(([name, pid]) => {
-        let cpu = 0;
+        let cpu: number;
         try {
           cpu = cpuSeconds(pid) - (this.startCpu.get(pid) ?? 0);
         } catch {
-          cpu = 0;
+          cpu = 0; // the process has exited
         }
         return [
           name,
