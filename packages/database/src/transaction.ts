@@ -35,7 +35,10 @@ async function connectWithin(pool: Pool, budgetMs: number | undefined): Promise<
   const connecting = pool.connect();
   let timer: NodeJS.Timeout | undefined;
   const expired = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(deadlineExceeded('waiting for a database connection')), budgetMs);
+    timer = setTimeout(
+      () => reject(deadlineExceeded('waiting for a database connection')),
+      budgetMs,
+    );
   });
   try {
     return await Promise.race([connecting, expired]);

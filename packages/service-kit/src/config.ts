@@ -81,7 +81,10 @@ export const env = {
 };
 
 /** DRAIN_DELAY_MS as set, else 5 s in production and 0 elsewhere (see `env.drainDelay`). */
-export function drainDelayMs(config: { NODE_ENV: string; DRAIN_DELAY_MS?: number | undefined }): number {
+export function drainDelayMs(config: {
+  NODE_ENV: string;
+  DRAIN_DELAY_MS?: number | undefined;
+}): number {
   return config.DRAIN_DELAY_MS ?? (config.NODE_ENV === 'production' ? 5_000 : 0);
 }
 

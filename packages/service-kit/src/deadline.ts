@@ -15,7 +15,10 @@ import { DomainError } from './errors';
 
 /** DEADLINE_EXCEEDED: the caller's deadline passed before the work could be done; nothing was done. */
 export const deadlineExceeded = (what = 'the request') =>
-  new DomainError('DEADLINE_EXCEEDED', `${what} did not finish before its deadline; nothing was done`);
+  new DomainError(
+    'DEADLINE_EXCEEDED',
+    `${what} did not finish before its deadline; nothing was done`,
+  );
 
 /** CANCELLED: the caller went away; nothing was done. */
 export const cancelled = () => new DomainError('CANCELLED', 'the caller cancelled the request');

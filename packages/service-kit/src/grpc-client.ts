@@ -103,16 +103,21 @@ export function createServiceClient<C extends { close(): void }, S extends objec
         const started = performance.now();
         const signal = context?.signal;
         const onAbort = () => pending.cancel();
-        const pending = call(request, metadata, { deadline: new Date(deadline) }, (error, response) => {
-          signal?.removeEventListener('abort', onAbort);
-          options.onCallEnd?.({
-            method,
-            code: status[error ? error.code : status.OK],
-            durationMs: performance.now() - started,
-          });
-          if (error) reject(Object.assign(error, { service: Client.serviceName }));
-          else resolve(response);
-        });
+        const pending = call(
+          request,
+          metadata,
+          { deadline: new Date(deadline) },
+          (error, response) => {
+            signal?.removeEventListener('abort', onAbort);
+            options.onCallEnd?.({
+              method,
+              code: status[error ? error.code : status.OK],
+              durationMs: performance.now() - started,
+            });
+            if (error) reject(Object.assign(error, { service: Client.serviceName }));
+            else resolve(response);
+          },
+        );
         // The request being served is over (its caller cancelled, or its deadline passed): cancel
         // this call too, so the callee stops working for nobody.
         if (signal?.aborted) pending.cancel();
