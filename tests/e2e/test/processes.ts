@@ -84,7 +84,7 @@ export class Watched {
   }
 
   /** Resolves once none of the processes ever seen is running; rejects naming the survivors. */
-  async allGone(timeoutMs = 30_000): Promise<void> {
+  async allGone(timeoutMs = 60_000): Promise<void> {
     const known = this.processes;
     const deadline = Date.now() + timeoutMs;
     for (;;) {
