@@ -144,19 +144,23 @@ function runnableNativeDir(nativeDir: string, account: Account | undefined): str
  * its own under /var/tmp and the requested path becomes a symbolic link to it, so deleting the
  * requested directory still starts afresh next time.
  */
-function clusterDir(requested: string, account: Account | undefined, log: (line: string) => void) {
+function clusterDir(
+  requested: string,
+  account: Account | undefined,
+  log: (line: string) => void,
+): string {
   let dataDir = resolve(requested);
-  let link: string | undefined;
+  let linked = false;
   if (lstatSync(dataDir, { throwIfNoEntry: false })?.isSymbolicLink()) {
     if (existsSync(dataDir)) {
-      link = dataDir;
+      linked = true;
       dataDir = realpathSync(dataDir);
     } else {
       unlinkSync(dataDir); // its target is gone (a cleaned /var/tmp): start afresh
     }
   }
   mkdirSync(dirname(dataDir), { recursive: true });
-  if (account && !link && !reachable(account, dirname(dataDir))) {
+  if (account && !linked && !reachable(account, dirname(dataDir))) {
     if (existsSync(join(dataDir, 'PG_VERSION'))) {
       throw new Error(
         `the PostgreSQL data in ${dataDir} cannot be reached by the unprivileged "${USER}" user that runs PostgreSQL for root: ` +
@@ -169,7 +173,6 @@ function clusterDir(requested: string, account: Account | undefined, log: (line:
     log(
       `${dirname(dataDir)} is private to root, so the cluster lives in ${moved} (${dataDir} links to it)`,
     );
-    link = dataDir;
     dataDir = moved;
   }
   mkdirSync(dataDir, { recursive: true });
@@ -177,7 +180,7 @@ function clusterDir(requested: string, account: Account | undefined, log: (line:
     chownSync(dataDir, account.uid, account.gid);
     chmodSync(dataDir, 0o700);
   }
-  return { dataDir, link };
+  return dataDir;
 }
 
 /**
@@ -293,7 +296,7 @@ export async function startEmbeddedPostgres(
   const port = options.port ?? (await freePort());
   const account = postgresAccount();
   const nativeDir = runnableNativeDir(options.nativeDir ?? packagedNativeDir(), account);
-  const { dataDir } = clusterDir(options.dataDir, account, log);
+  const dataDir = clusterDir(options.dataDir, account, log);
   await stopOrphanedServer(dataDir);
   if (!existsSync(join(dataDir, 'PG_VERSION'))) await initdb(nativeDir, dataDir, account, log);
 
