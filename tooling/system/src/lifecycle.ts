@@ -60,11 +60,10 @@ export function exitGuard(options: ExitGuardOptions): ExitGuard {
   };
 
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    process.on(signal, () => {
-      // A second signal while cleaning up: leave now (the lifelines still stop the children).
-      if (exiting) process.exit(1);
-      stop(signal, options.signalExitCode ?? 0);
-    });
+    // Repeated signals change nothing: a Ctrl-C under turbo arrives twice (from the terminal and
+    // forwarded by turbo), and cutting the clean-up short would leave the apps to their lifelines.
+    // The clean-up's time limit still bounds how long stopping takes.
+    process.on(signal, () => stop(signal, options.signalExitCode ?? 0));
   }
   process.on('uncaughtException', (error) => {
     options.log(`uncaught exception: ${error.stack ?? error.message}`);
