@@ -37,19 +37,20 @@ export class SystemError extends Error {
 
 /**
  * V8 heap limits per app in production mode, the same as each app's Dockerfile sets (the deploy
- * test checks). Under load V8 otherwise grows each heap well past what these apps keep alive (peak
- * RSS 180-220 MB measured by `pnpm bench`); a 96 MB old space keeps every app under 150 MB.
+ * test checks). Under load V8 otherwise grows each heap well past what these apps keep alive: on
+ * Node 24 the naive baseline, which has no limits, peaks at 240-290 MB per process (`pnpm bench`).
  *
- * The semi-space (half of the young generation) differs. The gateway keeps almost nothing between
- * requests but makes a lot of short-lived garbage per request, so a 16 MB semi-space lets nearly all
- * of it die young instead of being copied and promoted: 11-19% less CPU per request than 4 MB
- * (`pnpm bench` S2, measured side by side), for ~25 MB more RSS. The services stay at 4 MB: the
- * user service's scrypt buffers already put it at ~125 MB.
+ * Tuned on Node 24 with `pnpm bench` (b1,s1,s2,s3, 3 interleaved rounds, 4 settings compared):
+ * a 64 MB old space (was 96 on Node 20) keeps peak RSS at 130-141 MB (gateway), 125-133 (order),
+ * 109-125 (user). The gateway's semi-space (half of the young generation) is 8 MB: its per-request
+ * garbage dies young; on Node 20 16 MB was 11-19% cheaper per request than 4, but on Node 24 16 MB
+ * measured S2/B1 0.53-0.61 against 0.79-0.84 for 8 MB, and 7-15 MB more RSS. The services keep
+ * 4 MB (2 MB saved no memory).
  */
 export const PRODUCTION_NODE_OPTIONS: Readonly<Record<AppName, string>> = {
-  gateway: '--max-semi-space-size=16 --max-old-space-size=96',
-  user: '--max-semi-space-size=4 --max-old-space-size=96',
-  order: '--max-semi-space-size=4 --max-old-space-size=96',
+  gateway: '--max-semi-space-size=8 --max-old-space-size=64',
+  user: '--max-semi-space-size=4 --max-old-space-size=64',
+  order: '--max-semi-space-size=4 --max-old-space-size=64',
 };
 
 export type LogSink = (source: AppName | 'postgres' | 'system', line: string) => void;
