@@ -62,6 +62,7 @@ function token(secret: string, subject: string): string {
 describe('`pnpm dev` environment', () => {
   it.each([
     ['tooling/system/turbo.json', 'dev'],
+    ['tooling/system/turbo.json', 'start'],
     ['tooling/bench/turbo.json', 'bench'],
     ['tooling/bench/turbo.json', 'profile'],
   ])('%s passes every .env.example variable through to the %s task', (path, task) => {

@@ -1,13 +1,26 @@
 #!/usr/bin/env node
-// `pnpm dev`: the whole system on this machine, no Docker. One embedded PostgreSQL (data in
-// .data/ at the repository root, reused by the next start), a database per service, then user,
-// order and gateway with their logs prefixed by app name. Ctrl-C stops everything in order.
+// `pnpm dev` and `pnpm start`: the whole system on this machine, no Docker. One embedded
+// PostgreSQL (data in .data/ at the repository root, reused by the next start), a database per
+// service, then user, order and gateway with their logs prefixed by app name. Ctrl-C stops
+// everything in order.
+//
+// With --watch (`pnpm dev`), a saved source file rebuilds what it affects and restarts only the
+// apps concerned (see watch.ts); without it (`pnpm start`: CI, demos, the bench) nothing is watched.
 //
 // Every variable in an app's .env.example reaches that app (turbo passes them through: see
 // tooling/system/turbo.json); the runner sets only the wiring it owns (see startSystem).
+import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import { exitGuard } from './lifecycle';
-import { APPS, DEFAULT_PORTS, ROOT, SystemError, startSystem, type AppName } from './system';
+import {
+  APPS,
+  DEFAULT_PORTS,
+  ROOT,
+  SystemError,
+  startSystem,
+  type AppName,
+  type AppProcess,
+} from './system';
 
 const COLOURS: Record<string, string> = {
   user: '36',
@@ -38,6 +51,7 @@ function port(app: AppName, variable: string): number {
 
 async function main(): Promise<void> {
   const started = Date.now();
+  const watchMode = process.argv.includes('--watch');
   const guard = exitGuard({ log: (line) => print('system', line) });
   const logLevel = process.env.LOG_LEVEL ?? 'info';
   const showPostgres = logLevel === 'debug' || logLevel === 'trace';
@@ -56,6 +70,12 @@ async function main(): Promise<void> {
       if (source !== 'postgres' || showPostgres) print(source, line);
     },
     signal: guard.signal,
+    // Watch mode restarts the gateway often: one secret for the whole run keeps the tokens it
+    // issued valid across restarts (unset, the gateway makes up a new one each time it starts).
+    env:
+      watchMode && !process.env.JWT_SECRET
+        ? { gateway: { JWT_SECRET: randomBytes(32).toString('base64url') } }
+        : undefined,
   });
   // Stops the apps in reverse order, then PostgreSQL; a start still in progress stops itself.
   guard.defer(async () => {
@@ -76,15 +96,20 @@ async function main(): Promise<void> {
     return guard.exit(1);
   });
 
-  // If an app dies on its own, say so and stop the rest: a half-running system misleads.
-  for (const app of Object.values(system.apps)) {
-    void app.exited().then((code) => {
-      if (!guard.signal.aborted) {
+  // If an app dies on its own, say so and stop the rest: a half-running system misleads. In watch
+  // mode the fix is usually the next save, which starts it again: keep the rest running meanwhile.
+  const supervise = (app: AppProcess) => {
+    void app.crashed().then((code) => {
+      if (guard.signal.aborted) return;
+      if (watchMode) {
+        print('system', `${app.name} exited (code ${code}); a save that affects it restarts it`);
+      } else {
         print('system', `${app.name} exited unexpectedly (code ${code}); stopping everything`);
         void guard.exit(1);
       }
     });
-  }
+  };
+  for (const app of Object.values(system.apps)) supervise(app);
 
   const url = system.gatewayUrl!;
   const seconds = ((Date.now() - started) / 1000).toFixed(1);
@@ -94,6 +119,14 @@ async function main(): Promise<void> {
   print('system', `  metrics  ${url}/metrics`);
   print('system', `  health   ${url}/readyz`);
   print('system', 'Ctrl-C stops everything.');
+
+  if (watchMode) {
+    // Loaded only in watch mode: it brings the TypeScript compiler.
+    const { watchSystem } = await import('./watch.js');
+    const watcher = watchSystem({ root: ROOT, system, onLog: print, onRestart: supervise });
+    // Registered last, so it runs first: no rebuild or restart is under way while the apps stop.
+    guard.defer(() => watcher.close());
+  }
 }
 
 main().catch((error: unknown) => {

@@ -95,6 +95,8 @@ const sleep = (ms: number) => new Promise((resolveSleep) => setTimeout(resolveSl
 export class AppProcess {
   private child: ChildProcess | undefined;
   private exit: Promise<number | null> = Promise.resolve(null);
+  private crash: Promise<number | null> = new Promise(() => undefined);
+  private stopAsked = false;
   private recent: string[] = [];
 
   constructor(
@@ -162,6 +164,9 @@ export class AppProcess {
     createInterface({ input: child.stdout }).on('line', record);
     createInterface({ input: child.stderr }).on('line', record);
     this.exit = new Promise((resolveExit) => child.once('exit', (code) => resolveExit(code)));
+    this.stopAsked = false;
+    // Pending for good when this run ends by stop() (a restart, or the system stopping).
+    this.crash = this.exit.then((code) => (this.stopAsked ? new Promise(() => undefined) : code));
     await this.waitUntilReady();
   }
 
@@ -192,6 +197,7 @@ export class AppProcess {
   /** Sends `signal` and waits for the exit code; SIGKILL after `timeoutMs`. */
   async stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 20_000): Promise<number | null> {
     if (!this.running) return this.exit;
+    this.stopAsked = true;
     this.child!.kill(signal);
     const timer = setTimeout(() => this.child?.kill('SIGKILL'), timeoutMs);
     const code = await this.exit;
@@ -202,6 +208,14 @@ export class AppProcess {
   /** The exit code once the process has exited. */
   exited(): Promise<number | null> {
     return this.exit;
+  }
+
+  /**
+   * The exit code if the current run of the process ends without stop() being asked for (it
+   * crashed, or quit by itself); never resolves otherwise. A start() begins a new run.
+   */
+  crashed(): Promise<number | null> {
+    return this.crash;
   }
 }
 
