@@ -1,4 +1,5 @@
 import type { AppProcess, RunningSystem } from '@repo/system/system';
+import { Client } from 'pg';
 import { MOUSE, api, signUp, sleep, startTestSystem, type Api } from './system';
 
 interface LoadResult {
@@ -75,8 +76,23 @@ describe('graceful shutdown under load', () => {
     await system?.stop();
   });
 
+  async function withOrderDatabase<T>(use: (db: Client) => Promise<T>): Promise<T> {
+    const db = new Client({ connectionString: system.envs.order.DATABASE_URL });
+    await db.connect();
+    try {
+      return await use(db);
+    } finally {
+      await db.end();
+    }
+  }
+
   async function terminateDuringLoad(target: AppProcess) {
     const me = await signUp(client, `shutdown-${target.name}`);
+    // Enough stock that no order is refused for want of it (a fast machine places hundreds here;
+    // the seed has 400 mice), so every answer is about the shutdown.
+    await withOrderDatabase((db) =>
+      db.query('UPDATE products SET stock = 1000000 WHERE id = $1', [MOUSE]),
+    );
     const load = placeOrders(system.gatewayUrl!, me.token, 8, 3_000);
     await sleep(1_000);
     const exitCode = await target.stop('SIGTERM');
