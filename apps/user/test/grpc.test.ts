@@ -348,6 +348,18 @@ describe('user.v1.UserService over gRPC', () => {
       );
     });
 
+    it('answers INVALID_ARGUMENT naming the field for a malformed id in UpdateUser and DeleteUser', async () => {
+      for (const error of [
+        await failure(service.client.updateUser({ id: 'not-a-uuid', name: 'X' })),
+        await failure(service.client.deleteUser({ id: 'not-a-uuid' })),
+      ]) {
+        expect(error.code).toBe(status.INVALID_ARGUMENT);
+        expect(fieldViolationsOf(error)).toEqual([
+          { field: 'id', description: 'must be a UUID', reason: 'INVALID_FORMAT' },
+        ]);
+      }
+    });
+
     it('deletes a user once', async () => {
       const { user } = await createUser({
         email: email(),

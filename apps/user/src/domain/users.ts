@@ -162,15 +162,16 @@ export class Users {
     return { users, nextPageToken };
   }
 
+  /** A malformed id is INVALID_ARGUMENT, as in GetUser; a well-formed unknown one NOT_FOUND. */
   async updateName(id: string, name: string): Promise<User> {
     const valid = validateName(name);
-    const user = isUuid(id) ? await this.repository.updateName(id.toLowerCase(), valid) : undefined;
+    const user = await this.repository.updateName(requireUuids({ id }).id, valid);
     if (!user) throw notFound(id);
     return user;
   }
 
   async delete(id: string): Promise<void> {
-    const deleted = isUuid(id) ? await this.repository.delete(id.toLowerCase()) : false;
+    const deleted = await this.repository.delete(requireUuids({ id }).id);
     if (!deleted) throw notFound(id);
   }
 
