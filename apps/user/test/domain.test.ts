@@ -1,6 +1,7 @@
 import { DomainError } from '@repo/service-kit/errors';
 import { hashPassword, verifyPassword } from '../src/domain/password';
-import { isUuid, normalizeEmail, validateName, validateNewUser } from '../src/domain/validation';
+import { isUuid } from '@repo/service-kit/ids';
+import { normalizeEmail, validateName, validateNewUser } from '../src/domain/validation';
 
 const valid = {
   email: '  Ada@Example.COM ',

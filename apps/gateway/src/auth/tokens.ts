@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { isUuid } from '@repo/service-kit/ids';
 import { SignJWT, errors as joseErrors, jwtVerify } from 'jose';
 import { HttpError, PROBLEM_TYPES } from '../http/problem';
 
@@ -15,7 +16,6 @@ export interface IssuedToken {
   expiresIn: number;
 }
 
-const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const ALGORITHM = 'HS256';
 
 export const invalidToken = (detail: string) =>
@@ -74,7 +74,7 @@ export class TokenService {
         issuer: this.options.issuer,
         audience: this.options.audience,
       });
-      if (typeof payload.sub !== 'string' || !UUID_PATTERN.test(payload.sub))
+      if (typeof payload.sub !== 'string' || !isUuid(payload.sub))
         throw invalidToken('the token has no valid subject');
       // Every token this gateway issues expires; one without `exp` would be valid forever (jose
       // checks `exp` only when present).

@@ -1,5 +1,6 @@
 import { coalesce } from '@repo/service-kit/coalesce';
 import { throwIfDone } from '@repo/service-kit/deadline';
+import { isUuid, requireUuids } from '@repo/service-kit/ids';
 import {
   IDEMPOTENCY_KEY_TTL_MS,
   idempotencyKeyInProgress,
@@ -17,7 +18,7 @@ import type { Order, Product } from './model';
 import type { KeyedOrder, OrderRepository, UserDirectory } from './ports';
 import { priceOrder } from './pricing';
 import { CANCELLABLE, INITIAL_STATUS } from './status';
-import { isUuid, requireUuids, validateNewOrder, type NewOrderInput } from './validation';
+import { validateNewOrder, type NewOrderInput } from './validation';
 
 /** A price change between pricing and reserving makes us re-price; this many times at most. */
 const MAX_PLACE_ATTEMPTS = 3;

@@ -1,30 +1,9 @@
+import { isUuid } from '@repo/service-kit/ids';
 import { DomainError, type FieldViolation } from '@repo/service-kit/errors';
 import { idempotencyKeyViolation } from '@repo/service-kit/idempotency';
 
 export const MAX_LINES = 50;
 export const MAX_QUANTITY = 1000;
-
-const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-export function isUuid(value: string): boolean {
-  return UUID_PATTERN.test(value);
-}
-
-/**
- * Refuses ids that are not UUIDs with INVALID_ARGUMENT, one field violation per malformed id
- * (`{ id: request.id }` -> field `id`, reason INVALID_FORMAT), as AIP-193 asks: a malformed id is
- * the caller's mistake, not a resource that happens to be missing. Returns the ids lower-cased.
- */
-export function requireUuids<K extends string>(ids: Record<K, string>): Record<K, string> {
-  const entries = Object.entries(ids) as [K, string][];
-  const violations: FieldViolation[] = entries
-    .filter(([, value]) => !isUuid(value))
-    .map(([field]) => ({ field, description: 'must be a UUID', reason: 'INVALID_FORMAT' }));
-  if (violations.length > 0) throw DomainError.invalid(violations);
-  return Object.fromEntries(
-    entries.map(([field, value]) => [field, value.toLowerCase()]),
-  ) as Record<K, string>;
-}
 
 export interface OrderLineInput {
   productId: string;

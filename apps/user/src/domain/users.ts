@@ -1,6 +1,7 @@
 import { BoundedQueue } from '@repo/service-kit/bounded-queue';
 import { throwIfDone } from '@repo/service-kit/deadline';
 import { DomainError } from '@repo/service-kit/errors';
+import { isUuid, requireUuids } from '@repo/service-kit/ids';
 import {
   IDEMPOTENCY_KEY_TTL_MS,
   idempotencyKeyInProgress,
@@ -16,14 +17,7 @@ import {
 import { dummyPasswordHash, hashPassword, verifyPassword } from './password';
 import type { User } from './user';
 import type { KeyedUser, UserRepository } from './user-repository';
-import {
-  isUuid,
-  normalizeEmail,
-  requireUuids,
-  validateName,
-  validateNewUser,
-  type NewUserInput,
-} from './validation';
+import { normalizeEmail, validateName, validateNewUser, type NewUserInput } from './validation';
 
 export const BATCH_GET_MAX = 100;
 const INVALID_CREDENTIALS = 'invalid email or password';

@@ -10,8 +10,6 @@ export const EMAIL_MAX = 254;
 
 // Pragmatic, not RFC 5322: one @, no spaces, a dot in the domain, no empty labels.
 const EMAIL_PATTERN = /^[^\s@]+@[^\s@.]+(\.[^\s@.]+)+$/;
-const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 /** Length in characters as people count them (code points), not UTF-16 units. */
 const length = (value: string) => [...value].length;
 
@@ -31,26 +29,6 @@ const notTextViolation = (field: string): FieldViolation => ({
 export function normalizeEmail(email: string): string {
   if (!isStorableText(email)) throw DomainError.invalid([notTextViolation('email')]);
   return email.trim().toLowerCase().normalize('NFC');
-}
-
-export function isUuid(value: string): boolean {
-  return UUID_PATTERN.test(value);
-}
-
-/**
- * Refuses ids that are not UUIDs with INVALID_ARGUMENT, one field violation per malformed id
- * (`{ id: request.id }` -> field `id`, reason INVALID_FORMAT), as AIP-193 asks: a malformed id is
- * the caller's mistake, not a resource that happens to be missing. Returns the ids lower-cased.
- */
-export function requireUuids<K extends string>(ids: Record<K, string>): Record<K, string> {
-  const entries = Object.entries(ids) as [K, string][];
-  const violations: FieldViolation[] = entries
-    .filter(([, value]) => !isUuid(value))
-    .map(([field]) => ({ field, description: 'must be a UUID', reason: 'INVALID_FORMAT' }));
-  if (violations.length > 0) throw DomainError.invalid(violations);
-  return Object.fromEntries(
-    entries.map(([field, value]) => [field, value.toLowerCase()]),
-  ) as Record<K, string>;
 }
 
 function emailViolation(email: string): FieldViolation | undefined {
