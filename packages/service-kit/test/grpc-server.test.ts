@@ -1,64 +1,32 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Metadata, credentials, status, type ServiceError } from '@grpc/grpc-js';
-import {
-  UserServiceClient,
-  UserServiceService,
-  type UserServiceServer,
-} from '@repo/contracts/user/v1';
+import { UserServiceClient, type UserServiceService } from '@repo/contracts/user/v1';
 import { createServiceClient, failedService } from '../src/grpc-client';
 import { eventually, rejectionOf } from '../src/testing';
-import { createGrpcServer, unaryService, type GrpcServer } from '../src/grpc-server';
+import type { GrpcServer } from '../src/grpc-server';
+import { fakeUserServer } from './fake-user-service';
 import { DomainError, fieldViolationsOf } from '../src/errors';
-import { createLogger } from '../src/logger';
 import { DEADLINE_KEY, runWithContext } from '../src/context';
 import { checkHealth } from '../src/health-client';
 import { freePort } from '../src/ports';
 
-const logger = createLogger({ name: 'test', level: 'silent', pretty: false });
 const seenRequestIds: string[] = [];
 
 function buildServer(): GrpcServer {
-  return createGrpcServer({
-    logger,
-    services: [
-      {
-        name: 'user.v1.UserService',
-        definition: UserServiceService,
-        implementation: unaryService<UserServiceServer>(
-          'user.v1.UserService',
-          {
-            getUser: async (request, context) => {
-              seenRequestIds.push(context.requestId);
-              if (request.id === 'missing')
-                throw new DomainError('NOT_FOUND', 'user missing not found');
-              if (request.id === 'boom') throw new Error('SELECT * FROM secret_table failed');
-              return { user: { id: request.id, email: 'a@example.com', name: 'A' } };
-            },
-            createUser: async () => {
-              throw DomainError.invalid([
-                {
-                  field: 'email',
-                  description: 'must be an email address',
-                  reason: 'INVALID_FORMAT',
-                },
-                {
-                  field: 'password',
-                  description: 'must be at least 12 characters',
-                  reason: 'TOO_SHORT',
-                },
-              ]);
-            },
-            batchGetUsers: () => Promise.resolve({ users: [] }),
-            listUsers: () => Promise.resolve({ users: [], nextPageToken: '' }),
-            updateUser: () => Promise.resolve({ user: undefined }),
-            deleteUser: () => Promise.resolve({}),
-            verifyCredentials: () => Promise.resolve({ user: undefined }),
-          },
-          { logger },
-        ),
-      },
-    ],
+  return fakeUserServer({
+    getUser: async (request, context) => {
+      seenRequestIds.push(context.requestId);
+      if (request.id === 'missing') throw new DomainError('NOT_FOUND', 'user missing not found');
+      if (request.id === 'boom') throw new Error('SELECT * FROM secret_table failed');
+      return { user: { id: request.id, email: 'a@example.com', name: 'A' } };
+    },
+    createUser: async () => {
+      throw DomainError.invalid([
+        { field: 'email', description: 'must be an email address', reason: 'INVALID_FORMAT' },
+        { field: 'password', description: 'must be at least 12 characters', reason: 'TOO_SHORT' },
+      ]);
+    },
   });
 }
 
@@ -182,37 +150,18 @@ describe('deadlines bind the work on the server', () => {
   const aborted: string[] = [];
 
   beforeAll(async () => {
-    server = createGrpcServer({
-      logger,
-      services: [
-        {
-          name: 'user.v1.UserService',
-          definition: UserServiceService,
-          implementation: unaryService<UserServiceServer>(
-            'user.v1.UserService',
-            {
-              getUser: async (request, context) => {
-                started.push(request.id);
-                if (request.id.startsWith('wait')) {
-                  // Work that lasts until the caller is gone.
-                  await new Promise((resolve) =>
-                    context.signal.addEventListener('abort', resolve, { once: true }),
-                  );
-                  aborted.push(request.id);
-                }
-                return { user: { id: request.id, email: 'a@example.com', name: 'A' } };
-              },
-              createUser: () => Promise.reject(new Error('unused')),
-              batchGetUsers: () => Promise.resolve({ users: [] }),
-              listUsers: () => Promise.resolve({ users: [], nextPageToken: '' }),
-              updateUser: () => Promise.resolve({ user: undefined }),
-              deleteUser: () => Promise.resolve({}),
-              verifyCredentials: () => Promise.resolve({ user: undefined }),
-            },
-            { logger },
-          ),
-        },
-      ],
+    server = fakeUserServer({
+      getUser: async (request, context) => {
+        started.push(request.id);
+        if (request.id.startsWith('wait')) {
+          // Work that lasts until the caller is gone.
+          await new Promise((resolve) =>
+            context.signal.addEventListener('abort', resolve, { once: true }),
+          );
+          aborted.push(request.id);
+        }
+        return { user: { id: request.id, email: 'a@example.com', name: 'A' } };
+      },
     });
     port = await server.listen(0, '127.0.0.1');
     server.setServing(true);

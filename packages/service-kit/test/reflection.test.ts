@@ -5,7 +5,7 @@ import {
   OrderStatus,
   type OrderServiceServer,
 } from '@repo/contracts/order/v1';
-import { UserServiceService, type UserServiceServer } from '@repo/contracts/user/v1';
+import { fakeUserServer } from './fake-user-service';
 import { createGrpcServer, unaryService, type GrpcServer } from '../src/grpc-server';
 import { createLogger } from '../src/logger';
 
@@ -29,29 +29,10 @@ const notUsed = () => Promise.reject(new Error('not used by this test'));
 
 /** A server per service, as in production: each one reflects only its own service and health. */
 function userServer(): GrpcServer {
-  return createGrpcServer({
-    logger,
-    services: [
-      {
-        name: 'user.v1.UserService',
-        definition: UserServiceService,
-        implementation: unaryService<UserServiceServer>(
-          'user.v1.UserService',
-          {
-            getUser: async ({ id }) => ({
-              user: { id, email: 'ada@example.com', name: 'Ada', createTime: CREATED },
-            }),
-            batchGetUsers: notUsed,
-            createUser: notUsed,
-            listUsers: notUsed,
-            updateUser: notUsed,
-            deleteUser: notUsed,
-            verifyCredentials: notUsed,
-          },
-          { logger },
-        ),
-      },
-    ],
+  return fakeUserServer({
+    getUser: async ({ id }) => ({
+      user: { id, email: 'ada@example.com', name: 'Ada', createTime: CREATED },
+    }),
   });
 }
 
