@@ -1,12 +1,12 @@
-import { DomainError } from '@repo/service-kit/errors';
 import type { User, UserWithCredentials } from '../domain/user';
-import type {
-  CreateUserResult,
-  CreationKey,
-  KeyedUser,
-  NewUserRecord,
-  UserCursor,
-  UserRepository,
+import {
+  emailTakenError,
+  type CreateUserResult,
+  type CreationKey,
+  type KeyedUser,
+  type NewUserRecord,
+  type UserCursor,
+  type UserRepository,
 } from '../domain/user-repository';
 import type { Queryable } from '@repo/database/sql';
 import { inTransaction } from '@repo/database/transaction';
@@ -67,9 +67,7 @@ export class PrismaUserRepository implements UserRepository {
         // 23505: the unique index on email_normalized. Concurrent creates race here, and exactly
         // one wins: the database, not a check-then-insert, decides.
         if ((error as { code?: unknown }).code === '23505') {
-          throw new DomainError('ALREADY_EXISTS', 'a user with this email already exists', [], {
-            cause: error,
-          });
+          throw emailTakenError(error);
         }
         throw error;
       }

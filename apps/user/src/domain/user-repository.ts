@@ -1,3 +1,4 @@
+import { DomainError } from '@repo/service-kit/errors';
 import type { User, UserWithCredentials } from './user';
 
 /** Keyset position for ListUsers: users are ordered by (createdAt, id). */
@@ -34,6 +35,10 @@ export type CreateUserResult =
   | ({ kind: 'duplicate-key' } & KeyedUser)
   /** Another call with this key is creating its user right now. */
   | { kind: 'key-in-use' };
+
+/** ALREADY_EXISTS: the normalized email is taken (by the domain's check, or the unique index). */
+export const emailTakenError = (cause?: unknown) =>
+  new DomainError('ALREADY_EXISTS', 'a user with this email already exists', [], { cause });
 
 /** What the domain needs from storage. Implemented with Prisma in src/data/. */
 export interface UserRepository {

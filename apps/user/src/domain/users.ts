@@ -16,7 +16,7 @@ import {
 } from '@repo/service-kit/pagination';
 import { dummyPasswordHash, hashPassword, verifyPassword } from './password';
 import type { User } from './user';
-import type { KeyedUser, UserRepository } from './user-repository';
+import { emailTakenError, type KeyedUser, type UserRepository } from './user-repository';
 import { normalizeEmail, validateName, validateNewUser, type NewUserInput } from './validation';
 
 export const BATCH_GET_MAX = 100;
@@ -42,9 +42,6 @@ export const DEFAULT_HASHING = {
   maxWaitMs: 500,
   initialEstimateMs: 50,
 } as const;
-
-const alreadyExists = () =>
-  new DomainError('ALREADY_EXISTS', 'a user with this email already exists');
 
 /**
  * The user service's use cases. Transport calls these; these call the repository. All rules
@@ -77,7 +74,7 @@ export class Users {
       const existing = await this.repository.findByIdempotencyKey(key, this.keyTtlMs);
       if (existing) return this.replay(existing, fingerprint, user.password);
     }
-    if (await this.repository.emailTaken(user.emailNormalized)) throw alreadyExists();
+    if (await this.repository.emailTaken(user.emailNormalized)) throw emailTakenError();
     const passwordHash = await this.hashing.run(() => hashPassword(user.password));
     throwIfDone();
     const result = await this.repository.create(

@@ -1,6 +1,5 @@
-import type { FieldViolation } from '@repo/service-kit/errors';
 import { idempotencyKeyViolation } from '@repo/service-kit/idempotency';
-import { DomainError } from '@repo/service-kit/errors';
+import { DomainError, type FieldViolation } from '@repo/service-kit/errors';
 import { isStorableText, STORABLE_TEXT_RULE } from '@repo/service-kit/text';
 
 export const NAME_MAX = 100;
