@@ -44,6 +44,7 @@ interface ComposeService {
   ports?: string[];
   depends_on?: Record<string, { condition: string }>;
   healthcheck?: { test: string[] };
+  deploy?: { replicas?: number };
   volumes?: string[];
 }
 
@@ -139,7 +140,24 @@ describe('docker-compose.yml', () => {
     expect(services.gateway?.depends_on).toEqual({
       user: { condition: 'service_healthy' },
       order: { condition: 'service_healthy' },
+      redis: { condition: 'service_healthy' },
     });
+  });
+
+  it('runs two replicas of each gRPC service, which the clients reach by name through DNS; the gateway counts in Redis', () => {
+    for (const app of ['user', 'order'] as const) {
+      expect(services[app]?.deploy?.replicas).toBe(2);
+      // Replicas must not pin what only one container can have.
+      expect(services[app]?.ports).toBeUndefined();
+      expect(services[app]).not.toHaveProperty('container_name');
+    }
+    // `dns:///` resolves every replica (a bare host:port would take the first address only).
+    expect(services.order?.environment?.USER_SERVICE_ADDR).toBe('dns:///user:50051');
+    expect(services.gateway?.environment?.USER_SERVICE_ADDR).toBe('dns:///user:50051');
+    expect(services.gateway?.environment?.ORDER_SERVICE_ADDR).toBe('dns:///order:50052');
+    expect(services.gateway?.environment?.REDIS_URL).toBe('redis://redis:6379');
+    expect(services.redis?.image).toMatch(/^redis:/);
+    expect(services.redis?.healthcheck?.test).toEqual(['CMD', 'redis-cli', 'ping']);
   });
 
   it.each(APPS)('passes %s only variables its config accepts, and every one it requires', (app) => {
