@@ -57,7 +57,7 @@ const deploymentWorkloads = (objects: readonly KubeObject[]) =>
 const grpcPort = (container: Container) =>
   container.ports?.find((port) => port.name === 'grpc')?.containerPort;
 
-/** `registry.example.com/reference/user:1.0.0` -> { name: `reference/user` (after the registry), tag }. */
+/** `registry.example.com/reference/user:1.0.0` -> `registry.example.com/reference/user` and `1.0.0`. */
 function imageParts(image: string): { repository: string; tag?: string } {
   const [repository, tag] = image.split(/:(?=[^/]*$)/);
   return { repository: repository!, tag };
@@ -72,7 +72,7 @@ function heapLimitsOf(image: string, context: Context) {
   return name === undefined ? undefined : context.heapLimits[name];
 }
 
-const COMPONENTS = ['liveness', 'readiness', 'startup'] as const;
+const PROBES = ['liveness', 'readiness', 'startup'] as const;
 
 export const invariants: Record<string, Invariant> = {
   'every namespaced object is in the namespace, which enforces the restricted Pod Security Standard':
@@ -95,18 +95,18 @@ export const invariants: Record<string, Invariant> = {
       deploymentWorkloads(objects).flatMap((workload) =>
         workload.pod.containers.flatMap((container) => {
           const where = `Deployment/${workload.name} container ${container.name}`;
-          const probes: Record<(typeof COMPONENTS)[number], Probe | undefined> = {
+          const probes: Record<(typeof PROBES)[number], Probe | undefined> = {
             liveness: container.livenessProbe,
             readiness: container.readinessProbe,
             startup: container.startupProbe,
           };
-          const problems = COMPONENTS.filter((kind) => !probes[kind]).map(
+          const problems = PROBES.filter((kind) => !probes[kind]).map(
             (kind) => `${where} has no ${kind} probe`,
           );
           const declared = new Set(
             (container.ports ?? []).flatMap((port) => [port.containerPort, port.name]),
           );
-          for (const kind of COMPONENTS) {
+          for (const kind of PROBES) {
             const probe = probes[kind];
             const port = probe?.grpc?.port ?? probe?.httpGet?.port ?? probe?.tcpSocket?.port;
             if (probe && !probe.exec && !declared.has(port))
