@@ -15,7 +15,12 @@ import {
   verifyUtf8,
 } from './http/middleware';
 import { PROBLEM_TYPES, problem, sendProblem } from './http/problem';
-import { FixedWindowLimiter, rateLimiter } from './http/rate-limit';
+import {
+  FixedWindowLimiter,
+  rateLimiter,
+  SharedWindowLimiter,
+  type RateLimitStore,
+} from './http/rate-limit';
 import { mountRoutes, type AnyRoute } from './http/route';
 import { securityHeaders } from './http/security-headers';
 import type { Metrics } from './metrics';
@@ -35,7 +40,11 @@ export interface AppOptions {
   logger: Logger;
   bodyLimitBytes: number;
   routeDeadlineMs: number;
-  rateLimit: { max: number; windowMs: number };
+  /**
+   * `max` requests per client per `windowMs` (0: no limit), counted in `store` when several
+   * gateways share one (Redis), else in this process.
+   */
+  rateLimit: { max: number; windowMs: number; store?: RateLimitStore | undefined };
   /** '' disables CORS, '*' allows any origin, otherwise a comma-separated list. */
   corsOrigins: string;
   trustProxyHops: number;
@@ -90,8 +99,16 @@ export function createApp(options: AppOptions): GatewayApp {
 
   // The API first: it is where the traffic is, and Express tries layers in order.
   const api = express.Router();
-  if (options.rateLimit.max > 0)
-    api.use(rateLimiter(new FixedWindowLimiter(options.rateLimit.max, options.rateLimit.windowMs)));
+  const { max, windowMs, store } = options.rateLimit;
+  if (max > 0) {
+    api.use(
+      rateLimiter(
+        store
+          ? new SharedWindowLimiter(max, windowMs, store)
+          : new FixedWindowLimiter(max, windowMs),
+      ),
+    );
+  }
   mountRoutes(api, API_BASE_PATH, routes, {
     tokens: options.tokens,
     routeDeadlineMs: options.routeDeadlineMs,

@@ -8,6 +8,12 @@ export const configSchema = z
     LOG_LEVEL: env.logLevel(),
     GATEWAY_HOST: z.string().min(1).default('0.0.0.0'),
     GATEWAY_PORT: env.port(3000),
+    /**
+     * Listen with SO_REUSEPORT, so that several gateway processes share GATEWAY_PORT and the kernel
+     * spreads connections among them (replicas on one machine). Off by default: two unrelated runs
+     * must never silently share a port.
+     */
+    GATEWAY_REUSE_PORT: env.boolean(false),
     USER_SERVICE_ADDR: env.address('127.0.0.1:50051'),
     ORDER_SERVICE_ADDR: env.address('127.0.0.1:50052'),
     /** HS256 key for access tokens, at least 32 characters. Required in production. */
@@ -20,6 +26,26 @@ export const configSchema = z
     /** Requests per client (IP) per window; 0 disables rate limiting. */
     RATE_LIMIT_MAX: z.coerce.number().int().min(0).default(300),
     RATE_LIMIT_WINDOW_MS: env.millis(60_000),
+    /**
+     * Where rate-limit counts live when several gateways must share them: `redis://host:port[/db]`
+     * (`rediss://` for TLS, `user:password@` allowed). Unset: each process counts on its own.
+     */
+    REDIS_URL: z
+      .string()
+      .trim()
+      .optional()
+      .transform((value) => (value ? value : undefined))
+      .refine(
+        (value) => value === undefined || isRedisUrl(value),
+        'must be redis://host:port[/db] (rediss:// for TLS; user:password@ allowed)',
+      ),
+    /** Longest wait for one Redis command; past it the request is served uncounted (fail-open). */
+    REDIS_COMMAND_TIMEOUT_MS: env.millis(50),
+    /** Rate-limit keys in Redis are `<prefix>:<client>:<window>`. */
+    RATE_LIMIT_KEY_PREFIX: z
+      .string()
+      .regex(/^\S+$/, 'must be non-empty, without white space')
+      .default('gateway:rate-limit'),
     /** Largest JSON body accepted, in bytes. */
     BODY_LIMIT_BYTES: z.coerce.number().int().min(256).max(1_048_576).default(16_384),
     /** How long a route may take end to end, including every backend call. */
@@ -41,6 +67,23 @@ export const configSchema = z
       });
     }
   });
+
+/** `redis://` or `rediss://`, a host, an optional port and an optional database number. */
+function isRedisUrl(value: string): boolean {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return false;
+  }
+  return (
+    (url.protocol === 'redis:' || url.protocol === 'rediss:') &&
+    url.hostname !== '' &&
+    /^(\/\d{0,2})?$/.test(url.pathname) &&
+    url.search === '' &&
+    url.hash === ''
+  );
+}
 
 export type Config = z.output<typeof configSchema>;
 

@@ -9,6 +9,7 @@ import { createApp } from './app';
 import { TokenService } from './auth/tokens';
 import { createBackends } from './backends';
 import { loadConfig } from './config';
+import { RedisRateLimitStore } from './http/rate-limit-redis';
 import { createHttpServer } from './http/server';
 import { createMetrics } from './metrics';
 
@@ -39,6 +40,25 @@ async function main(): Promise<void> {
     audience: config.JWT_AUDIENCE,
     ttlSeconds: config.JWT_TTL_SECONDS,
   });
+  // Counts shared by every gateway replica, when there is a Redis to share them in. A Redis that is
+  // down does not keep the gateway from starting (fail-open): it waits at most a second for it.
+  const rateLimitStore =
+    config.REDIS_URL && config.RATE_LIMIT_MAX > 0
+      ? new RedisRateLimitStore({
+          url: config.REDIS_URL,
+          keyPrefix: config.RATE_LIMIT_KEY_PREFIX,
+          timeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+          logger,
+          onError: () => metrics.countRateLimitStoreError(),
+        })
+      : undefined;
+  await rateLimitStore?.connected();
+  if (config.GATEWAY_REUSE_PORT && config.RATE_LIMIT_MAX > 0 && !rateLimitStore) {
+    logger.warn(
+      'GATEWAY_REUSE_PORT is on but REDIS_URL is not set: each gateway process sharing this port ' +
+        'counts the rate limit on its own, so a client gets RATE_LIMIT_MAX per process',
+    );
+  }
   const gateway = createApp({
     backends,
     tokens,
@@ -46,7 +66,11 @@ async function main(): Promise<void> {
     logger,
     bodyLimitBytes: config.BODY_LIMIT_BYTES,
     routeDeadlineMs: config.ROUTE_DEADLINE_MS,
-    rateLimit: { max: config.RATE_LIMIT_MAX, windowMs: config.RATE_LIMIT_WINDOW_MS },
+    rateLimit: {
+      max: config.RATE_LIMIT_MAX,
+      windowMs: config.RATE_LIMIT_WINDOW_MS,
+      store: rateLimitStore,
+    },
     corsOrigins: config.CORS_ORIGINS,
     trustProxyHops: config.TRUST_PROXY_HOPS,
   });
@@ -71,18 +95,34 @@ async function main(): Promise<void> {
       await closed;
       clearTimeout(forced);
       backends.close();
+      await rateLimitStore?.close();
     },
     { logger, timeoutMs: drainDelayMs(config) + config.SHUTDOWN_GRACE_MS + 5_000 },
   );
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(config.GATEWAY_PORT, config.GATEWAY_HOST, () => resolve());
+    // With GATEWAY_REUSE_PORT, other gateway processes may listen on the same port (SO_REUSEPORT,
+    // Node >= 22.12) and the kernel spreads new connections among them.
+    server.listen(
+      {
+        port: config.GATEWAY_PORT,
+        host: config.GATEWAY_HOST,
+        reusePort: config.GATEWAY_REUSE_PORT,
+      },
+      () => resolve(),
+    );
   });
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.GATEWAY_PORT;
   logger.info(
-    { port, userService: config.USER_SERVICE_ADDR, orderService: config.ORDER_SERVICE_ADDR },
+    {
+      port,
+      reusePort: config.GATEWAY_REUSE_PORT,
+      rateLimitStore: rateLimitStore ? 'redis' : 'process',
+      userService: config.USER_SERVICE_ADDR,
+      orderService: config.ORDER_SERVICE_ADDR,
+    },
     `gateway listening on http://${config.GATEWAY_HOST}:${port}`,
   );
 }

@@ -6,6 +6,8 @@ export interface Metrics {
   observeHttp(labels: { method: string; route: string; status: string }, seconds: number): void;
   /** Counts and times one gRPC call to a backend. */
   observeGrpc(labels: { service: string; method: string; code: string }, seconds: number): void;
+  /** Counts one request the shared rate-limit store could not count (it was served: fail-open). */
+  countRateLimitStoreError(): void;
 }
 
 /** prom-client default metrics that are gauges with a counter's `_total` suffix. */
@@ -67,6 +69,13 @@ export function createMetrics(): Metrics {
   // metrics` refuses them). Each is the sum of a gauge that stays, labelled by type
   // (`nodejs_active_handles`, `nodejs_active_requests`, `nodejs_active_resources`).
   for (const name of DEFAULT_GAUGES_NAMED_TOTAL) registry.removeSingleMetric(name);
+  const rateLimitStoreErrors = new Counter({
+    name: 'gateway_rate_limit_store_errors_total',
+    help:
+      'Requests the rate-limit store (Redis) could not count: down, slower than ' +
+      'REDIS_COMMAND_TIMEOUT_MS or erroring. Each was served uncounted (fail-open).',
+    registers: [registry],
+  });
   return {
     registry,
     observeHttp: countedLatency(
@@ -81,5 +90,6 @@ export function createMetrics(): Metrics {
       'gRPC calls to backend services by service, method and status code',
       ['service', 'method', 'code'],
     ),
+    countRateLimitStoreError: () => rateLimitStoreErrors.inc(),
   };
 }

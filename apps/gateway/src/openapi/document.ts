@@ -52,7 +52,8 @@ const HEADERS: Record<string, JsonSchema> = {
     description:
       "This client's budget in the current window (IETF draft-7 `RateLimit`): " +
       '`limit=100, remaining=99, reset=60`. On every answer under `/v1` while rate limiting is on ' +
-      '(`RATE_LIMIT_MAX` > 0).',
+      '(`RATE_LIMIT_MAX` > 0), except when the shared count (Redis) could not be reached: the ' +
+      'request is then served uncounted.',
     schema: { type: 'string', pattern: '^limit=\\d+, remaining=\\d+, reset=\\d+$' },
   },
   'RateLimit-Policy': {
