@@ -1,5 +1,5 @@
 import { tmpdir } from 'node:os';
-import { startSystem, type LogSink, type RunningSystem } from '@repo/system/system';
+import { startSystem, type AppName, type LogSink, type RunningSystem } from '@repo/system/system';
 
 let counter = 0;
 
@@ -14,6 +14,8 @@ export async function startTestSystem(
     env?: { user?: Record<string, string>; order?: Record<string, string> };
     /** Every log line of every app, besides E2E_VERBOSE's printing. */
     onLog?: LogSink;
+    /** How many processes of each app (default 1 each). */
+    replicas?: Partial<Record<AppName, number>>;
   } = {},
 ): Promise<RunningSystem> {
   const prefix = `e2e_${process.pid}_${++counter}`;
@@ -24,6 +26,7 @@ export async function startTestSystem(
     databaseNames: { user: `${prefix}_user`, order: `${prefix}_order` },
     nodeEnv: 'production',
     logLevel: 'warn',
+    replicas: options.replicas,
     env: {
       gateway: { RATE_LIMIT_MAX: '100000', DRAIN_DELAY_MS: '0', ...gatewayEnv },
       user: { DRAIN_DELAY_MS: '0', ...options.env?.user },

@@ -2,7 +2,8 @@
 // `pnpm dev` and `pnpm start`: the whole system on this machine, no Docker. One embedded
 // PostgreSQL (data in .data/ at the repository root, reused by the next start), a database per
 // service, then user, order and gateway with their logs prefixed by app name. Ctrl-C stops
-// everything in order.
+// everything in order. `--replicas user=2,order=2,gateway=2` (or REPLICAS=...) runs more than one
+// process of an app: see replicas.ts and registry.ts.
 //
 // With --watch (`pnpm dev`), a saved source file rebuilds what it affects and restarts only the
 // apps concerned (see watch.ts); without it (`pnpm start`: CI, demos, the bench) nothing is watched.
@@ -12,8 +13,8 @@
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import { exitGuard } from './lifecycle';
+import { replicasFromCommandLine } from './replicas';
 import {
-  APPS,
   DEFAULT_PORTS,
   ROOT,
   SystemError,
@@ -29,12 +30,15 @@ const COLOURS: Record<string, string> = {
   postgres: '90',
   system: '32',
 };
-const width = Math.max(...[...APPS, 'postgres', 'system'].map((name) => name.length));
+/** Room for `gateway#2` (a longer label, after many restarts in watch mode, just sticks out). */
+const width = 'gateway#2'.length;
 const colour = process.stdout.isTTY;
 
 function print(source: string, line: string): void {
   const label = source.padEnd(width);
-  const prefix = colour ? `\x1b[${COLOURS[source] ?? '0'}m${label} |\x1b[0m` : `${label} |`;
+  // Every replica of an app in the app's colour: `order#3` as `order`.
+  const code = COLOURS[source.replace(/#\d+$/, '')] ?? '0';
+  const prefix = colour ? `\x1b[${code}m${label} |\x1b[0m` : `${label} |`;
   process.stdout.write(`${prefix} ${line}\n`);
 }
 
@@ -52,9 +56,32 @@ function port(app: AppName, variable: string): number {
 async function main(): Promise<void> {
   const started = Date.now();
   const watchMode = process.argv.includes('--watch');
+  const replicas = replicasFromCommandLine(process.argv.slice(2), process.env);
   const guard = exitGuard({ log: (line) => print('system', line) });
   const logLevel = process.env.LOG_LEVEL ?? 'info';
   const showPostgres = logLevel === 'debug' || logLevel === 'trace';
+  if ((replicas.gateway ?? 1) > 1 && !process.env.REDIS_URL) {
+    print(
+      'system',
+      'warning: REDIS_URL is not set, so each gateway replica counts rate limits on its own (a client gets RATE_LIMIT_MAX per replica)',
+    );
+  }
+
+  // If an app dies on its own, say so and stop the rest: a half-running system misleads. In watch
+  // mode the fix is usually the next save, which starts it again: keep the rest running meanwhile.
+  // Every run of every replica is watched, from the moment it is ready.
+  const supervise = (app: AppProcess) => {
+    void app.crashed().then((code) => {
+      if (guard.signal.aborted) return;
+      if (watchMode) {
+        print('system', `${app.label} exited (code ${code}); a save that affects it restarts it`);
+      } else {
+        print('system', `${app.label} exited unexpectedly (code ${code}); stopping everything`);
+        void guard.exit(1);
+      }
+    });
+  };
+
   const starting = startSystem({
     // A relative DATA_DIR is relative to the repository root, wherever pnpm was run from.
     dataDir: resolve(ROOT, process.env.DATA_DIR || '.data'),
@@ -64,12 +91,14 @@ async function main(): Promise<void> {
       order: port('order', 'ORDER_GRPC_PORT'),
       gateway: port('gateway', 'GATEWAY_PORT'),
     },
+    replicas,
     nodeEnv: process.env.NODE_ENV === 'production' ? 'production' : 'development',
     logLevel,
     onLog: (source, line) => {
       if (source !== 'postgres' || showPostgres) print(source, line);
     },
     signal: guard.signal,
+    onReady: supervise,
     // Watch mode restarts the gateway often: one secret for the whole run keeps the tokens it
     // issued valid across restarts (unset, the gateway makes up a new one each time it starts).
     env:
@@ -96,41 +125,27 @@ async function main(): Promise<void> {
     return guard.exit(1);
   });
 
-  // If an app dies on its own, say so and stop the rest: a half-running system misleads. In watch
-  // mode the fix is usually the next save, which starts it again: keep the rest running meanwhile.
-  const supervise = (app: AppProcess) => {
-    void app.crashed().then((code) => {
-      if (guard.signal.aborted) return;
-      if (watchMode) {
-        print('system', `${app.name} exited (code ${code}); a save that affects it restarts it`);
-      } else {
-        print('system', `${app.name} exited unexpectedly (code ${code}); stopping everything`);
-        void guard.exit(1);
-      }
-    });
-  };
-  for (const app of Object.values(system.apps)) supervise(app);
-
   const url = system.gatewayUrl!;
   const seconds = ((Date.now() - started) / 1000).toFixed(1);
   print('system', `ready in ${seconds} s`);
-  print('system', `  API      ${url}/v1/products`);
-  print('system', `  docs     ${url}/docs`);
-  print('system', `  metrics  ${url}/metrics`);
-  print('system', `  health   ${url}/readyz`);
+  print('system', `  API       ${url}/v1/products`);
+  print('system', `  docs      ${url}/docs`);
+  print('system', `  metrics   ${url}/metrics`);
+  print('system', `  health    ${url}/readyz`);
+  print('system', `  discovery ${system.discovery.dir} (the ready replicas of each service)`);
   print('system', 'Ctrl-C stops everything.');
 
   if (watchMode) {
     // Loaded only in watch mode: it brings the TypeScript compiler.
     const { watchSystem } = await import('./watch.js');
-    const watcher = watchSystem({ root: ROOT, system, onLog: print, onRestart: supervise });
+    const watcher = watchSystem({ root: ROOT, system, onLog: print });
     // Registered last, so it runs first: no rebuild or restart is under way while the apps stop.
     guard.defer(() => watcher.close());
   }
 }
 
 main().catch((error: unknown) => {
-  // Only what fails before anything started lands here (a bad port variable).
+  // Only what fails before anything started lands here (a bad port variable or --replicas).
   print('system', `error: ${error instanceof Error ? error.message : String(error)}`);
   process.exit(1);
 });

@@ -8,6 +8,11 @@ import { ensureDatabase, withDatabase } from '@repo/database/admin';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '@repo/database/embedded';
 import { freePort } from '@repo/service-kit/ports';
 import { checkHealth } from '@repo/service-kit/health-client';
+import { PROPAGATION_DELAY_MS, Registry, type ServiceName } from './registry';
+import { listensOn } from './sockets';
+
+export { PROPAGATION_DELAY_MS, SERVICES, type ServiceName } from './registry';
+export { listensOn } from './sockets';
 
 export type AppName = 'user' | 'order' | 'gateway';
 /** Start order: each app's dependencies come before it. Stop order is the reverse. */
@@ -24,6 +29,23 @@ export const DEFAULT_PORTS: Readonly<Record<AppName, number>> = {
   order: 50052,
   gateway: 3000,
 };
+
+/** The variable each app takes its port from. */
+const PORT_VARIABLE: Readonly<Record<AppName, string>> = {
+  user: 'USER_GRPC_PORT',
+  order: 'ORDER_GRPC_PORT',
+  gateway: 'GATEWAY_PORT',
+};
+
+/** The most replicas of one app the runner starts: more only makes a small machine swap. */
+export const MAX_REPLICAS = 8;
+
+/**
+ * Whether gateway replicas can share one port: each listens with SO_REUSEPORT (GATEWAY_REUSE_PORT)
+ * and the kernel spreads connections among them. Node.js balances that way on Linux; on macOS and
+ * Windows `listen({ reusePort: true })` fails, so there the gateway runs once.
+ */
+export const SHARED_PORTS = process.platform === 'linux';
 
 const GRPC_SERVICE: Partial<Record<AppName, string>> = {
   user: 'user.v1.UserService',
@@ -53,7 +75,11 @@ export const PRODUCTION_NODE_OPTIONS: Readonly<Record<AppName, string>> = {
   order: '--max-semi-space-size=4 --max-old-space-size=64',
 };
 
-export type LogSink = (source: AppName | 'postgres' | 'system', line: string) => void;
+/** A process of an app: `user` for the first one started, then `user#2`, `user#3`... */
+export type ReplicaLabel = AppName | `${AppName}#${number}`;
+/** Who a log line comes from: a process of an app, PostgreSQL or the runner. */
+export type LogSource = ReplicaLabel | 'postgres' | 'system';
+export type LogSink = (source: LogSource, line: string) => void;
 
 export interface SystemOptions {
   /** Where the embedded PostgreSQL keeps its data (reused across starts). */
@@ -63,8 +89,13 @@ export interface SystemOptions {
   /** Database names per service (default `user` and `order`). */
   databaseNames?: { user: string; order: string };
   apps?: readonly AppName[];
-  /** Per app; 0 or absent picks a free port. */
+  /**
+   * Per app; 0 or absent picks a free port. A service's first replica listens on it, the others on
+   * free ports; every gateway replica listens on the gateway's.
+   */
   ports?: Partial<Record<AppName, number>>;
+  /** How many replicas of each app to start (default 1, at most MAX_REPLICAS). */
+  replicas?: Partial<Record<AppName, number>>;
   nodeEnv?: 'development' | 'production';
   logLevel?: string;
   /** Extra environment per app. */
@@ -79,6 +110,11 @@ export interface SystemOptions {
   signal?: AbortSignal;
   /** Remove the embedded PostgreSQL's data once it stops, however this process ends (tests). */
   ephemeral?: boolean;
+  /**
+   * Told each time a replica reports ready: started with the system, added, a replacement, or
+   * started again after a stop (the CLI watches each run for a crash).
+   */
+  onReady?: (process: AppProcess) => void;
 }
 
 async function portIsFree(port: number): Promise<boolean> {
@@ -91,12 +127,34 @@ async function portIsFree(port: number): Promise<boolean> {
 
 const sleep = (ms: number) => new Promise((resolveSleep) => setTimeout(resolveSleep, ms));
 
+/**
+ * What a process's system is told, and asked, as the process comes and goes: how registration for
+ * discovery follows the process, whoever starts or stops it (startSystem's replicas, a test that
+ * stops and starts `system.apps.user` in place, watch mode).
+ */
+export interface Membership {
+  /** What its log lines are prefixed with. */
+  readonly label: ReplicaLabel;
+  /** Whether another process of the system listens on this one's port (gateway replicas share one). */
+  sharesPort(process: AppProcess): boolean;
+  /** It reports ready: clients may find it from now on. */
+  ready(process: AppProcess): void;
+  /** It is about to be sent `signal`: resolves once clients no longer pick it. */
+  stopping(process: AppProcess, signal: NodeJS.Signals): Promise<void>;
+  /** It exited, asked to or not. */
+  exited(process: AppProcess): void;
+}
+
 /** One app as a real child process: `node apps/<app>/dist/main.js`. */
 export class AppProcess {
   private child: ChildProcess | undefined;
   private exit: Promise<number | null> = Promise.resolve(null);
   private crash: Promise<number | null> = new Promise(() => undefined);
   private stopAsked = false;
+  /** The stop under way, if one is: a second stop() waits for it rather than signalling again. */
+  private stopping: Promise<number | null> | undefined;
+  /** Whether this run shares its port with another process: then a probe of the port may reach either. */
+  private sharedPort = false;
   private recent: string[] = [];
 
   constructor(
@@ -110,7 +168,14 @@ export class AppProcess {
     private readonly signal?: AbortSignal,
     /** The Node.js binary to run the app with. */
     private readonly nodePath: string = process.execPath,
+    /** The system it is part of, if any (startSystem's processes). */
+    private readonly membership?: Membership,
   ) {}
+
+  /** What its log lines are prefixed with: `user`, `user#2`, ... */
+  get label(): ReplicaLabel {
+    return this.membership?.label ?? this.name;
+  }
 
   get address(): string {
     return `127.0.0.1:${this.port}`;
@@ -130,16 +195,21 @@ export class AppProcess {
     );
   }
 
-  /** Spawns the process and resolves once it reports ready (health SERVING, or /readyz 200). */
+  /**
+   * Spawns the process and resolves once it reports ready (health SERVING, or /readyz 200 from the
+   * process itself), then tells its system (which lists it for discovery).
+   */
   async start(): Promise<void> {
     if (!existsSync(appEntry(this.name))) {
       throw new SystemError(
         `apps/${this.name} is not built: run \`pnpm build\` first (\`pnpm dev\` builds for you)`,
       );
     }
-    if (!(await portIsFree(this.port))) {
+    // A replica joining those on a shared port finds it in use, by design.
+    this.sharedPort = this.membership?.sharesPort(this) ?? false;
+    if (!this.sharedPort && !(await portIsFree(this.port))) {
       throw new SystemError(
-        `port ${this.port} (for ${this.name}) is already in use: stop whatever holds it, or choose another port`,
+        `port ${this.port} (for ${this.label}) is already in use: stop whatever holds it, or choose another port`,
       );
     }
     // Detached: a Ctrl-C in the terminal reaches only the runner, which stops the apps in order.
@@ -159,20 +229,26 @@ export class AppProcess {
     const record = (line: string) => {
       this.recent.push(line);
       if (this.recent.length > 30) this.recent.shift();
-      this.onLog(this.name, line);
+      this.onLog(this.label, line);
     };
     createInterface({ input: child.stdout }).on('line', record);
     createInterface({ input: child.stderr }).on('line', record);
     this.exit = new Promise((resolveExit) => child.once('exit', (code) => resolveExit(code)));
     this.stopAsked = false;
+    this.stopping = undefined;
     // Pending for good when this run ends by stop() (a restart, or the system stopping).
     this.crash = this.exit.then((code) => (this.stopAsked ? new Promise(() => undefined) : code));
+    void this.exit.then(() => this.membership?.exited(this));
     await this.waitUntilReady();
+    if (!this.stopAsked) this.membership?.ready(this);
   }
 
   private async probe(): Promise<boolean> {
     try {
-      if (this.name === 'gateway') return (await fetch(`${this.url}/readyz`)).status === 200;
+      if (this.name === 'gateway') {
+        if (this.sharedPort && !listensOn(this.pid!, this.port)) return false;
+        return (await fetch(`${this.url}/readyz`)).status === 200;
+      }
       return (await checkHealth(this.address, GRPC_SERVICE[this.name], 500)) === 'SERVING';
     } catch {
       return false;
@@ -185,24 +261,37 @@ export class AppProcess {
       this.signal?.throwIfAborted();
       if (!this.running) {
         throw new SystemError(
-          `${this.name} exited during start-up:\n  ${this.recent.slice(-10).join('\n  ')}`,
+          `${this.label} exited during start-up:\n  ${this.recent.slice(-10).join('\n  ')}`,
         );
       }
       if (await this.probe()) return;
       await sleep(25);
     }
-    throw new SystemError(`${this.name} was not ready after ${this.readyTimeoutMs} ms`);
+    throw new SystemError(`${this.label} was not ready after ${this.readyTimeoutMs} ms`);
   }
 
-  /** Sends `signal` and waits for the exit code; SIGKILL after `timeoutMs`. */
-  async stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 20_000): Promise<number | null> {
+  /**
+   * Sends `signal` and waits for the exit code; SIGKILL after `timeoutMs`. In a system, a graceful
+   * stop first takes the process out of discovery and gives clients time to notice; a SIGKILL does
+   * not (it stands for a crash: the process is unlisted once it has exited).
+   */
+  stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 20_000): Promise<number | null> {
     if (!this.running) return this.exit;
+    if (this.stopping) {
+      if (signal === 'SIGKILL') this.child!.kill(signal);
+      return this.stopping;
+    }
     this.stopAsked = true;
-    this.child!.kill(signal);
-    const timer = setTimeout(() => this.child?.kill('SIGKILL'), timeoutMs);
-    const code = await this.exit;
-    clearTimeout(timer);
-    return code;
+    const child = this.child!;
+    this.stopping = (async () => {
+      await this.membership?.stopping(this, signal);
+      child.kill(signal);
+      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+      const code = await this.exit;
+      clearTimeout(timer);
+      return code;
+    })();
+    return this.stopping;
   }
 
   /** The exit code once the process has exited. */
@@ -220,21 +309,53 @@ export class AppProcess {
 }
 
 export interface RunningSystem {
+  /** Each app's first replica (live: after a rolling restart, the first of the new ones). */
   apps: Partial<Record<AppName, AppProcess>>;
+  /**
+   * Every replica of each app, live: added and replaced ones join, removed ones leave. One that
+   * crashed stays until it is started again, replaced or removed.
+   */
+  replicas: Readonly<Record<AppName, readonly AppProcess[]>>;
   /** The environment each app was started with (to start another instance alike). */
   envs: Readonly<Record<AppName, Record<string, string>>>;
   /** The gateway's base URL, when the gateway is part of the system. */
   gatewayUrl: string | undefined;
   /** Superuser connection string of the PostgreSQL server in use (no database). */
   serverUrl: string;
-  /** Stops the apps in reverse start order (SIGTERM, so they drain), then PostgreSQL. */
+  /**
+   * The discovery files: per service, the `host:port` of each replica that is ready, one a line
+   * (clients are given `file://` + the path). The directory is removed when the system stops.
+   */
+  discovery: { dir: string; files: Readonly<Record<ServiceName, string>> };
+  /**
+   * Starts one more replica of `app` (a service on a free port, a gateway on the shared port),
+   * waits until it is ready and lists it for discovery.
+   */
+  addReplica(app: AppName): Promise<AppProcess>;
+  /**
+   * Takes a replica out of discovery, waits PROPAGATION_DELAY_MS for clients to notice, sends
+   * SIGTERM (it drains in-flight calls) and waits for it to exit.
+   */
+  removeReplica(process: AppProcess): Promise<void>;
+  /**
+   * Replaces every replica of `apps` (default: all), app by app in dependency order, one replica at
+   * a time: a replacement starts, is ready and listed, then the old one is removed as above, so
+   * capacity never drops. Rejects at the first replacement that does not start (the old replica
+   * it was to replace keeps running).
+   */
+  rollingRestart(apps?: readonly AppName[]): Promise<void>;
+  /**
+   * Stops every replica, apps in reverse start order (SIGTERM, so they drain), then PostgreSQL,
+   * and removes the discovery files.
+   */
   stop(): Promise<void>;
 }
 
 /**
  * Starts PostgreSQL (embedded, unless databaseUrl is given) with one database per service, then each
- * app as a real process in dependency order, waiting for each to be ready before the next. Every
- * service migrates its own database at start-up.
+ * app's replicas as real processes in dependency order, waiting for each to be ready before the
+ * next. Every service migrates its own database at start-up. The services find each other through
+ * discovery files (see registry.ts): a replica is listed once ready, unlisted before it stops.
  */
 export async function startSystem(options: SystemOptions): Promise<RunningSystem> {
   const apps = options.apps ?? APPS;
@@ -243,6 +364,18 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
   const logLevel = options.logLevel ?? 'info';
   const readyTimeoutMs = options.readyTimeoutMs ?? 90_000;
   options.signal?.throwIfAborted();
+
+  const counts = {} as Record<AppName, number>;
+  for (const app of APPS) {
+    const count = options.replicas?.[app] ?? 1;
+    if (!Number.isInteger(count) || count < 1 || count > MAX_REPLICAS) {
+      throw new SystemError(
+        `replicas of ${app} must be a whole number from 1 to ${MAX_REPLICAS} (got ${count})`,
+      );
+    }
+    counts[app] = count;
+  }
+  if (counts.gateway > 1 && !SHARED_PORTS) throw sharedPortsMissing();
 
   const ports = {} as Record<AppName, number>;
   for (const app of APPS) {
@@ -276,17 +409,19 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
   }
   const names = options.databaseNames ?? { user: 'user', order: 'order' };
   const databaseUrl = (name: string) => withDatabase(serverUrl, name);
+  const registry = new Registry();
 
   // What the person running the system set wins over the runner's defaults, except the wiring the
-  // runner owns: ports (chosen above, from the same variables in `pnpm dev`), the addresses of the
-  // services it started, and each service's database.
+  // runner owns: ports (chosen above, from the same variables in `pnpm dev`), the discovery files
+  // the services are found through, and each service's database.
   const given = (name: string, fallback: string) => process.env[name] || fallback;
   const jwtSecret = given('JWT_SECRET', randomBytes(32).toString('base64url'));
   const common = {
     NODE_ENV: nodeEnv,
     LOG_LEVEL: logLevel,
-    // No load balancer watches these processes' health, so reporting "not ready" before stopping
-    // would only delay every stop (production mode defaults to a 5 s drain delay).
+    // No load balancer watches these processes' health: the runner takes a replica out of
+    // discovery before it stops it (PROPAGATION_DELAY_MS), so reporting "not ready" first would
+    // only delay every stop (production mode defaults to a 5 s drain delay).
     DRAIN_DELAY_MS: '0',
   };
   const nodeOptions = (app: AppName): Record<string, string> =>
@@ -304,7 +439,7 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
       ...nodeOptions('order'),
       ORDER_GRPC_HOST: given('ORDER_GRPC_HOST', '127.0.0.1'),
       ORDER_GRPC_PORT: String(ports.order),
-      USER_SERVICE_ADDR: `127.0.0.1:${ports.user}`,
+      USER_SERVICE_ADDR: registry.target('user'),
       DATABASE_URL: databaseUrl(names.order),
     },
     gateway: {
@@ -312,21 +447,111 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
       ...nodeOptions('gateway'),
       GATEWAY_HOST: given('GATEWAY_HOST', '127.0.0.1'),
       GATEWAY_PORT: String(ports.gateway),
-      USER_SERVICE_ADDR: `127.0.0.1:${ports.user}`,
-      ORDER_SERVICE_ADDR: `127.0.0.1:${ports.order}`,
+      // Always, also with one replica: a rolling restart starts the replacement beside it.
+      ...(SHARED_PORTS ? { GATEWAY_REUSE_PORT: 'true' } : {}),
+      USER_SERVICE_ADDR: registry.target('user'),
+      ORDER_SERVICE_ADDR: registry.target('order'),
       // Production mode requires a secret; development generates its own (and says so) unless given.
       ...(nodeEnv === 'production' || process.env.JWT_SECRET ? { JWT_SECRET: jwtSecret } : {}),
     },
   };
 
-  const running: Partial<Record<AppName, AppProcess>> = {};
-  const stop = async () => {
-    for (const app of [...APPS].reverse()) {
-      const process = running[app];
-      if (process) onLog('system', `stopping ${app}`);
-      await process?.stop();
+  const replicas: Record<AppName, AppProcess[]> = { user: [], order: [], gateway: [] };
+  /** How many processes of each app were ever started: the next one's label. */
+  const started: Record<AppName, number> = { user: 0, order: 0, gateway: 0 };
+  let stopping = false;
+  const unlist = (process: AppProcess) => {
+    const list = replicas[process.name];
+    if (list.includes(process)) list.splice(list.indexOf(process), 1);
+  };
+
+  const membership = (label: Membership['label']): Membership => ({
+    label,
+    sharesPort: (process) =>
+      replicas[process.name].some(
+        (other) => other !== process && other.running && other.port === process.port,
+      ),
+    ready: (process) => {
+      registry.register(process.name, process.address);
+      onLog('system', `${process.label} ready on ${process.address} (pid ${process.pid})`);
+      options.onReady?.(process);
+    },
+    stopping: async (process, signal) => {
+      // A SIGKILL stands for a crash, which nobody announces: the exit unlists it.
+      if (signal === 'SIGKILL') return;
+      // When the whole system stops, its callers have stopped before it (reverse start order).
+      if (registry.deregister(process.name, process.address) && !stopping) {
+        await sleep(PROPAGATION_DELAY_MS);
+      }
+    },
+    exited: (process) => void registry.deregister(process.name, process.address),
+  });
+
+  /**
+   * Starts a replica of `app` and waits until it is ready. It is listed among the replicas from
+   * the start (so a stop meanwhile stops it too), right after `after` if given; if it does not
+   * start, it is stopped and unlisted. A service's replica gets the configured port when no
+   * replica has it (not even a stopped one, which may start again on it), otherwise a free one; a
+   * gateway's gets the shared port.
+   */
+  const launch = async (app: AppName, after?: AppProcess): Promise<AppProcess> => {
+    options.signal?.throwIfAborted();
+    const taken = replicas[app].some((other) => other.port === ports[app]);
+    const port = app === 'gateway' || !taken ? ports[app] : await freePort();
+    if (stopping) throw new SystemError(`the system is stopping: no ${app} replica starts`);
+    const label = ++started[app] === 1 ? app : (`${app}#${started[app]}` as const);
+    const process = new AppProcess(
+      app,
+      port,
+      { ...envs[app], ...options.env?.[app], [PORT_VARIABLE[app]]: String(port) },
+      onLog,
+      readyTimeoutMs,
+      options.nodeArgs?.[app],
+      options.signal,
+      options.nodePath,
+      membership(label),
+    );
+    const list = replicas[app];
+    list.splice(after ? list.indexOf(after) + 1 : list.length, 0, process);
+    onLog('system', `starting ${label} on port ${port}`);
+    try {
+      await process.start();
+    } catch (error) {
+      await process.stop();
+      unlist(process);
+      throw error;
     }
-    await postgres?.stop();
+    return process;
+  };
+
+  const addReplica = async (app: AppName, after?: AppProcess) => {
+    if (!apps.includes(app)) throw new SystemError(`${app} is not part of this system`);
+    if (app === 'gateway' && !SHARED_PORTS && replicas.gateway.some((other) => other.running)) {
+      throw sharedPortsMissing();
+    }
+    return launch(app, after);
+  };
+
+  const removeReplica = async (process: AppProcess) => {
+    const list = replicas[process.name];
+    if (!list.includes(process)) throw new SystemError(`${process.label} is not a replica here`);
+    onLog('system', `stopping ${process.label}`);
+    await process.stop();
+    // Listed until it has exited, so a stop of the whole system meanwhile waits for it too.
+    unlist(process);
+  };
+
+  const stop = async () => {
+    stopping = true;
+    try {
+      for (const app of [...APPS].reverse()) {
+        if (replicas[app].some((process) => process.running)) onLog('system', `stopping ${app}`);
+        await Promise.all(replicas[app].map((process) => process.stop()));
+      }
+      await postgres?.stop();
+    } finally {
+      registry.close();
+    }
   };
 
   try {
@@ -334,37 +559,54 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     for (const name of ['user', 'order'] as const) {
       if (apps.includes(name)) await ensureDatabase(serverUrl, names[name]);
     }
-    const launch = async (app: AppName) => {
+    const launchAll = async (app: AppName) => {
       if (!apps.includes(app)) return;
-      options.signal?.throwIfAborted();
-      const process = new AppProcess(
-        app,
-        ports[app],
-        { ...envs[app], ...options.env?.[app] },
-        onLog,
-        readyTimeoutMs,
-        options.nodeArgs?.[app],
-        options.signal,
-        options.nodePath,
-      );
-      running[app] = process;
-      onLog('system', `starting ${app} on port ${ports[app]}`);
-      await process.start();
+      // The first one alone: it migrates its database, or checks that the gateway's port is free.
+      await launch(app);
+      await Promise.all(Array.from({ length: counts[app] - 1 }, () => launch(app)));
     };
     // The services start side by side (each migrates its own database; the order service needs the
     // user service only when an order is placed); the gateway starts once both are ready.
-    await Promise.all([launch('user'), launch('order')]);
-    await launch('gateway');
+    await Promise.all([launchAll('user'), launchAll('order')]);
+    await launchAll('gateway');
   } catch (error) {
     await stop();
     throw error;
   }
 
+  const first = {} as Partial<Record<AppName, AppProcess>>;
+  for (const app of apps) {
+    Object.defineProperty(first, app, { enumerable: true, get: () => replicas[app][0] });
+  }
   return {
-    apps: running,
+    apps: first,
+    replicas,
     envs,
-    gatewayUrl: running.gateway?.url,
+    gatewayUrl: apps.includes('gateway') ? `http://127.0.0.1:${ports.gateway}` : undefined,
     serverUrl,
+    discovery: { dir: registry.dir, files: registry.files },
+    addReplica: (app) => addReplica(app),
+    removeReplica,
+    rollingRestart: async (which = apps) => {
+      for (const app of APPS.filter((name) => apps.includes(name) && which.includes(name))) {
+        for (const old of [...replicas[app]]) {
+          if (app === 'gateway' && !SHARED_PORTS) {
+            // No second gateway can listen beside it here: restart in place (a short outage).
+            await old.stop();
+            await old.start();
+            continue;
+          }
+          await addReplica(app, old);
+          await removeReplica(old);
+        }
+      }
+    },
     stop,
   };
+}
+
+function sharedPortsMissing(): SystemError {
+  return new SystemError(
+    `more than one gateway needs a shared port (SO_REUSEPORT), which Node.js balances on Linux only, not on ${process.platform}`,
+  );
 }

@@ -1,6 +1,7 @@
 // Watch mode for `pnpm dev`: a saved file rebuilds the workspace package it belongs to and the
-// packages that depend on it, then restarts only the apps among them, on the same ports, while
-// PostgreSQL, its data and the other apps keep running.
+// packages that depend on it, then restarts only the apps among them, every replica one at a time
+// (a rolling restart: the app keeps serving throughout), while PostgreSQL, its data and the other
+// apps keep running.
 //
 // Why the compiler runs in this process: `tsc -p tsconfig.build.json` of one app takes 3-7 s on a
 // busy 2-core machine, most of it reading, parsing and type-checking files that did not change
@@ -27,7 +28,7 @@ import { delimiter, dirname, join, relative, sep } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setImmediate as yieldToLogs } from 'node:timers/promises';
 import ts from 'typescript';
-import { APPS, type AppName, type AppProcess, type LogSink, type RunningSystem } from './system';
+import { APPS, type AppName, type LogSink, type RunningSystem } from './system';
 
 /** A workspace package under apps/ or packages/, as its package.json describes it. */
 export interface WorkspacePackage {
@@ -317,8 +318,6 @@ export interface WatchOptions {
   root: string;
   system: RunningSystem;
   onLog: LogSink;
-  /** Told about every app started again (the CLI watches each run for crashes). */
-  onRestart?: (app: AppProcess) => void;
   /** Quiet time after a change before building: an editor's save is often several writes. */
   debounceMs?: number;
 }
@@ -394,29 +393,24 @@ export function watchSystem(options: WatchOptions): Watcher {
     return failures;
   };
 
+  /**
+   * A rolling restart of each app in turn, in start order: a new process starts beside each old one
+   * and takes its place once ready. One that does not start leaves the old process serving the
+   * last good build; a save retries it.
+   */
   const restart = async (apps: readonly AppName[]): Promise<AppName[]> => {
-    const processes = apps.flatMap((name) => (system.apps[name] ? [system.apps[name]] : []));
-    await Promise.all(processes.map((app) => app.stop()));
     const failed: AppName[] = [];
-    const start = async (app: AppProcess) => {
-      if (closed) return;
+    for (const app of apps) {
+      if (closed) break;
       try {
-        await app.start();
-        options.onRestart?.(app);
+        await system.rollingRestart([app]);
       } catch (error) {
         // (Closing: the runner is stopping, which aborts a start in progress.)
-        if (!closed) {
-          failed.push(app.name);
-          log(
-            `${app.name} did not start: ${error instanceof Error ? error.message : String(error)}`,
-          );
-        }
-        await app.stop();
+        if (closed) break;
+        failed.push(app);
+        log(`${app} did not start: ${error instanceof Error ? error.message : String(error)}`);
       }
-    };
-    // As at start-up: the services side by side, then the gateway (its /readyz needs them).
-    await Promise.all(processes.filter((app) => app.name !== 'gateway').map(start));
-    await Promise.all(processes.filter((app) => app.name === 'gateway').map(start));
+    }
     return failed;
   };
 
