@@ -102,8 +102,12 @@ export async function startOrderService(
   });
   const port = await server.start(0, '127.0.0.1');
   const address = `127.0.0.1:${port}`;
-  // Generous: no test here is about this deadline (those about deadlines pass their own).
-  const client = createServiceClient(OrderServiceClient, address, { deadlineMs: 60_000 });
+  // Generous: no test here is about this deadline (those about deadlines pass their own). No
+  // retries: these tests see exactly what the one server under test answers.
+  const client = createServiceClient(OrderServiceClient, address, {
+    deadlineMs: 60_000,
+    retry: false,
+  });
   return {
     server,
     address,

@@ -35,8 +35,12 @@ export async function startUserService(
   const port = await server.start(0, '127.0.0.1');
   const address = `127.0.0.1:${port}`;
   // Generous: no test here is about this deadline (those about deadlines pass their own), and
-  // hashing on a busy machine is slow.
-  const client = createServiceClient(UserServiceClient, address, { deadlineMs: 60_000 });
+  // hashing on a busy machine is slow. No retries: these tests see exactly what the one server
+  // under test answers.
+  const client = createServiceClient(UserServiceClient, address, {
+    deadlineMs: 60_000,
+    retry: false,
+  });
   return {
     server,
     address,

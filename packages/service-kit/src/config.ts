@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { TARGET_PATTERN } from './discovery';
 
 /** A configuration problem; the message names every bad variable. */
 export class ConfigError extends Error {
@@ -37,11 +38,14 @@ export const env = {
   logLevel: () =>
     z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   nodeEnv: () => z.enum(['development', 'production', 'test']).default('development'),
-  /** A host:port address of another service. */
+  /** Where another service's replicas are: a gRPC target (see discovery.ts for the forms). */
   address: (fallback: string) =>
     z
       .string()
-      .regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, 'must be host:port, e.g. 127.0.0.1:50051')
+      .regex(
+        TARGET_PATTERN,
+        'must be host:port (127.0.0.1:50051), ipv4:a:port,b:port, dns:///name:port or file:///path',
+      )
       .default(fallback),
   /** A PostgreSQL connection string, or nothing (then an embedded server is used). */
   optionalDatabaseUrl: () =>

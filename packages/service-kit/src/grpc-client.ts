@@ -10,14 +10,52 @@ import {
   type ClientUnaryCall,
   type ServiceError,
 } from '@grpc/grpc-js';
+import { IDEMPOTENT_METHODS } from '@repo/contracts/idempotent-methods';
 import { DEADLINE_KEY, REQUEST_ID_KEY, currentContext, isValidRequestId } from './context';
+import { registerFileResolver } from './discovery';
+import { DEFAULT_RETRY_POLICY, RetryBudget, backoffMs, type RetryPolicy } from './retry';
 
 /** No call leaves without a deadline: this one applies when the caller sets none. */
 export const DEFAULT_DEADLINE_MS = 2_000;
 
 /**
+ * How a channel balances over the replicas its target resolves to (see discovery.ts for targets).
+ *
+ * `round_robin` sends each call to the next ready replica, over a connection to every one of them;
+ * grpc-js's default (`pick_first`) would pin every call to the first address.
+ *
+ * `outlier_detection` around it ejects a replica whose calls keep failing, for 15 s the first time
+ * and longer each time it happens again, so callers stop hitting a replica whose database is gone
+ * or that hangs. Every second it ejects a replica that failed at least 85% of at least 10 calls in
+ * that second, never more than half of the replicas (with one replica, nothing is ejected). grpc-js
+ * counts every non-OK status as a failure, NOT_FOUND included; the high threshold keeps healthy
+ * replicas of a backend whose answers are mostly 'not found' in rotation.
+ */
+export const SERVICE_CONFIG = {
+  loadBalancingConfig: [
+    {
+      outlier_detection: {
+        interval: { seconds: 1, nanos: 0 },
+        base_ejection_time: { seconds: 15, nanos: 0 },
+        max_ejection_time: { seconds: 120, nanos: 0 },
+        max_ejection_percent: 50,
+        failure_percentage_ejection: {
+          threshold: 85,
+          enforcement_percentage: 100,
+          minimum_hosts: 2,
+          request_volume: 10,
+        },
+        child_policy: [{ round_robin: {} }],
+      },
+    },
+  ],
+};
+
+/**
  * Channel options for service-to-service calls: keepalive pings detect dead peers on idle
- * connections, and reconnection backs off to at most 2 s so a restarted service is found quickly.
+ * connections, reconnection backs off to at most 2 s so a restarted service is found quickly, and
+ * DNS targets are re-resolved at most every 5 s (grpc-js waits 30 s by default) when a connection
+ * ends, so a scaled-up Deployment's new pods get calls soon after servers recycle connections.
  */
 export const CLIENT_CHANNEL_OPTIONS: ChannelOptions = {
   'grpc.keepalive_time_ms': 30_000,
@@ -25,7 +63,14 @@ export const CLIENT_CHANNEL_OPTIONS: ChannelOptions = {
   'grpc.keepalive_permit_without_calls': 1,
   'grpc.initial_reconnect_backoff_ms': 250,
   'grpc.max_reconnect_backoff_ms': 2_000,
+  'grpc.dns_min_time_between_resolutions_ms': 5_000,
+  'grpc.service_config': JSON.stringify(SERVICE_CONFIG),
 };
+
+/** Codes after which an idempotent call is tried again (a retry that cannot help is not made). */
+const RETRYABLE = new Set<number>([status.UNAVAILABLE]);
+/** A retry is made only if at least this much of the deadline would be left for it. */
+const MIN_RETRY_ATTEMPT_MS = 20;
 
 type UnaryMethod<Req, Res> = (
   request: Req,
@@ -57,8 +102,17 @@ interface GeneratedClientConstructor<C> {
 export interface ServiceClientOptions {
   /** Default deadline for each call, in ms. */
   deadlineMs?: number;
-  /** Told about every finished call: for metrics. */
-  onCallEnd?: (event: { method: string; code: string; durationMs: number }) => void;
+  /** How idempotent calls are retried; `false`: never (tests of one server's own behaviour). */
+  retry?: Partial<RetryPolicy> | false;
+  /** Told about every finished call, after its retries: for metrics. */
+  onCallEnd?: (event: {
+    method: string;
+    code: string;
+    durationMs: number;
+    attempts: number;
+  }) => void;
+  /** Told about every retry, with the code of the attempt that failed: for metrics. */
+  onRetry?: (event: { method: string; code: string }) => void;
 }
 
 export type ServiceClient<C, K extends PropertyKey> = PromiseClient<C, K> & {
@@ -72,36 +126,55 @@ export function failedService(error: unknown): string | undefined {
   return typeof service === 'string' ? service : undefined;
 }
 
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
 /**
  * Wraps a ts-proto generated grpc-js client so that every unary call returns a promise, carries a
  * deadline (the per-call or default one, never later than the deadline of the request being
  * served), is cancelled when the request being served is (its context's signal), and carries the
- * current request id as `x-request-id` metadata. A failed call rejects with the
- * grpc-js ServiceError, tagged with the service's name (see `failedService`).
+ * current request id as `x-request-id` metadata. A failed call rejects with the grpc-js
+ * ServiceError, tagged with the service's name (see `failedService`).
+ *
+ * `address` is a gRPC target (discovery.ts): calls are balanced over every replica it names.
+ *
+ * Methods the proto marks idempotent (`IDEMPOTENT_METHODS`, generated from `idempotency_level`)
+ * are retried when an attempt fails with UNAVAILABLE or outlives `attemptTimeoutMs` (a hung
+ * replica): after a jittered backoff, within the call's own deadline (never past it), and only
+ * while the client's retry budget allows, so retries add at most ~10% to the load on a backend
+ * in trouble. round_robin sends the retry to the next replica. Other methods (writes) are never
+ * retried here: the caller decides, with an idempotency key.
  */
 export function createServiceClient<C extends { close(): void }, S extends object>(
   Client: GeneratedClientConstructor<C> & { service: S },
   address: string,
   options: ServiceClientOptions = {},
 ): ServiceClient<C, keyof S> {
+  registerFileResolver();
   const raw = new Client(address, credentials.createInsecure(), CLIENT_CHANNEL_OPTIONS);
   const defaultDeadlineMs = options.deadlineMs ?? DEFAULT_DEADLINE_MS;
+  const policy: RetryPolicy | undefined =
+    options.retry === false ? undefined : { ...DEFAULT_RETRY_POLICY, ...options.retry };
+  const budget = new RetryBudget();
   const wrapped: Record<string, unknown> = { close: () => raw.close() };
-  for (const method of Object.keys(Client.service)) {
+  const definitions = Client.service as Record<string, { path: string }>;
+  for (const method of Object.keys(definitions)) {
     const call = (raw as unknown as Record<string, UnaryMethod<unknown, unknown>>)[method]!.bind(
       raw,
     );
-    wrapped[method] = (request: unknown, callOptions: UnaryCallOptions = {}) =>
-      new Promise((resolve, reject) => {
-        const context = currentContext();
+    const maxAttempts =
+      policy && IDEMPOTENT_METHODS.has(definitions[method]!.path) ? policy.maxAttempts : 1;
+
+    /** One attempt, cancelled if the request being served ends. */
+    const attempt = (
+      request: unknown,
+      requestId: string | undefined,
+      deadline: number,
+      signal: AbortSignal | undefined,
+    ) =>
+      new Promise<unknown>((resolve, reject) => {
         const metadata = new Metadata();
-        const requestId = callOptions.requestId ?? context?.requestId;
         if (isValidRequestId(requestId)) metadata.set(REQUEST_ID_KEY, requestId);
-        let deadline = Date.now() + (callOptions.deadlineMs ?? defaultDeadlineMs);
-        if (context?.deadline) deadline = Math.min(deadline, context.deadline.getTime());
         metadata.set(DEADLINE_KEY, String(deadline));
-        const started = performance.now();
-        const signal = context?.signal;
         const onAbort = () => pending.cancel();
         const pending = call(
           request,
@@ -109,12 +182,7 @@ export function createServiceClient<C extends { close(): void }, S extends objec
           { deadline: new Date(deadline) },
           (error, response) => {
             signal?.removeEventListener('abort', onAbort);
-            options.onCallEnd?.({
-              method,
-              code: status[error ? error.code : status.OK],
-              durationMs: performance.now() - started,
-            });
-            if (error) reject(Object.assign(error, { service: Client.serviceName }));
+            if (error) reject(error);
             else resolve(response);
           },
         );
@@ -123,6 +191,51 @@ export function createServiceClient<C extends { close(): void }, S extends objec
         if (signal?.aborted) pending.cancel();
         else signal?.addEventListener('abort', onAbort, { once: true });
       });
+
+    wrapped[method] = async (request: unknown, callOptions: UnaryCallOptions = {}) => {
+      const context = currentContext();
+      const requestId = callOptions.requestId ?? context?.requestId;
+      let deadline = Date.now() + (callOptions.deadlineMs ?? defaultDeadlineMs);
+      if (context?.deadline) deadline = Math.min(deadline, context.deadline.getTime());
+      const signal = context?.signal;
+      const started = performance.now();
+      const end = (code: number, attempts: number) =>
+        options.onCallEnd?.({
+          method,
+          code: status[code]!,
+          durationMs: performance.now() - started,
+          attempts,
+        });
+      if (maxAttempts > 1) budget.deposit();
+      for (let attempts = 1; ; attempts++) {
+        // An attempt that could be retried gets attemptTimeoutMs; the last one, the rest.
+        const retryable = attempts < maxAttempts && budget.canRetry();
+        const attemptDeadline = retryable
+          ? Math.min(deadline, Date.now() + policy!.attemptTimeoutMs)
+          : deadline;
+        try {
+          const response = await attempt(request, requestId, attemptDeadline, signal);
+          end(status.OK, attempts);
+          return response;
+        } catch (error) {
+          const { code } = error as ServiceError;
+          const timedOut = code === status.DEADLINE_EXCEEDED && attemptDeadline < deadline;
+          const pause = retryable ? backoffMs(policy!, attempts) : 0;
+          const again =
+            retryable &&
+            (RETRYABLE.has(code) || timedOut) &&
+            !signal?.aborted &&
+            Date.now() + pause + MIN_RETRY_ATTEMPT_MS < deadline &&
+            budget.tryRetry();
+          if (!again) {
+            end(code, attempts);
+            throw Object.assign(error as ServiceError, { service: Client.serviceName });
+          }
+          options.onRetry?.({ method, code: status[code] });
+          await sleep(pause);
+        }
+      }
+    };
   }
   return wrapped as ServiceClient<C, keyof S>;
 }

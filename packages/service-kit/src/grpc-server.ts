@@ -19,7 +19,7 @@ import { descriptorSetPath } from '@repo/contracts/descriptor';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import { DEADLINE_KEY, REQUEST_ID_KEY, requestIdOrNew, runWithContext } from './context';
-import { cancelled, deadlineExceeded } from './deadline';
+import { abortReason, cancelled, deadlineExceeded } from './deadline';
 import { DomainError, toStatusObject } from './errors';
 
 /** What a handler knows about the call it serves, besides the request message. */
@@ -123,7 +123,14 @@ export function unaryService<S>(
               callback(null, response);
             },
             (error: unknown) => {
-              const translated = error instanceof DomainError ? error : translateError?.(error);
+              // Work that failed after its caller left (deadline passed, or cancelled) failed
+              // because of that, whatever it threw on the way out: say so, not INTERNAL.
+              const translated =
+                error instanceof DomainError
+                  ? error
+                  : controller.signal.aborted
+                    ? abortReason(controller.signal)
+                    : translateError?.(error);
               const { status: wire, expected } = toStatusObject(translated ?? error);
               const ms = +(performance.now() - started).toFixed(1);
               const code = status[wire.code ?? status.INTERNAL];
@@ -201,6 +208,18 @@ export interface GrpcServerOptions {
 }
 
 /**
+ * Every client connection is closed gracefully (GOAWAY) after about 30 s (grpc-js adds +-10%
+ * jitter), letting calls in flight finish for up to 5 s more. Clients then reconnect and re-resolve
+ * the service's name: behind DNS (a Kubernetes headless Service, compose replicas) that is how a
+ * replica added by a scale-up gets calls from clients that connected before it existed, within
+ * about 35 s. The grace outlasts any call's deadline (ROUTE_DEADLINE_MS is 3 s).
+ */
+export const SERVER_CONNECTION_AGE = {
+  'grpc.max_connection_age_ms': 30_000,
+  'grpc.max_connection_age_grace_ms': 5_000,
+} as const;
+
+/**
  * A gRPC server with what every service needs: `grpc.health.v1.Health` (NOT_SERVING until told
  * otherwise), server reflection (so `buf curl` and grpcurl work without .proto files), and a
  * bounded graceful shutdown. It never listens until `listen()` is called, so tests can build one.
@@ -218,6 +237,7 @@ export class GrpcServer {
       // Let clients keep idle connections alive with pings every 10 s or more.
       'grpc.keepalive_permit_without_calls': 1,
       'grpc.http2.min_ping_interval_without_data_ms': 10_000,
+      ...SERVER_CONNECTION_AGE,
     });
     this.names = options.services.map((service) => service.name);
     // '' is the whole server's status, by the health protocol's convention.

@@ -1,5 +1,6 @@
 import { credentials, makeClientConstructor, type ServiceError } from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
+import { registerFileResolver } from './discovery';
 import { CLIENT_CHANNEL_OPTIONS } from './grpc-client';
 
 export type ServingStatus = 'UNKNOWN' | 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
@@ -20,6 +21,7 @@ const HealthClientConstructor = makeClientConstructor(healthService, 'grpc.healt
 
 /** A grpc.health.v1.Health client, as an orchestrator or the gateway's readiness probe uses it. */
 export function createHealthClient(address: string): HealthClient {
+  registerFileResolver();
   const client = new HealthClientConstructor(
     address,
     credentials.createInsecure(),

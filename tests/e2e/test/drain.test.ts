@@ -79,7 +79,11 @@ describe('drain that load balancers can see', () => {
     const stopWatching = watchHealth(user.address, 'user.v1.UserService', (status) =>
       seen.push({ status, at: Date.now() }),
     );
-    const client = createServiceClient(UserServiceClient, user.address, { deadlineMs: 1_000 });
+    // No retries: the test counts what the draining server itself answers.
+    const client = createServiceClient(UserServiceClient, user.address, {
+      deadlineMs: 1_000,
+      retry: false,
+    });
     const calls: { ok: boolean; at: number; code?: number }[] = [];
     let stopTook: number | undefined;
     let calling = true;
