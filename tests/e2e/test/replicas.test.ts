@@ -2,6 +2,7 @@
 // service's ready replicas listed in its discovery file, listed only once ready and unlisted before
 // SIGTERM, added, removed and replaced one at a time, and nothing left once the system stops.
 import { existsSync, readFileSync } from 'node:fs';
+import { get } from 'node:http';
 import { pathToFileURL } from 'node:url';
 import { parseAddressFile } from '@repo/service-kit/discovery';
 import { checkHealth, watchHealth, type ServingStatus } from '@repo/service-kit/health-client';
@@ -16,7 +17,7 @@ import {
   type RunningSystem,
   type ServiceName,
 } from '@repo/system/system';
-import { sleep, startTestSystem } from './system';
+import { api, signUp, sleep, startTestSystem } from './system';
 
 describe('--replicas', () => {
   it('reads app=count pairs; apps left out are not mentioned (they run once)', () => {
@@ -205,6 +206,28 @@ describe('replicas of every app', () => {
     expect(listed(file('order'))).toEqual([system.apps.order!.address]);
     await replica.start();
     expect(listed(file('order')).sort()).toEqual([...addresses('order')].sort());
+  });
+
+  it('a token one gateway replica issued is good at the other (one signing secret)', async () => {
+    const { token } = await signUp(api(system.gatewayUrl!), 'replicas');
+    // A new connection each time: the kernel picks a gateway per connection, so 20 reach both.
+    const statuses = await Promise.all(
+      Array.from(
+        { length: 20 },
+        () =>
+          new Promise<number>((resolve, reject) => {
+            get(
+              `${system.gatewayUrl}/v1/users/me`,
+              { agent: false, headers: { Authorization: `Bearer ${token}` } },
+              (response) => {
+                response.resume();
+                resolve(response.statusCode!);
+              },
+            ).on('error', reject);
+          }),
+      ),
+    );
+    expect(statuses).toEqual(statuses.map(() => 200));
   });
 
   it('rollingRestart replaces every replica of every app: new processes, as many, all listed, still serving', async () => {

@@ -10,7 +10,6 @@
 //
 // Every variable in an app's .env.example reaches that app (turbo passes them through: see
 // tooling/system/turbo.json); the runner sets only the wiring it owns (see startSystem).
-import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import { exitGuard } from './lifecycle';
 import { replicasFromCommandLine } from './replicas';
@@ -99,12 +98,6 @@ async function main(): Promise<void> {
     },
     signal: guard.signal,
     onReady: supervise,
-    // Watch mode restarts the gateway often: one secret for the whole run keeps the tokens it
-    // issued valid across restarts (unset, the gateway makes up a new one each time it starts).
-    env:
-      watchMode && !process.env.JWT_SECRET
-        ? { gateway: { JWT_SECRET: randomBytes(32).toString('base64url') } }
-        : undefined,
   });
   // Stops the apps in reverse order, then PostgreSQL; a start still in progress stops itself.
   guard.defer(async () => {

@@ -329,9 +329,10 @@ export interface RunningSystem {
   discovery: { dir: string; files: Readonly<Record<ServiceName, string>> };
   /**
    * Starts one more replica of `app` (a service on a free port, a gateway on the shared port),
-   * waits until it is ready and lists it for discovery.
+   * waits until it is ready and lists it for discovery. `env` overrides some of its environment
+   * (a fault test gives one replica its own route to the database, say).
    */
-  addReplica(app: AppName): Promise<AppProcess>;
+  addReplica(app: AppName, options?: { env?: Record<string, string> }): Promise<AppProcess>;
   /**
    * Takes a replica out of discovery, waits PROPAGATION_DELAY_MS for clients to notice, sends
    * SIGTERM (it drains in-flight calls) and waits for it to exit.
@@ -451,8 +452,10 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
       ...(SHARED_PORTS ? { GATEWAY_REUSE_PORT: 'true' } : {}),
       USER_SERVICE_ADDR: registry.target('user'),
       ORDER_SERVICE_ADDR: registry.target('order'),
-      // Production mode requires a secret; development generates its own (and says so) unless given.
-      ...(nodeEnv === 'production' || process.env.JWT_SECRET ? { JWT_SECRET: jwtSecret } : {}),
+      // One signing secret for every gateway process of the system (given, or made up for this
+      // run): a token one replica issued is good at the others, and after a restart (rolling or in
+      // watch mode). Left unset, each gateway process would make up its own.
+      JWT_SECRET: jwtSecret,
     },
   };
 
@@ -494,7 +497,11 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
    * replica has it (not even a stopped one, which may start again on it), otherwise a free one; a
    * gateway's gets the shared port.
    */
-  const launch = async (app: AppName, after?: AppProcess): Promise<AppProcess> => {
+  const launch = async (
+    app: AppName,
+    after?: AppProcess,
+    env: Record<string, string> = {},
+  ): Promise<AppProcess> => {
     options.signal?.throwIfAborted();
     const taken = replicas[app].some((other) => other.port === ports[app]);
     const port = app === 'gateway' || !taken ? ports[app] : await freePort();
@@ -503,7 +510,7 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     const process = new AppProcess(
       app,
       port,
-      { ...envs[app], ...options.env?.[app], [PORT_VARIABLE[app]]: String(port) },
+      { ...envs[app], ...options.env?.[app], ...env, [PORT_VARIABLE[app]]: String(port) },
       onLog,
       readyTimeoutMs,
       options.nodeArgs?.[app],
@@ -524,12 +531,12 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     return process;
   };
 
-  const addReplica = async (app: AppName, after?: AppProcess) => {
+  const addReplica = async (app: AppName, after?: AppProcess, env?: Record<string, string>) => {
     if (!apps.includes(app)) throw new SystemError(`${app} is not part of this system`);
     if (app === 'gateway' && !SHARED_PORTS && replicas.gateway.some((other) => other.running)) {
       throw sharedPortsMissing();
     }
-    return launch(app, after);
+    return launch(app, after, env);
   };
 
   const removeReplica = async (process: AppProcess) => {
@@ -585,7 +592,7 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     gatewayUrl: apps.includes('gateway') ? `http://127.0.0.1:${ports.gateway}` : undefined,
     serverUrl,
     discovery: { dir: registry.dir, files: registry.files },
-    addReplica: (app) => addReplica(app),
+    addReplica: (app, added) => addReplica(app, undefined, added?.env),
     removeReplica,
     rollingRestart: async (which = apps) => {
       for (const app of APPS.filter((name) => apps.includes(name) && which.includes(name))) {
