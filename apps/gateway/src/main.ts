@@ -53,12 +53,6 @@ async function main(): Promise<void> {
         })
       : undefined;
   await rateLimitStore?.connected();
-  if (config.GATEWAY_REUSE_PORT && config.RATE_LIMIT_MAX > 0 && !rateLimitStore) {
-    logger.warn(
-      'GATEWAY_REUSE_PORT is on but REDIS_URL is not set: each gateway process sharing this port ' +
-        'counts the rate limit on its own, so a client gets RATE_LIMIT_MAX per process',
-    );
-  }
   const gateway = createApp({
     backends,
     tokens,
