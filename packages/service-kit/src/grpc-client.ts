@@ -12,6 +12,7 @@ import {
 } from '@grpc/grpc-js';
 import { IDEMPOTENT_METHODS } from '@repo/contracts/idempotent-methods';
 import { DEADLINE_KEY, REQUEST_ID_KEY, currentContext, isValidRequestId } from './context';
+import { AVOID_PEER_KEY, AVOID_PEER_POLICY, registerAvoidPeerPolicy } from './balancer';
 import { registerFileResolver } from './discovery';
 import { DEFAULT_RETRY_POLICY, RetryBudget, backoffMs, type RetryPolicy } from './retry';
 
@@ -24,10 +25,15 @@ export const DEFAULT_DEADLINE_MS = 2_000;
  * `round_robin` sends each call to the next ready replica, over a connection to every one of them;
  * grpc-js's default (`pick_first`) would pin every call to the first address.
  *
- * `outlier_detection` around it ejects a replica whose calls keep failing, for 15 s the first time
+ * `avoid_failed_peer` between them (balancer.ts) sends a retry to another replica than the one its
+ * previous attempt failed on.
+ *
+ * `outlier_detection` around them ejects a replica whose calls keep failing, for 15 s the first time
  * and longer each time it happens again, so callers stop hitting a replica whose database is gone
- * or that hangs. Every second it ejects a replica that failed at least 85% of at least 10 calls in
- * that second, never more than half of the replicas (with one replica, nothing is ejected). grpc-js
+ * or that hangs. Every half second it ejects a replica that failed at least 85% of at least 10 calls
+ * in that half second, never more than half of the replicas (with one replica, nothing is ejected).
+ * So a replica that fails fast stops getting calls at the first sweep after its failures reach 10
+ * (at most 0.5 s later, under load); until then its failed reads are retried elsewhere. grpc-js
  * counts every non-OK status as a failure, NOT_FOUND included; the high threshold keeps healthy
  * replicas of a backend whose answers are mostly 'not found' in rotation.
  */
@@ -35,7 +41,7 @@ export const SERVICE_CONFIG = {
   loadBalancingConfig: [
     {
       outlier_detection: {
-        interval: { seconds: 1, nanos: 0 },
+        interval: { seconds: 0, nanos: 500_000_000 },
         base_ejection_time: { seconds: 15, nanos: 0 },
         max_ejection_time: { seconds: 120, nanos: 0 },
         max_ejection_percent: 50,
@@ -45,7 +51,7 @@ export const SERVICE_CONFIG = {
           minimum_hosts: 2,
           request_volume: 10,
         },
-        child_policy: [{ round_robin: {} }],
+        child_policy: [{ [AVOID_PEER_POLICY]: { child_policy: [{ round_robin: {} }] } }],
       },
     },
   ],
@@ -64,6 +70,11 @@ export const CLIENT_CHANNEL_OPTIONS: ChannelOptions = {
   'grpc.initial_reconnect_backoff_ms': 250,
   'grpc.max_reconnect_backoff_ms': 2_000,
   'grpc.dns_min_time_between_resolutions_ms': 5_000,
+  // Connections of their own per channel. grpc-js otherwise shares a connection between channels
+  // to the same address (the gateway's health client and its service client, say), and a channel
+  // whose connections are already up when it starts never counts calls for outlier detection
+  // (grpc-js 1.14 wraps that first picker before its config is set), so it never ejects.
+  'grpc.use_local_subchannel_pool': 1,
   'grpc.service_config': JSON.stringify(SERVICE_CONFIG),
 };
 
@@ -150,6 +161,7 @@ export function createServiceClient<C extends { close(): void }, S extends objec
   options: ServiceClientOptions = {},
 ): ServiceClient<C, keyof S> {
   registerFileResolver();
+  registerAvoidPeerPolicy();
   const raw = new Client(address, credentials.createInsecure(), CLIENT_CHANNEL_OPTIONS);
   const defaultDeadlineMs = options.deadlineMs ?? DEFAULT_DEADLINE_MS;
   const policy: RetryPolicy | undefined =
@@ -170,11 +182,13 @@ export function createServiceClient<C extends { close(): void }, S extends objec
       requestId: string | undefined,
       deadline: number,
       signal: AbortSignal | undefined,
+      avoidPeer: string | undefined,
     ) =>
       new Promise<unknown>((resolve, reject) => {
         const metadata = new Metadata();
         if (isValidRequestId(requestId)) metadata.set(REQUEST_ID_KEY, requestId);
         metadata.set(DEADLINE_KEY, String(deadline));
+        if (avoidPeer) metadata.set(AVOID_PEER_KEY, avoidPeer);
         const onAbort = () => pending.cancel();
         const pending = call(
           request,
@@ -182,7 +196,7 @@ export function createServiceClient<C extends { close(): void }, S extends objec
           { deadline: new Date(deadline) },
           (error, response) => {
             signal?.removeEventListener('abort', onAbort);
-            if (error) reject(error);
+            if (error) reject(Object.assign(error, { peer: pending.getPeer() }));
             else resolve(response);
           },
         );
@@ -207,6 +221,7 @@ export function createServiceClient<C extends { close(): void }, S extends objec
           attempts,
         });
       if (maxAttempts > 1) budget.deposit();
+      let failedPeer: string | undefined;
       for (let attempts = 1; ; attempts++) {
         // An attempt that could be retried gets attemptTimeoutMs; the last one, the rest.
         const retryable = attempts < maxAttempts && budget.canRetry();
@@ -214,11 +229,12 @@ export function createServiceClient<C extends { close(): void }, S extends objec
           ? Math.min(deadline, Date.now() + policy!.attemptTimeoutMs)
           : deadline;
         try {
-          const response = await attempt(request, requestId, attemptDeadline, signal);
+          const response = await attempt(request, requestId, attemptDeadline, signal, failedPeer);
           end(status.OK, attempts);
           return response;
         } catch (error) {
-          const { code } = error as ServiceError;
+          const { code, peer } = error as ServiceError & { peer?: string };
+          failedPeer = peer;
           const timedOut = code === status.DEADLINE_EXCEEDED && attemptDeadline < deadline;
           const pause = retryable ? backoffMs(policy!, attempts) : 0;
           const again =

@@ -1,5 +1,6 @@
 import { credentials, makeClientConstructor, type ServiceError } from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
+import { registerAvoidPeerPolicy } from './balancer';
 import { registerFileResolver } from './discovery';
 import { CLIENT_CHANNEL_OPTIONS } from './grpc-client';
 
@@ -22,6 +23,7 @@ const HealthClientConstructor = makeClientConstructor(healthService, 'grpc.healt
 /** A grpc.health.v1.Health client, as an orchestrator or the gateway's readiness probe uses it. */
 export function createHealthClient(address: string): HealthClient {
   registerFileResolver();
+  registerAvoidPeerPolicy();
   const client = new HealthClientConstructor(
     address,
     credentials.createInsecure(),

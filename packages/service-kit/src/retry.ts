@@ -30,39 +30,64 @@ export function backoffMs(policy: RetryPolicy, retry: number, random = Math.rand
 }
 
 /**
- * A retry budget, so retries cannot multiply the load on a backend that is already failing: every
- * call earns `ratio` of a retry, every retry spends one, and at most `capacity` retries are saved
- * up. However long an outage lasts, retries add at most `ratio` (20%) to the calls sent, after one
- * burst of `capacity` (the idea of Finagle's RetryBudget and gRPC's retryThrottling). The burst is
- * what carries callers through the second or so before outlier detection ejects a replica that
- * hangs: until then every call that lands on it needs a retry. One budget per client.
+ * A retry budget, so retries cannot multiply the load on a backend that is already failing: over
+ * the last `windowSeconds`, retries may number at most `ratio` (20%) of the calls made, plus
+ * `minPerSecond` per second so that a client with little traffic can still retry. However long an
+ * outage lasts, retries add at most that to the calls sent, never two more attempts per call. This
+ * is Finagle's RetryBudget. Counting over a window (rather than saving up a fixed number of
+ * retries) lets a busy client retry every call that lands on a failing replica in the half second
+ * before outlier detection ejects it. One budget per client.
  */
-export const RETRY_BUDGET = { ratio: 0.2, capacity: 100 } as const;
+export const RETRY_BUDGET = { ratio: 0.2, minPerSecond: 10, windowSeconds: 10 } as const;
 
 export class RetryBudget {
-  private tokens: number;
+  /** Calls and retries per second of the window, oldest first; `second` is the newest's. */
+  private readonly calls: number[];
+  private readonly retries: number[];
+  private second: number;
 
   constructor(
     private readonly ratio: number = RETRY_BUDGET.ratio,
-    private readonly capacity: number = RETRY_BUDGET.capacity,
+    private readonly minPerSecond: number = RETRY_BUDGET.minPerSecond,
+    private readonly windowSeconds: number = RETRY_BUDGET.windowSeconds,
+    private readonly now: () => number = Date.now,
   ) {
-    this.tokens = capacity;
+    this.calls = new Array<number>(windowSeconds).fill(0);
+    this.retries = new Array<number>(windowSeconds).fill(0);
+    this.second = Math.floor(now() / 1000);
   }
 
-  /** A call starts: it earns a fraction of a retry. */
+  /** A call starts: it earns `ratio` of a retry. */
   deposit(): void {
-    this.tokens = Math.min(this.capacity, this.tokens + this.ratio);
+    this.advance();
+    this.calls[this.windowSeconds - 1]! += 1;
   }
 
   /** Whether a retry could go out now (spends nothing). */
   canRetry(): boolean {
-    return this.tokens >= 1;
+    this.advance();
+    const sum = (values: number[]) => values.reduce((total, value) => total + value, 0);
+    const allowed = this.ratio * sum(this.calls) + this.minPerSecond * this.windowSeconds;
+    return sum(this.retries) + 1 <= allowed;
   }
 
-  /** Spends one retry if there is one; false when the budget is empty. */
+  /** Spends one retry if the budget has one; false when it is spent. */
   tryRetry(): boolean {
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
+    if (!this.canRetry()) return false;
+    this.retries[this.windowSeconds - 1]! += 1;
     return true;
+  }
+
+  /** Drops the seconds that have left the window. */
+  private advance(): void {
+    const second = Math.floor(this.now() / 1000);
+    const elapsed = Math.min(second - this.second, this.windowSeconds);
+    for (let i = 0; i < elapsed; i++) {
+      this.calls.shift();
+      this.calls.push(0);
+      this.retries.shift();
+      this.retries.push(0);
+    }
+    if (elapsed > 0) this.second = second;
   }
 }

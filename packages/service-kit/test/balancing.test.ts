@@ -7,6 +7,7 @@ import { UserServiceClient } from '@repo/contracts/user/v1';
 import { writeAddressFile } from '../src/discovery';
 import { DomainError } from '../src/errors';
 import { createServiceClient } from '../src/grpc-client';
+import { createHealthClient } from '../src/health-client';
 import type { GrpcServer } from '../src/grpc-server';
 import { DEFAULT_RETRY_POLICY, RETRY_BUDGET, RetryBudget, backoffMs } from '../src/retry';
 import { rejectionOf } from '../src/testing';
@@ -165,6 +166,10 @@ describe('client-side balancing, discovery and retries over real replicas', () =
   it('ejects a replica that keeps failing (outlier detection), so even writes stop failing', async () => {
     const [a, b] = replicas as [Replica, Replica];
     register(a, b);
+    // As in the gateway: a health client to the same replicas, connected first.
+    const health = createHealthClient(`file://${file}`);
+    clients.push(health);
+    for (let i = 0; i < 4; i++) await health.check();
     const users = client();
     await connected(users, a, b);
     a.behaviour = 'unavailable';
@@ -203,6 +208,29 @@ describe('client-side balancing, discovery and retries over real replicas', () =
     );
   });
 
+  it('sends a retry to another replica than the one that hung: no call pays two attempt timeouts', async () => {
+    const [a, b] = replicas as [Replica, Replica];
+    register(a, b);
+    const users = client({ deadlineMs: 5_000 });
+    await connected(users, a, b);
+    a.behaviour = 'hang';
+    // Concurrent callers: round_robin alone would send a retry back to the hung replica about
+    // half the time, since the other callers' picks come in between.
+    const latencies: number[] = [];
+    const started = performance.now();
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        while (performance.now() - started < 1_500) {
+          const call = performance.now();
+          await users.getUser({ id: user.id });
+          latencies.push(performance.now() - call);
+        }
+      }),
+    );
+    expect(a.calls.getUser).toBeGreaterThan(0);
+    expect(Math.max(...latencies)).toBeLessThan(2 * DEFAULT_RETRY_POLICY.attemptTimeoutMs);
+  });
+
   it('never retries past the deadline: with every replica hung, a read fails with DEADLINE_EXCEEDED on time', async () => {
     for (const replica of replicas) replica.behaviour = 'hang';
     register(...replicas);
@@ -225,10 +253,9 @@ describe('client-side balancing, discovery and retries over real replicas', () =
     const calls = 1_000;
     for (let i = 0; i < calls; i++) await rejectionOf(users.getUser({ id: user.id }));
     const attempts = replicas.reduce((sum, replica) => sum + replica.calls.getUser, 0);
-    // The saved-up retries, then one per five calls: not two more attempts for every call.
-    expect(retries.length).toBeLessThanOrEqual(
-      RETRY_BUDGET.capacity + calls * RETRY_BUDGET.ratio + 1,
-    );
+    // One retry per five calls, plus the small reserve: not two more attempts for every call.
+    const reserve = RETRY_BUDGET.minPerSecond * RETRY_BUDGET.windowSeconds;
+    expect(retries.length).toBeLessThanOrEqual(reserve + calls * RETRY_BUDGET.ratio + 1);
     expect(retries.length).toBeGreaterThanOrEqual(calls * RETRY_BUDGET.ratio);
     expect(attempts).toBe(calls + retries.length);
     expect(new Set(retries)).toEqual(new Set(['UNAVAILABLE']));
@@ -245,15 +272,17 @@ describe('client-side balancing, discovery and retries over real replicas', () =
 });
 
 describe('retry budget and backoff', () => {
-  it('saves up at most `capacity` retries and earns `ratio` of one per call', () => {
-    const budget = new RetryBudget(0.1, 10);
+  it('allows retries up to `ratio` of the calls of the last window, plus a few per second', () => {
+    let now = 1_000_000;
+    const budget = new RetryBudget(0.2, 1, 10, () => now);
     let spent = 0;
     while (budget.tryRetry()) spent++;
-    expect(spent).toBe(10);
-    for (let i = 0; i < 25; i++) budget.deposit();
+    expect(spent).toBe(10); // no calls yet: the reserve, 1 a second over 10 s
+    for (let i = 0; i < 100; i++) budget.deposit();
+    while (budget.tryRetry()) spent++;
+    expect(spent).toBe(30); // + 20% of 100 calls
+    now += 10_000; // the window has moved past all of them
     expect(budget.tryRetry()).toBe(true);
-    expect(budget.tryRetry()).toBe(true);
-    expect(budget.tryRetry()).toBe(false);
   });
 
   it('backs off with full jitter, capped', () => {
