@@ -71,18 +71,31 @@ export interface UnaryServiceOptions {
    * into a DomainError, e.g. UNAVAILABLE. Return undefined for anything else (it becomes INTERNAL).
    */
   translateError?: (error: unknown) => DomainError | undefined;
+  /** Told about every finished call, where it is logged: for metrics. */
+  onCallEnd?: (event: CallEndEvent) => void;
+}
+
+export interface CallEndEvent {
+  /** The full service name (`user.v1.UserService`). */
+  service: string;
+  /** As on the wire (`GetUser`). */
+  method: string;
+  /** The status code's name (`OK`, `NOT_FOUND`). */
+  code: string;
+  durationMs: number;
 }
 
 export function unaryService<S>(
   serviceName: string,
   handlers: UnaryHandlers<S>,
-  { logger, translateError }: UnaryServiceOptions,
+  { logger, translateError, onCallEnd }: UnaryServiceOptions,
 ): UntypedServiceImplementation {
   const implementation: UntypedServiceImplementation = {};
   for (const [method, handler] of Object.entries(
     handlers as Record<string, UnaryHandler<unknown, unknown>>,
   )) {
-    const rpc = `${serviceName}/${method.charAt(0).toUpperCase()}${method.slice(1)}`;
+    const wireMethod = `${method.charAt(0).toUpperCase()}${method.slice(1)}`;
+    const rpc = `${serviceName}/${wireMethod}`;
     const wrapped = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
       const requestId = requestIdOrNew(call.metadata.get(REQUEST_ID_KEY)[0]);
       const deadline = deadlineOf(call);
@@ -114,11 +127,10 @@ export function unaryService<S>(
         work
           .then(
             (response) => {
+              const durationMs = performance.now() - started;
+              onCallEnd?.({ service: serviceName, method: wireMethod, code: 'OK', durationMs });
               if (logger.isLevelEnabled('debug')) {
-                logger.debug(
-                  { rpc, code: 'OK', ms: +(performance.now() - started).toFixed(1) },
-                  'rpc',
-                );
+                logger.debug({ rpc, code: 'OK', ms: +durationMs.toFixed(1) }, 'rpc');
               }
               callback(null, response);
             },
@@ -132,8 +144,10 @@ export function unaryService<S>(
                     ? abortReason(controller.signal)
                     : translateError?.(error);
               const { status: wire, expected } = toStatusObject(translated ?? error);
-              const ms = +(performance.now() - started).toFixed(1);
+              const durationMs = performance.now() - started;
+              const ms = +durationMs.toFixed(1);
               const code = status[wire.code ?? status.INTERNAL];
+              onCallEnd?.({ service: serviceName, method: wireMethod, code, durationMs });
               if (translated && translated !== error)
                 logger.warn({ rpc, code, ms, err: error }, 'rpc failed');
               else if (expected) logger.info({ rpc, code, ms, detail: wire.details }, 'rpc failed');

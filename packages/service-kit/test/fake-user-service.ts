@@ -4,6 +4,7 @@ import {
   unaryService,
   type GrpcServer,
   type UnaryHandlers,
+  type UnaryServiceOptions,
 } from '../src/grpc-server';
 import { createLogger } from '../src/logger';
 
@@ -15,7 +16,10 @@ const notUsed = () => Promise.reject(new Error('not used by this test'));
  * A server (not listening) for `user.v1.UserService` with the handlers a test gives; every other
  * method rejects. The tests of service-kit's server and client use it as their service under test.
  */
-export function fakeUserServer(handlers: Partial<UnaryHandlers<UserServiceServer>>): GrpcServer {
+export function fakeUserServer(
+  handlers: Partial<UnaryHandlers<UserServiceServer>>,
+  options: Omit<UnaryServiceOptions, 'logger'> = {},
+): GrpcServer {
   return createGrpcServer({
     logger,
     services: [
@@ -34,7 +38,7 @@ export function fakeUserServer(handlers: Partial<UnaryHandlers<UserServiceServer
             verifyCredentials: notUsed,
             ...handlers,
           },
-          { logger },
+          { logger, ...options },
         ),
       },
     ],

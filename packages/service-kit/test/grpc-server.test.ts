@@ -4,7 +4,7 @@ import { Metadata, credentials, status, type ServiceError } from '@grpc/grpc-js'
 import { UserServiceClient, type UserServiceService } from '@repo/contracts/user/v1';
 import { createServiceClient, failedService } from '../src/grpc-client';
 import { eventually, rejectionOf } from '../src/testing';
-import type { GrpcServer } from '../src/grpc-server';
+import type { CallEndEvent, GrpcServer } from '../src/grpc-server';
 import { fakeUserServer } from './fake-user-service';
 import { DomainError, fieldViolationsOf } from '../src/errors';
 import { DEADLINE_KEY, runWithContext } from '../src/context';
@@ -12,22 +12,26 @@ import { checkHealth } from '../src/health-client';
 import { freePort } from '../src/ports';
 
 const seenRequestIds: string[] = [];
+const callEnds: CallEndEvent[] = [];
 
 function buildServer(): GrpcServer {
-  return fakeUserServer({
-    getUser: async (request, context) => {
-      seenRequestIds.push(context.requestId);
-      if (request.id === 'missing') throw new DomainError('NOT_FOUND', 'user missing not found');
-      if (request.id === 'boom') throw new Error('SELECT * FROM secret_table failed');
-      return { user: { id: request.id, email: 'a@example.com', name: 'A' } };
+  return fakeUserServer(
+    {
+      getUser: async (request, context) => {
+        seenRequestIds.push(context.requestId);
+        if (request.id === 'missing') throw new DomainError('NOT_FOUND', 'user missing not found');
+        if (request.id === 'boom') throw new Error('SELECT * FROM secret_table failed');
+        return { user: { id: request.id, email: 'a@example.com', name: 'A' } };
+      },
+      createUser: async () => {
+        throw DomainError.invalid([
+          { field: 'email', description: 'must be an email address', reason: 'INVALID_FORMAT' },
+          { field: 'password', description: 'must be at least 12 characters', reason: 'TOO_SHORT' },
+        ]);
+      },
     },
-    createUser: async () => {
-      throw DomainError.invalid([
-        { field: 'email', description: 'must be an email address', reason: 'INVALID_FORMAT' },
-        { field: 'password', description: 'must be at least 12 characters', reason: 'TOO_SHORT' },
-      ]);
-    },
-  });
+    { onCallEnd: (event) => callEnds.push(event) },
+  );
 }
 
 describe('gRPC server bootstrap over real TCP', () => {
@@ -106,6 +110,19 @@ describe('gRPC server bootstrap over real TCP', () => {
     expect(error.code).toBe(status.INTERNAL);
     expect(error.details).toBe('internal error');
     expect(error.message).not.toContain('secret_table');
+  });
+
+  it('tells onCallEnd about every finished call once, with its method and status code', async () => {
+    callEnds.length = 0;
+    await client.getUser({ id: 'u3' });
+    await rejectionOf(client.getUser({ id: 'missing' }));
+    await rejectionOf(client.getUser({ id: 'boom' }));
+    expect(callEnds.map(({ service, method, code }) => ({ service, method, code }))).toEqual([
+      { service: 'user.v1.UserService', method: 'GetUser', code: 'OK' },
+      { service: 'user.v1.UserService', method: 'GetUser', code: 'NOT_FOUND' },
+      { service: 'user.v1.UserService', method: 'GetUser', code: 'INTERNAL' },
+    ]);
+    for (const { durationMs } of callEnds) expect(durationMs).toBeGreaterThanOrEqual(0);
   });
 
   it('generates a request id when the caller sends none or a malformed one', async () => {
