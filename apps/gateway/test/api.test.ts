@@ -325,6 +325,8 @@ describe('the public API against the real user and order services', () => {
       expect(metrics.text).toMatch(
         /grpc_client_calls_total\{service="order",method="getProduct",code="NOT_FOUND"\} \d+/,
       );
+      // Retries are counted too (none here: the backends answered).
+      expect(metrics.text).toContain('# TYPE grpc_client_retries_total counter');
       expect(metrics.text).toContain('process_resident_memory_bytes');
     });
 

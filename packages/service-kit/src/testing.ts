@@ -33,3 +33,32 @@ export async function rejectionOf<E = Error>(promise: Promise<unknown>): Promise
   }
   throw new Error('expected the call to fail, and it succeeded');
 }
+
+/**
+ * Runs `promtool check metrics` (from Debian's `prometheus` package) on a Prometheus text
+ * exposition; resolves with what it complains about, '' when nothing. Throws, never skips, when
+ * promtool is not installed.
+ */
+export async function checkMetricsWithPromtool(text: string): Promise<string> {
+  const { spawn } = await import('node:child_process');
+  return new Promise((resolve, reject) => {
+    const child = spawn('promtool', ['check', 'metrics'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.on('error', (error: NodeJS.ErrnoException) =>
+      reject(
+        error.code === 'ENOENT'
+          ? new Error(
+              'promtool is not installed: it comes with Debian\'s "prometheus" package ' +
+                '(apt-get install -y prometheus; .ci/run installs it when missing)',
+            )
+          : error,
+      ),
+    );
+    child.on('close', (code) =>
+      code === 0 || output ? resolve(output.trim()) : reject(new Error(`promtool exited ${code}`)),
+    );
+    child.stdin.end(text);
+  });
+}

@@ -45,20 +45,13 @@ export function backendOf(error: unknown): BackendName | undefined {
 
 /** One long-lived channel per backend, shared by every request; metrics for every call. */
 export function createBackends(options: BackendOptions): Backends {
-  const observe =
-    (service: BackendName) => (event: { method: string; code: string; durationMs: number }) => {
-      options.metrics.observeGrpc(
-        { service, method: event.method, code: event.code },
-        event.durationMs / 1000,
-      );
-    };
   const users = createServiceClient(UserServiceClient, options.userAddress, {
     deadlineMs: options.deadlineMs,
-    onCallEnd: observe('user'),
+    ...options.metrics.grpcClient.hooks('user'),
   });
   const orders = createServiceClient(OrderServiceClient, options.orderAddress, {
     deadlineMs: options.deadlineMs,
-    onCallEnd: observe('order'),
+    ...options.metrics.grpcClient.hooks('order'),
   });
   const health = {
     user: createHealthClient(options.userAddress),
