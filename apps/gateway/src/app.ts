@@ -92,7 +92,13 @@ export function createApp(options: AppOptions): GatewayApp {
     app.use(
       cors({
         origin: origins,
-        exposedHeaders: ['X-Request-Id', 'Retry-After', 'RateLimit', 'RateLimit-Policy'],
+        exposedHeaders: [
+          'X-Request-Id',
+          'X-Trace-Id',
+          'Retry-After',
+          'RateLimit',
+          'RateLimit-Policy',
+        ],
       }),
     );
   }

@@ -1,11 +1,12 @@
 import { z } from 'zod';
-import { env, loadConfigOrExit } from '@repo/service-kit/config';
+import { env, loadConfigOrExit, tracingEnv } from '@repo/service-kit/config';
 
 /** Every setting of the gateway. Nothing else in the gateway reads process.env. */
 export const configSchema = z
   .object({
     NODE_ENV: env.nodeEnv(),
     LOG_LEVEL: env.logLevel(),
+    ...tracingEnv('gateway'),
     GATEWAY_HOST: z.string().min(1).default('0.0.0.0'),
     GATEWAY_PORT: env.port(3000),
     /**

@@ -5,6 +5,7 @@ import { drainDelayMs } from '@repo/service-kit/config';
 import { createLogger } from '@repo/service-kit/logger';
 import { onShutdownSignal } from '@repo/service-kit/shutdown';
 import { exitOnStartupError } from '@repo/service-kit/startup';
+import { setupTracing } from '@repo/service-kit/tracing';
 import { createApp } from './app';
 import { TokenService } from './auth/tokens';
 import { createBackends } from './backends';
@@ -19,6 +20,7 @@ const logger = createLogger({
   level: config.LOG_LEVEL,
   pretty: config.NODE_ENV === 'development',
 });
+const tracing = setupTracing(config, logger);
 
 async function main(): Promise<void> {
   let secret = config.JWT_SECRET;
@@ -90,6 +92,7 @@ async function main(): Promise<void> {
       clearTimeout(forced);
       backends.close();
       await rateLimitStore?.close();
+      await tracing.shutdown();
     },
     { logger, timeoutMs: drainDelayMs(config) + config.SHUTDOWN_GRACE_MS + 5_000 },
   );

@@ -1,9 +1,10 @@
 import { z } from 'zod';
-import { databaseServiceEnv, env, loadConfigOrExit } from '@repo/service-kit/config';
+import { databaseServiceEnv, env, loadConfigOrExit, tracingEnv } from '@repo/service-kit/config';
 
 /** Every setting of the order service. Nothing else in the service reads process.env. */
 export const configSchema = z.object({
   ...databaseServiceEnv(),
+  ...tracingEnv('order'),
   ORDER_GRPC_HOST: z.string().min(1).default('0.0.0.0'),
   ORDER_GRPC_PORT: env.port(50052),
   /** Where UserService listens; CreateOrder asks it whether the user exists. */

@@ -8,6 +8,7 @@ import { drainDelayMs } from '@repo/service-kit/config';
 import { createLogger } from '@repo/service-kit/logger';
 import { onShutdownSignal } from '@repo/service-kit/shutdown';
 import { exitOnStartupError } from '@repo/service-kit/startup';
+import { setupTracing } from '@repo/service-kit/tracing';
 import { GrpcUserDirectory } from './clients/user-directory';
 import { loadConfig } from './config';
 import { PrismaOrderRepository } from './data/order-repository';
@@ -20,6 +21,7 @@ const logger = createLogger({
   level: config.LOG_LEVEL,
   pretty: config.NODE_ENV === 'development',
 });
+const tracing = setupTracing(config, logger);
 
 async function main(): Promise<void> {
   const appDir = resolve(__dirname, '..');
@@ -52,6 +54,7 @@ async function main(): Promise<void> {
       userClient.close();
       await db.close();
       await database.stop();
+      await tracing.shutdown();
     },
     { logger, timeoutMs: drainDelayMs(config) + config.SHUTDOWN_GRACE_MS + 5_000 },
   );

@@ -1,10 +1,11 @@
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
-import { databaseServiceEnv, env, loadConfigOrExit } from '@repo/service-kit/config';
+import { databaseServiceEnv, env, loadConfigOrExit, tracingEnv } from '@repo/service-kit/config';
 
 /** Every setting of the user service. Nothing else in the service reads process.env. */
 export const configSchema = z.object({
   ...databaseServiceEnv(),
+  ...tracingEnv('user'),
   USER_GRPC_HOST: z.string().min(1).default('0.0.0.0'),
   USER_GRPC_PORT: env.port(50051),
   /** Password hashes computed at once (scrypt runs on libuv's pool of 4 threads): about the cores. */

@@ -5,6 +5,7 @@ import { drainDelayMs } from '@repo/service-kit/config';
 import { createLogger } from '@repo/service-kit/logger';
 import { onShutdownSignal } from '@repo/service-kit/shutdown';
 import { exitOnStartupError } from '@repo/service-kit/startup';
+import { setupTracing } from '@repo/service-kit/tracing';
 import { loadConfig } from './config';
 import { createDatabase } from './data/prisma';
 import { PrismaUserRepository } from './data/user-repository';
@@ -16,6 +17,7 @@ const logger = createLogger({
   level: config.LOG_LEVEL,
   pretty: config.NODE_ENV === 'development',
 });
+const tracing = setupTracing(config, logger);
 
 async function main(): Promise<void> {
   const appDir = resolve(__dirname, '..');
@@ -48,6 +50,7 @@ async function main(): Promise<void> {
       await server.stop(config.SHUTDOWN_GRACE_MS, drainDelayMs(config));
       await db.close();
       await database.stop();
+      await tracing.shutdown();
     },
     { logger, timeoutMs: drainDelayMs(config) + config.SHUTDOWN_GRACE_MS + 5_000 },
   );

@@ -8,6 +8,7 @@ import {
   type InferResult,
 } from 'kysely';
 import type { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg';
+import { SpanKind, endWithError, startChildSpan } from '@repo/service-kit/tracing';
 
 /** What a statement runs on: the pool, or one client (inside a transaction). */
 export type Queryable = Pick<Pool | PoolClient, 'query'>;
@@ -25,6 +26,28 @@ export type Queryable = Pick<Pool | PoolClient, 'query'>;
  * go; a call only fills in the values and sends it as a named prepared statement, exactly as the
  * hand-written string was sent. No query is built per request.
  */
+
+/**
+ * `SELECT products`, `UPDATE orders`: what a statement does to which table, for its span's name
+ * (OpenTelemetry's `db.query.summary`). The main statement counts, not a CTE before it (`with
+ * "locked" as (select ...) update "products" ...` is an UPDATE). Kysely quotes every identifier.
+ */
+export function querySummary(sql: string): { operation: string; table?: string; summary: string } {
+  const cte = /^\s*with\b/i.test(sql) ? /\)\s*(select|insert|update|delete)\b/i.exec(sql) : null;
+  const start = cte ? cte.index + cte[0].length - cte[1]!.length : 0;
+  const main = sql.slice(start);
+  const operation = (/^\s*(\w+)/.exec(main)?.[1] ?? 'QUERY').toUpperCase();
+  const target = {
+    SELECT: /\bfrom\s+"([^"]+)"/i,
+    INSERT: /^\s*insert\s+into\s+"([^"]+)"/i,
+    UPDATE: /^\s*update\s+"([^"]+)"/i,
+    DELETE: /^\s*delete\s+from\s+"([^"]+)"/i,
+  }[operation];
+  const table = target?.exec(main)?.[1];
+  return table
+    ? { operation, table, summary: `${operation} ${table}` }
+    : { operation, summary: operation };
+}
 
 /** A Kysely that compiles PostgreSQL and never connects: only for building statements. */
 export function sqlBuilder<DB>(): Kysely<DB> {
@@ -78,16 +101,39 @@ export function statement<Args extends Record<string, unknown>, Q extends Compil
   );
   const values = (args: Args) =>
     slots.map((slot) => (slot.arg === undefined ? slot.constant : args[slot.arg]));
+  // Its span, named and described once (OpenTelemetry's database conventions).
+  const { operation, table, summary } = querySummary(compiled.sql);
+  const attributes = {
+    'db.system.name': 'postgresql',
+    'db.operation.name': operation,
+    ...(table === undefined ? {} : { 'db.collection.name': table }),
+    'db.query.summary': summary,
+    'db.query.text': compiled.sql,
+    'db.statement.name': name,
+  };
   return {
     name,
     text: compiled.sql,
     values,
     query: (args) => ({ name, text: compiled.sql, values: values(args) }),
-    run: (on, args) =>
-      on.query<InferResult<Q>[number] & QueryResultRow>({
+    run: (on, args) => {
+      const traced = startChildSpan(summary, SpanKind.CLIENT, attributes);
+      const running = on.query<InferResult<Q>[number] & QueryResultRow>({
         name,
         text: compiled.sql,
         values: values(args),
-      }),
+      });
+      if (!traced) return running;
+      return running.then(
+        (result) => {
+          traced.span.end();
+          return result;
+        },
+        (error: unknown) => {
+          endWithError(traced.span, error);
+          throw error;
+        },
+      );
+    },
   };
 }

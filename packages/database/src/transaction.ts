@@ -1,4 +1,5 @@
 import { remainingMs, throwIfDone, deadlineExceeded } from '@repo/service-kit/deadline';
+import { SpanKind, withChildSpan } from '@repo/service-kit/tracing';
 import type { Pool, PoolClient } from 'pg';
 import { translateDatabaseError } from './errors';
 
@@ -64,7 +65,19 @@ export interface TransactionControl {
  * translated: a statement or lock wait cut short by the deadline is DEADLINE_EXCEEDED, a deadlock or
  * serialization failure ABORTED, an unreachable database UNAVAILABLE.
  */
-export async function inTransaction<T>(
+export function inTransaction<T>(
+  pool: Pool,
+  work: (client: PoolClient, control: TransactionControl) => Promise<T>,
+): Promise<T> {
+  // One span for the whole transaction (waiting for a connection included), its statements below.
+  return withChildSpan('transaction', SpanKind.CLIENT, TRANSACTION_ATTRIBUTES, () =>
+    transaction(pool, work),
+  );
+}
+
+const TRANSACTION_ATTRIBUTES = { 'db.system.name': 'postgresql' };
+
+async function transaction<T>(
   pool: Pool,
   work: (client: PoolClient, control: TransactionControl) => Promise<T>,
 ): Promise<T> {

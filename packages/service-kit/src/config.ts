@@ -84,6 +84,49 @@ export const env = {
       .default(fallback),
 };
 
+/**
+ * Tracing settings (see tracing.ts), the same in every app. The OpenTelemetry names, so they mean
+ * what they mean everywhere else; read here, never by the SDK from the environment.
+ */
+export function tracingEnv(serviceName: string) {
+  return {
+    /** OTLP/HTTP collector base URL (`http://otel-collector:4318`); unset: nothing is exported. */
+    OTEL_EXPORTER_OTLP_ENDPOINT: z
+      .string()
+      .trim()
+      .optional()
+      .transform((value) => (value ? value : undefined))
+      .refine(
+        (value) => value === undefined || /^https?:\/\/[^/]+/.test(value),
+        'must be an http:// or https:// URL',
+      ),
+    OTEL_SERVICE_NAME: z.string().trim().min(1).default(serviceName),
+    /** Share of new traces sampled, 0 to 1; a caller's decision (traceparent) is followed. */
+    OTEL_TRACES_SAMPLER_ARG: blankAsUnset(
+      z.coerce
+        .number({ error: 'must be a number from 0 to 1' })
+        .min(0, 'must be a number from 0 to 1')
+        .max(1, 'must be a number from 0 to 1')
+        .default(DEFAULT_TRACE_RATIO),
+    ),
+    /** Log a span breakdown of each request slower than this (milliseconds); unset: off. */
+    TRACE_SLOW_MS: blankAsUnset(
+      z.coerce
+        .number()
+        .int('must be an integer (milliseconds)')
+        .min(0, 'must be 0 or more (milliseconds)')
+        .optional(),
+    ),
+  };
+}
+
+/** `VAR=` means unset, not 0 (which is what coercing '' to a number would make of it). */
+const blankAsUnset = <S extends z.ZodType>(schema: S) =>
+  z.preprocess((value) => (value === '' ? undefined : value), schema);
+
+/** OTEL_TRACES_SAMPLER_ARG's default: see "Tracing" in the README for what it costs. */
+export const DEFAULT_TRACE_RATIO = 0.1;
+
 /** DRAIN_DELAY_MS as set, else 5 s in production and 0 elsewhere (see `env.drainDelay`). */
 export function drainDelayMs(config: {
   NODE_ENV: string;

@@ -1,5 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
+import type { Context } from '@opentelemetry/api';
 
 /** Metadata key (and HTTP header) carrying the request id across every hop. */
 export const REQUEST_ID_KEY = 'x-request-id';
@@ -24,6 +25,11 @@ export interface RequestContext {
    * `unaryService`). Outgoing gRPC calls are cancelled with it; see `./deadline` for the checks.
    */
   signal?: AbortSignal | undefined;
+  /**
+   * The trace context of the work being done (the current span), when tracing is on: the parent of
+   * the spans it starts and what outgoing calls propagate (see `./tracing`).
+   */
+  trace?: Context | undefined;
 }
 
 const storage = new AsyncLocalStorage<RequestContext>();

@@ -15,6 +15,14 @@ import { DEADLINE_KEY, REQUEST_ID_KEY, currentContext, isValidRequestId } from '
 import { AVOID_PEER_KEY, AVOID_PEER_POLICY, registerAvoidPeerPolicy } from './balancer';
 import { registerFileResolver } from './discovery';
 import { DEFAULT_RETRY_POLICY, RetryBudget, backoffMs, type RetryPolicy } from './retry';
+import {
+  SpanKind,
+  endRpcSpan,
+  injectTraceContext,
+  rpcAttributes,
+  startChildSpan,
+  type Context,
+} from './tracing';
 
 /** No call leaves without a deadline: this one applies when the caller sets none. */
 export const DEFAULT_DEADLINE_MS = 2_000;
@@ -173,8 +181,11 @@ export function createServiceClient<C extends { close(): void }, S extends objec
     const call = (raw as unknown as Record<string, UnaryMethod<unknown, unknown>>)[method]!.bind(
       raw,
     );
-    const maxAttempts =
-      policy && IDEMPOTENT_METHODS.has(definitions[method]!.path) ? policy.maxAttempts : 1;
+    const path = definitions[method]!.path;
+    const maxAttempts = policy && IDEMPOTENT_METHODS.has(path) ? policy.maxAttempts : 1;
+    /** The span name: `user.v1.UserService/GetUser`. */
+    const rpc = path.slice(1);
+    const wireMethod = rpc.slice(rpc.indexOf('/') + 1);
 
     /** One attempt, cancelled if the request being served ends. */
     const attempt = (
@@ -183,11 +194,13 @@ export function createServiceClient<C extends { close(): void }, S extends objec
       deadline: number,
       signal: AbortSignal | undefined,
       avoidPeer: string | undefined,
+      trace: Context | undefined,
     ) =>
       new Promise<unknown>((resolve, reject) => {
         const metadata = new Metadata();
         if (isValidRequestId(requestId)) metadata.set(REQUEST_ID_KEY, requestId);
         metadata.set(DEADLINE_KEY, String(deadline));
+        injectTraceContext(trace, metadata);
         if (avoidPeer) metadata.set(AVOID_PEER_KEY, avoidPeer);
         const onAbort = () => pending.cancel();
         const pending = call(
@@ -212,14 +225,25 @@ export function createServiceClient<C extends { close(): void }, S extends objec
       let deadline = Date.now() + (callOptions.deadlineMs ?? defaultDeadlineMs);
       if (context?.deadline) deadline = Math.min(deadline, context.deadline.getTime());
       const signal = context?.signal;
+      // One span per logical call, its retries as events; unsampled calls pass the request's own
+      // trace context on.
+      const traced = startChildSpan(
+        rpc,
+        SpanKind.CLIENT,
+        rpcAttributes(Client.serviceName, wireMethod),
+        context?.trace,
+      );
+      const trace = traced?.context ?? context?.trace;
       const started = performance.now();
-      const end = (code: number, attempts: number) =>
+      const end = (code: number, attempts: number) => {
+        if (traced) endRpcSpan(traced.span, code, 'client', status[code]);
         options.onCallEnd?.({
           method,
           code: status[code]!,
           durationMs: performance.now() - started,
           attempts,
         });
+      };
       if (maxAttempts > 1) budget.deposit();
       let failedPeer: string | undefined;
       for (let attempts = 1; ; attempts++) {
@@ -229,7 +253,14 @@ export function createServiceClient<C extends { close(): void }, S extends objec
           ? Math.min(deadline, Date.now() + policy!.attemptTimeoutMs)
           : deadline;
         try {
-          const response = await attempt(request, requestId, attemptDeadline, signal, failedPeer);
+          const response = await attempt(
+            request,
+            requestId,
+            attemptDeadline,
+            signal,
+            failedPeer,
+            trace,
+          );
           end(status.OK, attempts);
           return response;
         } catch (error) {
@@ -248,6 +279,11 @@ export function createServiceClient<C extends { close(): void }, S extends objec
             throw Object.assign(error as ServiceError, { service: Client.serviceName });
           }
           options.onRetry?.({ method, code: status[code] });
+          traced?.span.addEvent('retry', {
+            'rpc.grpc.status_code': code,
+            attempt: attempts + 1,
+            'backoff.ms': Math.round(pause),
+          });
           await sleep(pause);
         }
       }

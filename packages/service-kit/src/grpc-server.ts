@@ -21,6 +21,7 @@ import type { Logger } from 'pino';
 import { DEADLINE_KEY, REQUEST_ID_KEY, requestIdOrNew, runWithContext } from './context';
 import { abortReason, cancelled, deadlineExceeded } from './deadline';
 import { DomainError, toStatusObject } from './errors';
+import { endRpcSpan, rpcAttributes, startServerSpan } from './tracing';
 
 /** What a handler knows about the call it serves, besides the request message. */
 export interface CallContext {
@@ -109,7 +110,12 @@ export function unaryService<S>(
           : undefined;
       const onCancelled = () => controller.abort(cancelled());
       call.once('cancelled', onCancelled);
-      runWithContext({ requestId, deadline, signal: controller.signal }, () => {
+      // Continues the caller's trace (its traceparent); logs and calls made below carry it.
+      const traced = startServerSpan(rpc, call.metadata);
+      const span = traced?.span.isRecording() ? traced.span : undefined;
+      span?.setAttributes(rpcAttributes(serviceName, wireMethod, requestId));
+      const context = { requestId, deadline, signal: controller.signal, trace: traced?.context };
+      runWithContext(context, () => {
         const started = performance.now();
         // A call that arrives after its deadline (it waited in a socket buffer while this process
         // was paused, say) or already cancelled does no work at all.
@@ -129,6 +135,7 @@ export function unaryService<S>(
             (response) => {
               const durationMs = performance.now() - started;
               onCallEnd?.({ service: serviceName, method: wireMethod, code: 'OK', durationMs });
+              if (span) endRpcSpan(span, status.OK, 'server');
               if (logger.isLevelEnabled('debug')) {
                 logger.debug({ rpc, code: 'OK', ms: +durationMs.toFixed(1) }, 'rpc');
               }
@@ -148,6 +155,7 @@ export function unaryService<S>(
               const ms = +durationMs.toFixed(1);
               const code = status[wire.code ?? status.INTERNAL];
               onCallEnd?.({ service: serviceName, method: wireMethod, code, durationMs });
+              if (span) endRpcSpan(span, wire.code ?? status.INTERNAL, 'server', code);
               if (translated && translated !== error)
                 logger.warn({ rpc, code, ms, err: error }, 'rpc failed');
               else if (expected) logger.info({ rpc, code, ms, detail: wire.details }, 'rpc failed');

@@ -1,3 +1,4 @@
+import { trace } from '@opentelemetry/api';
 import pino, { type Logger, type LevelWithSilent } from 'pino';
 import type PinoPretty from 'pino-pretty';
 import { currentContext } from './context';
@@ -13,8 +14,9 @@ export interface LoggerOptions {
 }
 
 /**
- * pino logger. Every line logged while serving a request carries its `requestId` (taken from the
- * async request context, so no code has to pass a child logger around). Secrets never reach the
+ * pino logger. Every line logged while serving a request carries its `requestId` and, when the
+ * request is traced, its `trace_id` and the current `span_id` (taken from the async request
+ * context, so no code has to pass a child logger around). Secrets never reach the
  * output: the redact list covers the fields that could hold them.
  */
 export function createLogger(options: LoggerOptions): Logger {
@@ -24,7 +26,11 @@ export function createLogger(options: LoggerOptions): Logger {
     timestamp: pino.stdTimeFunctions.isoTime,
     mixin() {
       const context = currentContext();
-      return context ? { requestId: context.requestId } : {};
+      if (!context) return {};
+      const span = context.trace && trace.getSpanContext(context.trace);
+      return span
+        ? { requestId: context.requestId, trace_id: span.traceId, span_id: span.spanId }
+        : { requestId: context.requestId };
     },
     redact: {
       paths: [

@@ -4,6 +4,7 @@ import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'exp
 import { REQUEST_ID_KEY, requestIdOrNew, runWithContext } from '@repo/service-kit/context';
 import { fieldViolationsOf, isServiceError } from '@repo/service-kit/errors';
 import type { Logger } from '@repo/service-kit/logger';
+import { SpanStatusCode, startServerSpan, type Span } from '@repo/service-kit/tracing';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { backendOf } from '../backends';
 import type { Metrics } from '../metrics';
@@ -14,22 +15,60 @@ import { pathPattern, type AnyRoute } from './route';
 /** Seconds a client should wait before retrying after a 503. */
 export const RETRY_AFTER_SECONDS = 5;
 
+/** Operations endpoints: probes and scrapes every few seconds would bury the traces worth seeing. */
+const UNTRACED_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
+
 /**
  * X-Request-Id: the caller's when well-formed (1-128 of [A-Za-z0-9._:-]), otherwise a new UUID;
  * echoed on the response, put in the async context (so every log line and every gRPC call of the
  * request carries it).
+ *
+ * When tracing is on, the request's SERVER span starts here (continuing the caller's
+ * `traceparent`, if any), named `METHOD /route/pattern` once the route is known, and its trace id
+ * is answered as X-Trace-Id next to X-Request-Id (the span carries the request id as `request.id`),
+ * so either finds the other.
  */
 export const requestContext: RequestHandler = (req, res, next) => {
   const requestId = requestIdOrNew(req.headers[REQUEST_ID_KEY]);
   res.setHeader('X-Request-Id', requestId);
+  const traced = UNTRACED_PATHS.has(req.path)
+    ? undefined
+    : startServerSpan(req.method, req.headers);
+  if (traced) res.setHeader('X-Trace-Id', traced.span.spanContext().traceId);
+  const span = traced?.span.isRecording() ? traced.span : undefined;
+  span?.setAttributes({
+    'http.request.method': req.method,
+    'url.path': req.path,
+    'url.scheme': req.protocol,
+    'request.id': requestId,
+  });
   // A client that goes away before its answer cancels the backend calls made for it (the gRPC
   // client wrapper listens to this signal), so no service keeps working for nobody.
   const controller = new AbortController();
   res.once('close', () => {
     if (!res.writableFinished) controller.abort();
+    if (span) endHttpSpan(span, req, res);
   });
-  runWithContext({ requestId, signal: controller.signal }, next);
+  runWithContext({ requestId, signal: controller.signal, trace: traced?.context }, next);
 };
+
+/** Names the span after the route pattern and records the outcome (OpenTelemetry's HTTP conventions). */
+function endHttpSpan(span: Span, req: Request, res: Response): void {
+  const route = routeLabel(req, res);
+  if (route !== 'unmatched') {
+    span.updateName(`${req.method} ${route}`);
+    span.setAttribute('http.route', route);
+  }
+  if (res.writableFinished) {
+    span.setAttribute('http.response.status_code', res.statusCode);
+    if (res.statusCode >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+  } else {
+    // The client left before its answer was complete.
+    span.setAttribute('error.type', 'aborted');
+    span.setStatus({ code: SpanStatusCode.ERROR, message: 'the client closed the connection' });
+  }
+  span.end();
+}
 
 /**
  * Runs middlewares that finish synchronously (or hand `next` on, as `requestContext` does) one after

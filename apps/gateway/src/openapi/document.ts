@@ -48,6 +48,12 @@ const HEADERS: Record<string, JsonSchema> = {
     required: true,
     schema: { type: 'string', pattern: '^[A-Za-z0-9._:-]{1,128}$' },
   },
+  'X-Trace-Id': {
+    description:
+      "The request's trace id (32 hex digits) while tracing is on: find the trace in the tracing " +
+      "backend (if it was sampled) and the request's log lines, in every service, by it.",
+    schema: { type: 'string', pattern: '^[0-9a-f]{32}$' },
+  },
   RateLimit: {
     description:
       "This client's budget in the current window (IETF draft-7 `RateLimit`): " +
@@ -84,6 +90,7 @@ const header = (name: keyof typeof HEADERS) => ({ $ref: `#/components/headers/${
 /** The headers of every answer under /v1, and of every operations endpoint. */
 const API_HEADERS = {
   'X-Request-Id': header('X-Request-Id'),
+  'X-Trace-Id': header('X-Trace-Id'),
   RateLimit: header('RateLimit'),
   'RateLimit-Policy': header('RateLimit-Policy'),
 };

@@ -1,0 +1,188 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { gunzipSync } from 'node:zlib';
+import type { RunningSystem } from '@repo/system/system';
+import { KEYBOARD, api, signUp, startTestSystem } from './system';
+
+/** One span as OTLP/JSON has it, with the service that sent it. */
+interface ReceivedSpan {
+  service: string;
+  traceId: string;
+  spanId: string;
+  parentSpanId: string;
+  name: string;
+  kind: number;
+  attributes: Record<string, unknown>;
+}
+
+const SPAN_KIND = { SERVER: 2, CLIENT: 3 } as const;
+
+type AnyValue = { stringValue?: string; intValue?: string | number; boolValue?: boolean };
+const valueOf = (value: AnyValue): unknown =>
+  value.stringValue ?? (value.intValue === undefined ? value.boolValue : Number(value.intValue));
+const attributesOf = (list: { key: string; value: AnyValue }[] = []) =>
+  Object.fromEntries(list.map(({ key, value }) => [key, valueOf(value)]));
+
+/**
+ * A real OTLP/HTTP trace receiver: `POST /v1/traces` with the JSON encoding (what the apps' exporter
+ * sends), answering as a collector does. Keeps every span it is sent.
+ */
+async function startReceiver(): Promise<{ url: string; spans: ReceivedSpan[]; server: Server }> {
+  const spans: ReceivedSpan[] = [];
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      if (req.method !== 'POST' || req.url !== '/v1/traces') {
+        res.writeHead(404).end();
+        return;
+      }
+      let body = Buffer.concat(chunks);
+      if (req.headers['content-encoding'] === 'gzip') body = gunzipSync(body);
+      const request = JSON.parse(body.toString('utf8')) as {
+        resourceSpans: {
+          resource: { attributes: { key: string; value: AnyValue }[] };
+          scopeSpans: {
+            spans: (Omit<ReceivedSpan, 'service' | 'attributes'> & {
+              attributes?: { key: string; value: AnyValue }[];
+            })[];
+          }[];
+        }[];
+      };
+      for (const resourceSpans of request.resourceSpans) {
+        const service = String(attributesOf(resourceSpans.resource.attributes)['service.name']);
+        for (const scope of resourceSpans.scopeSpans) {
+          for (const span of scope.spans) {
+            spans.push({ ...span, service, attributes: attributesOf(span.attributes) });
+          }
+        }
+      }
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end('{}');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}`, spans, server };
+}
+
+describe('tracing: one trace per request, from the gateway to PostgreSQL, exported with OTLP', () => {
+  let receiver: Awaited<ReturnType<typeof startReceiver>>;
+  let system: RunningSystem | undefined;
+  const logs: { source: string; line: Record<string, unknown> }[] = [];
+
+  beforeAll(async () => {
+    receiver = await startReceiver();
+    const tracing = {
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_TRACES_SAMPLER_ARG: '1',
+      // Every call logs a line at debug: the lines to find the trace id on.
+      LOG_LEVEL: 'debug',
+    };
+    system = await startTestSystem(tracing, {
+      env: { user: tracing, order: tracing },
+      onLog: (source, line) => {
+        try {
+          logs.push({ source: source.replace(/#\d+$/, ''), line: JSON.parse(line) });
+        } catch {
+          // not a JSON log line
+        }
+      },
+    });
+  });
+
+  afterAll(async () => {
+    await system?.stop();
+    await new Promise((resolve) => receiver?.server.close(resolve));
+  });
+
+  it('places an order: gateway, order, user and database spans in one trace, and its id in every log line', async () => {
+    const client = api(system!.gatewayUrl!);
+    const me = await signUp(client, 'tracing');
+    const requestId = `tracing-${Date.now()}`;
+    const placed = await client.post(
+      '/v1/orders',
+      { items: [{ productId: KEYBOARD, quantity: 1 }] },
+      me.token,
+      { 'X-Request-Id': requestId, 'Idempotency-Key': requestId },
+    );
+    expect(placed.status).toBe(201);
+    expect(placed.headers.get('x-request-id')).toBe(requestId);
+    const traceId = placed.headers.get('x-trace-id');
+    expect(traceId).toMatch(/^[0-9a-f]{32}$/);
+
+    // Stopping the apps exports what they still hold (the shutdown hooks flush the exporter).
+    await system!.stop();
+    system = undefined;
+
+    const trace = receiver.spans.filter((span) => span.traceId === traceId);
+    const find = (service: string, name: string, kind: number) => {
+      const found = trace.filter(
+        (span) => span.service === service && span.name === name && span.kind === kind,
+      );
+      expect({ service, name, kind, found: found.length }).toEqual({
+        service,
+        name,
+        kind,
+        found: 1,
+      });
+      return found[0]!;
+    };
+    const childrenOf = (parent: ReceivedSpan) =>
+      trace.filter((span) => span.parentSpanId === parent.spanId);
+
+    // The gateway's request span is the root, named after the route pattern, with the request id.
+    const root = find('gateway', 'POST /v1/orders', SPAN_KIND.SERVER);
+    expect(root.parentSpanId ?? '').toBe('');
+    expect(root.attributes).toMatchObject({
+      'http.request.method': 'POST',
+      'http.route': '/v1/orders',
+      'http.response.status_code': 201,
+      'request.id': requestId,
+    });
+    // gateway -> order: the client span, and the order service's server span under it.
+    const createCall = find('gateway', 'order.v1.OrderService/CreateOrder', SPAN_KIND.CLIENT);
+    expect(createCall.parentSpanId).toBe(root.spanId);
+    const createServed = find('order', 'order.v1.OrderService/CreateOrder', SPAN_KIND.SERVER);
+    expect(createServed.parentSpanId).toBe(createCall.spanId);
+    expect(createServed.attributes).toMatchObject({ 'rpc.grpc.status_code': 0 });
+    // order -> user: GetUser, and the user service's query under its server span.
+    const getUserCall = find('order', 'user.v1.UserService/GetUser', SPAN_KIND.CLIENT);
+    expect(getUserCall.parentSpanId).toBe(createServed.spanId);
+    const getUserServed = find('user', 'user.v1.UserService/GetUser', SPAN_KIND.SERVER);
+    expect(getUserServed.parentSpanId).toBe(getUserCall.spanId);
+    const userQuery = find('user', 'SELECT users', SPAN_KIND.CLIENT);
+    expect(userQuery.parentSpanId).toBe(getUserServed.spanId);
+    expect(userQuery.attributes).toMatchObject({
+      'db.system.name': 'postgresql',
+      'db.collection.name': 'users',
+    });
+    // The order's transaction, its statements under it.
+    const transaction = find('order', 'transaction', SPAN_KIND.CLIENT);
+    expect(transaction.parentSpanId).toBe(createServed.spanId);
+    const statements = childrenOf(transaction);
+    expect(statements.map((span) => span.name)).toEqual(
+      expect.arrayContaining(['INSERT orders', 'INSERT order_items', 'UPDATE products']),
+    );
+    for (const statement of statements) {
+      expect(statement.service).toBe('order');
+      expect(statement.attributes['db.system.name']).toBe('postgresql');
+    }
+    // One tree: every span but the root has its parent in the trace.
+    const ids = new Set(trace.map((span) => span.spanId));
+    expect(trace.filter((span) => span !== root && !ids.has(span.parentSpanId))).toEqual([]);
+
+    // Every log line the request caused, in all three processes, carries its trace id.
+    const lines = logs.filter(({ line }) => line.requestId === requestId);
+    expect(new Set(lines.map(({ source }) => source))).toEqual(
+      new Set(['gateway', 'order', 'user']),
+    );
+    for (const { source, line } of lines) {
+      expect({ source, msg: line.msg, trace_id: line.trace_id }).toEqual({
+        source,
+        msg: line.msg,
+        trace_id: traceId,
+      });
+      expect(line.span_id).toMatch(/^[0-9a-f]{16}$/);
+    }
+  });
+});
