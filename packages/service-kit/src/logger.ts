@@ -11,6 +11,8 @@ export interface LoggerOptions {
   level: LevelWithSilent;
   /** Human-readable, coloured output for development; JSON lines otherwise. */
   pretty: boolean;
+  /** Where JSON lines go (tests); standard output by default. */
+  destination?: pino.DestinationStream;
 }
 
 /**
@@ -60,5 +62,5 @@ export function createLogger(options: LoggerOptions): Logger {
       }),
     );
   }
-  return pino(config);
+  return options.destination ? pino(config, options.destination) : pino(config);
 }

@@ -1,0 +1,19 @@
+import { querySummary } from '../src/sql';
+
+describe('querySummary (the span name of a statement)', () => {
+  it.each([
+    ['select "id" from "users" where "id" = $1', 'SELECT users'],
+    ['insert into "orders" ("user_id") values ($1) returning "id"', 'INSERT orders'],
+    ['update "orders" set "status" = $1 where "id" = $2', 'UPDATE orders'],
+    ['delete from "users" where "id" = $1', 'DELETE users'],
+    // The main statement after a CTE, not the CTE's SELECT.
+    [
+      'with "locked" as (select "id" from "products" where "id" = any($1::uuid[]) for no key update) update "products" as "p" set "stock" = 1',
+      'UPDATE products',
+    ],
+    // No table: the operation alone.
+    ['select pg_try_advisory_xact_lock(hashtextextended($1, 0)) as "locked"', 'SELECT'],
+  ])('%s -> %s', (sql, summary) => {
+    expect(querySummary(sql).summary).toBe(summary);
+  });
+});

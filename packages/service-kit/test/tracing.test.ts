@@ -1,0 +1,101 @@
+import { Metadata } from '@grpc/grpc-js';
+import { TracerProvider } from '@opentelemetry/sdk-trace';
+import { runWithContext } from '../src/context';
+import { createLogger } from '../src/logger';
+import {
+  SlowRequestLog,
+  SpanKind,
+  injectTraceContext,
+  setupTracing,
+  startChildSpan,
+  startServerSpan,
+  withChildSpan,
+} from '../src/tracing';
+
+/** A logger whose JSON lines are kept, as the apps' loggers are made. */
+function capturingLogger() {
+  const lines: Record<string, unknown>[] = [];
+  const logger = createLogger({
+    name: 'test',
+    level: 'info',
+    pretty: false,
+    destination: { write: (line: string) => lines.push(JSON.parse(line)) },
+  });
+  return { logger, lines };
+}
+
+const TRACE_ID = '0af7651916cd43dd8448eb211c80319c';
+const CALLER_SPAN_ID = 'b7ad6b7169203331';
+const MS = String.raw`\d+\.\d ms`;
+
+describe('tracing', () => {
+  it('does nothing before it is set up (tracing off): no spans, nothing propagated', () => {
+    expect(startServerSpan('GET /x', { traceparent: `00-${TRACE_ID}-${CALLER_SPAN_ID}-01` })).toBe(
+      undefined,
+    );
+    const metadata = new Metadata();
+    injectTraceContext(undefined, metadata);
+    expect(metadata.get('traceparent')).toEqual([]);
+  });
+
+  it("continues the caller's trace, puts its ids on log lines and logs a slow request's span tree", async () => {
+    const { logger, lines } = capturingLogger();
+    // Nothing sampled (ratio 0), but with the slow-request log on every span is recorded.
+    const tracing = setupTracing(
+      { OTEL_SERVICE_NAME: 'test', OTEL_TRACES_SAMPLER_ARG: 0, TRACE_SLOW_MS: 0 },
+      logger,
+    );
+    const served = startServerSpan('GET /x', {
+      traceparent: `00-${TRACE_ID}-${CALLER_SPAN_ID}-00`,
+    })!;
+    expect(served.span.spanContext().traceId).toBe(TRACE_ID);
+    const outgoing = new Metadata();
+    await runWithContext({ requestId: 'r-1', trace: served.context }, async () => {
+      logger.info('serving');
+      await withChildSpan(
+        'transaction',
+        SpanKind.CLIENT,
+        { 'db.system.name': 'postgresql' },
+        () => {
+          startChildSpan('SELECT users', SpanKind.CLIENT, {
+            'db.system.name': 'postgresql',
+          })!.span.end();
+          return Promise.resolve();
+        },
+      );
+      const call = startChildSpan('user.v1.UserService/GetUser', SpanKind.CLIENT, {})!;
+      injectTraceContext(call.context, outgoing);
+      call.span.end();
+    });
+    served.span.end();
+    await tracing.shutdown();
+
+    const serving = lines.find((line) => line.msg === 'serving')!;
+    expect(serving).toMatchObject({
+      requestId: 'r-1',
+      trace_id: TRACE_ID,
+      span_id: served.span.spanContext().spanId,
+    });
+    // The next hop gets the trace, unsampled as the caller decided.
+    expect(String(outgoing.get('traceparent')[0])).toMatch(
+      new RegExp(`^00-${TRACE_ID}-[0-9a-f]{16}-00$`),
+    );
+    const slow = lines.filter((line) => String(line.msg).startsWith('slow: '));
+    expect(slow).toHaveLength(1);
+    expect(slow[0]!.trace_id).toBe(TRACE_ID);
+    expect(slow[0]!.msg).toMatch(
+      new RegExp(
+        `^slow: GET /x ${MS} > \\[pg transaction ${MS} > pg SELECT users ${MS}, user.v1.UserService/GetUser ${MS}\\]$`,
+      ),
+    );
+  });
+
+  it('logs nothing for a request faster than TRACE_SLOW_MS', () => {
+    const { logger, lines } = capturingLogger();
+    const provider = new TracerProvider({ spanProcessors: [new SlowRequestLog(60_000, logger)] });
+    const tracer = provider.getTracer('test');
+    const root = tracer.startSpan('GET /fast');
+    root.end();
+    expect(lines).toEqual([]);
+  });
+});
