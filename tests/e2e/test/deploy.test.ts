@@ -383,6 +383,7 @@ describe.each(APPS)('apps/%s/Dockerfile', (app) => {
         LOG_LEVEL: 'info',
         DATABASE_URL: databaseUrl,
         [`${app.toUpperCase()}_GRPC_PORT`]: String(port),
+        METRICS_PORT: '0',
         DRAIN_DELAY_MS: '0',
       };
       try {
