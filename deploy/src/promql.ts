@@ -116,16 +116,13 @@ export function metricNames(expr: string): string[] {
 }
 
 /**
- * The series names a registry exposes, as a query sees them: a histogram `x` is `x_bucket`,
- * `x_sum` and `x_count`; a summary `x` is `x`, `x_sum` and `x_count`.
+ * The series names of metrics as a query sees them: a histogram `x` is `x_bucket`, `x_sum` and
+ * `x_count`; a summary `x` is `x`, `x_sum` and `x_count`.
  */
-export async function exposedNames(registry: {
-  getMetricsAsJSON(): Promise<{ name: string; type: unknown }[]>;
-}): Promise<string[]> {
-  const metrics = await registry.getMetricsAsJSON();
+function seriesNames(metrics: { name: string; type: string }[]): string[] {
   return metrics
     .flatMap(({ name, type }) => {
-      switch (String(type)) {
+      switch (type) {
         case 'histogram':
           return [`${name}_bucket`, `${name}_sum`, `${name}_count`];
         case 'summary':
@@ -135,6 +132,54 @@ export async function exposedNames(registry: {
       }
     })
     .sort();
+}
+
+/** The series names a prom-client registry exposes. */
+export async function exposedNames(registry: {
+  getMetricsAsJSON(): Promise<{ name: string; type: unknown }[]>;
+}): Promise<string[]> {
+  const metrics = await registry.getMetricsAsJSON();
+  return seriesNames(metrics.map(({ name, type }) => ({ name, type: String(type) })));
+}
+
+/** The series names of a scrape (the text format's `# TYPE name type` lines). */
+export function exposedInScrape(text: string): string[] {
+  return seriesNames(
+    [...text.matchAll(/^# TYPE (\S+) (\w+)$/gm)].map(([, name, type]) => ({
+      name: name!,
+      type: type!,
+    })),
+  );
+}
+
+/**
+ * The metric names of `expressions` that the apps do not expose, one line each: a name a selector
+ * reads from some job (`x{job="user"}`, `x{job=~"user|order"}`) must be exposed by each of them; a
+ * name read from no job in particular, by one app at least. Recorded rules' names, Prometheus's own
+ * series and the events metrics still to come are known without being exposed.
+ */
+export function unknownMetricNames(
+  expressions: Expression[],
+  exposed: Record<string, string[]>,
+  recorded: string[],
+): string[] {
+  const known = new Set([...recorded, ...PROMETHEUS_SERIES, ...EVENTS_METRICS_NOT_YET_EXPOSED]);
+  return expressions.flatMap(({ where, expr }) =>
+    metricNames(expr).flatMap((name) => {
+      if (known.has(name)) return [];
+      const jobs = jobsOf(expr, name);
+      const missing = (jobs ?? Object.keys(exposed)).filter((job) => !exposed[job]?.includes(name));
+      if (jobs === undefined && missing.length < Object.keys(exposed).length) return [];
+      return missing.map((job) => `${where}: ${job} exposes no ${name}`);
+    }),
+  );
+}
+
+/** The names the alert rules record (`slo:errors:ratio_rate5m`). */
+export function recordedNames(groups = ruleGroups()): string[] {
+  return groups.flatMap((group) =>
+    group.rules.flatMap((rule) => (rule.record ? [rule.record] : [])),
+  );
 }
 
 /**

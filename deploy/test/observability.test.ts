@@ -21,14 +21,16 @@ import {
   EVENTS_METRICS_NOT_YET_EXPOSED,
   OBSERVABILITY_DIR,
   PROMETHEUS_DIR,
-  PROMETHEUS_SERIES,
   dashboardExpressions,
+  exposedInScrape,
   exposedNames,
   jobsOf,
   metricNames,
   promtool,
+  recordedNames,
   ruleExpressions,
   ruleGroups,
+  unknownMetricNames,
   type Expression,
 } from '../src/promql';
 
@@ -62,24 +64,8 @@ async function exposedByApp(): Promise<Record<string, string[]>> {
 }
 
 const expressions = [...dashboardExpressions(), ...ruleExpressions()];
-const recorded = ruleGroups().flatMap((group) =>
-  group.rules.flatMap((rule) => (rule.record ? [rule.record] : [])),
-);
-
-/** The names of `expression` that `exposed` (by app) does not account for, one line each. */
-function unknownNames(list: Expression[], exposed: Record<string, string[]>): string[] {
-  const known = new Set([...recorded, ...PROMETHEUS_SERIES, ...EVENTS_METRICS_NOT_YET_EXPOSED]);
-  return list.flatMap(({ where, expr }) =>
-    metricNames(expr).flatMap((name) => {
-      if (known.has(name)) return [];
-      const jobs = jobsOf(expr, name) ?? Object.keys(exposed);
-      const missing = jobs.filter((job) => !exposed[job]?.includes(name));
-      // With no job named, one app exposing it is enough (e.g. summed over every job).
-      if (jobsOf(expr, name) === undefined && missing.length < jobs.length) return [];
-      return missing.map((job) => `${where}: ${job} exposes no ${name}`);
-    }),
-  );
-}
+const unknownNames = (list: Expression[], exposed: Record<string, string[]>) =>
+  unknownMetricNames(list, exposed, recordedNames());
 
 describe('alert rules (observability/prometheus/alerts.yml)', () => {
   it('pass promtool check rules', () => {
@@ -239,6 +225,14 @@ describe('every PromQL expression of the dashboards and rules', () => {
     expect(EVENTS_METRICS_NOT_YET_EXPOSED.filter((name) => exposed.includes(name))).toEqual([]);
     const used = new Set(expressions.flatMap(({ expr }) => metricNames(expr)));
     expect(EVENTS_METRICS_NOT_YET_EXPOSED.filter((name) => !used.has(name))).toEqual([]);
+  });
+
+  it('a scrape names the same series as the registry it comes from', async () => {
+    const { registry } = createMetrics();
+    expect(exposedInScrape(await registry.metrics())).toEqual(await exposedNames(registry));
+    expect(exposedInScrape(await registry.metrics())).toContain(
+      'http_request_duration_seconds_bucket',
+    );
   });
 
   it('metricNames finds the metrics, not functions, labels, durations or numbers', () => {
