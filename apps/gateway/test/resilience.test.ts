@@ -13,6 +13,7 @@ describe('when the order service stops', () => {
     const env = {
       ...(JSON.parse(process.env.TEST_ORDER_ENV!) as Record<string, string>),
       ORDER_GRPC_PORT: String(port),
+      METRICS_PORT: '0',
     };
     order = new AppProcess('order', port, env, () => undefined, 30_000);
     await order.start();

@@ -1,11 +1,18 @@
 // Composition root of the order service: config -> logger -> database -> repository and user
-// client -> gRPC server.
+// client -> gRPC server, and its metrics on a port of their own.
 import { resolve } from 'node:path';
 import { UserServiceClient } from '@repo/contracts/user/v1';
 import { provisionDatabase } from '@repo/database/provision';
 import { createServiceClient } from '@repo/service-kit/grpc-client';
 import { drainDelayMs } from '@repo/service-kit/config';
 import { createLogger } from '@repo/service-kit/logger';
+import {
+  createRegistry,
+  dbPoolMetrics,
+  grpcClientMetrics,
+  grpcServerMetrics,
+  startMetricsServer,
+} from '@repo/service-kit/metrics';
 import { onShutdownSignal } from '@repo/service-kit/shutdown';
 import { exitOnStartupError } from '@repo/service-kit/startup';
 import { setupTracing } from '@repo/service-kit/tracing';
@@ -38,19 +45,28 @@ async function main(): Promise<void> {
     connectionString: database.url,
     poolSize: config.DATABASE_POOL_SIZE,
   });
+  const registry = createRegistry();
+  dbPoolMetrics(registry, () => db.poolStats());
   const userClient = createServiceClient(UserServiceClient, config.USER_SERVICE_ADDR, {
     deadlineMs: config.USER_SERVICE_DEADLINE_MS,
+    ...grpcClientMetrics(registry).hooks('user'),
   });
   const server = createOrderServer({
     repository: new PrismaOrderRepository(db),
     users: new GrpcUserDirectory(userClient),
     logger,
     healthCheckIntervalMs: config.HEALTH_CHECK_INTERVAL_MS,
+    onCallEnd: grpcServerMetrics(registry, 'order'),
+  });
+  const metricsServer = await startMetricsServer(registry, {
+    host: config.ORDER_GRPC_HOST,
+    port: config.METRICS_PORT,
   });
 
   onShutdownSignal(
     async () => {
       await server.stop(config.SHUTDOWN_GRACE_MS, drainDelayMs(config));
+      await metricsServer.close();
       userClient.close();
       await db.close();
       await database.stop();
@@ -63,6 +79,7 @@ async function main(): Promise<void> {
   logger.info(
     {
       port,
+      metricsPort: metricsServer.port,
       userService: config.USER_SERVICE_ADDR,
       database: database.embedded
         ? `embedded (${resolve(appDir, config.DATA_DIR)})`

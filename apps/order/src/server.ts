@@ -1,6 +1,6 @@
 import { OrderServiceService, type OrderServiceServer } from '@repo/contracts/order/v1';
 import { translateDatabaseError } from '@repo/database/errors';
-import { unaryService } from '@repo/service-kit/grpc-server';
+import { unaryService, type UnaryServiceOptions } from '@repo/service-kit/grpc-server';
 import { createServiceHost, type ServiceHost } from '@repo/service-kit/service-host';
 import type { Logger } from '@repo/service-kit/logger';
 import { Catalog, Orders } from './domain/orders';
@@ -14,6 +14,8 @@ export interface OrderServerOptions {
   users: UserDirectory;
   logger: Logger;
   healthCheckIntervalMs: number;
+  /** Told about every finished call: for metrics (grpcServerMetrics in @repo/service-kit/metrics). */
+  onCallEnd?: UnaryServiceOptions['onCallEnd'];
 }
 
 export type OrderServer = ServiceHost;
@@ -31,6 +33,7 @@ export function createOrderServer(options: OrderServerOptions): OrderServer {
       {
         logger: options.logger,
         translateError: translateDatabaseError,
+        onCallEnd: options.onCallEnd,
       },
     ),
     logger: options.logger,

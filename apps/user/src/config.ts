@@ -8,6 +8,8 @@ export const configSchema = z.object({
   ...tracingEnv('user'),
   USER_GRPC_HOST: z.string().min(1).default('0.0.0.0'),
   USER_GRPC_PORT: env.port(50051),
+  /** Prometheus `/metrics` on a port of its own (on USER_GRPC_HOST); 0 picks a free one. */
+  METRICS_PORT: env.port(9101),
   /** Password hashes computed at once (scrypt runs on libuv's pool of 4 threads): about the cores. */
   HASH_CONCURRENCY: z.coerce
     .number()

@@ -1,8 +1,15 @@
-// Composition root of the user service: config -> logger -> database -> repository -> gRPC server.
+// Composition root of the user service: config -> logger -> database -> repository -> gRPC server,
+// and its metrics on a port of their own.
 import { resolve } from 'node:path';
 import { provisionDatabase } from '@repo/database/provision';
 import { drainDelayMs } from '@repo/service-kit/config';
 import { createLogger } from '@repo/service-kit/logger';
+import {
+  createRegistry,
+  dbPoolMetrics,
+  grpcServerMetrics,
+  startMetricsServer,
+} from '@repo/service-kit/metrics';
 import { onShutdownSignal } from '@repo/service-kit/shutdown';
 import { exitOnStartupError } from '@repo/service-kit/startup';
 import { setupTracing } from '@repo/service-kit/tracing';
@@ -34,20 +41,28 @@ async function main(): Promise<void> {
     connectionString: database.url,
     poolSize: config.DATABASE_POOL_SIZE,
   });
+  const registry = createRegistry();
+  dbPoolMetrics(registry, () => db.poolStats());
   const server = createUserServer({
     repository: new PrismaUserRepository(db),
     logger,
     healthCheckIntervalMs: config.HEALTH_CHECK_INTERVAL_MS,
+    onCallEnd: grpcServerMetrics(registry, 'user'),
     hashing: {
       concurrency: config.HASH_CONCURRENCY,
       maxQueued: config.HASH_QUEUE_MAX,
       maxWaitMs: config.HASH_QUEUE_WAIT_MAX_MS,
     },
   });
+  const metricsServer = await startMetricsServer(registry, {
+    host: config.USER_GRPC_HOST,
+    port: config.METRICS_PORT,
+  });
 
   onShutdownSignal(
     async () => {
       await server.stop(config.SHUTDOWN_GRACE_MS, drainDelayMs(config));
+      await metricsServer.close();
       await db.close();
       await database.stop();
       await tracing.shutdown();
@@ -59,6 +74,7 @@ async function main(): Promise<void> {
   logger.info(
     {
       port,
+      metricsPort: metricsServer.port,
       database: database.embedded
         ? `embedded (${resolve(appDir, config.DATA_DIR)})`
         : 'DATABASE_URL',

@@ -1,6 +1,6 @@
 import { UserServiceService, type UserServiceServer } from '@repo/contracts/user/v1';
 import { BoundedQueue, type BoundedQueueOptions } from '@repo/service-kit/bounded-queue';
-import { unaryService } from '@repo/service-kit/grpc-server';
+import { unaryService, type UnaryServiceOptions } from '@repo/service-kit/grpc-server';
 import { createServiceHost, type ServiceHost } from '@repo/service-kit/service-host';
 import { translateDatabaseError } from '@repo/database/errors';
 import type { Logger } from '@repo/service-kit/logger';
@@ -14,6 +14,8 @@ export interface UserServerOptions {
   repository: UserRepository;
   logger: Logger;
   healthCheckIntervalMs: number;
+  /** Told about every finished call: for metrics (grpcServerMetrics in @repo/service-kit/metrics). */
+  onCallEnd?: UnaryServiceOptions['onCallEnd'];
   /** Password hashing's concurrency and queue bounds (defaults: DEFAULT_HASHING). */
   hashing?: Partial<Pick<BoundedQueueOptions, 'concurrency' | 'maxQueued' | 'maxWaitMs'>>;
 }
@@ -31,6 +33,7 @@ export function createUserServer(options: UserServerOptions): UserServer {
     implementation: unaryService<UserServiceServer>(SERVICE_NAME, userServiceHandlers(users), {
       logger: options.logger,
       translateError: translateDatabaseError,
+      onCallEnd: options.onCallEnd,
     }),
     logger: options.logger,
     // Health follows the database: NOT_SERVING while it is unreachable, SERVING when it is back.

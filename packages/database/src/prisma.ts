@@ -1,5 +1,6 @@
 import { PrismaPg } from '@prisma/adapter-pg';
 import { Pool } from 'pg';
+import type { PoolStats } from '@repo/service-kit/metrics';
 
 export interface DatabaseOptions {
   connectionString: string;
@@ -16,6 +17,8 @@ export interface DatabaseOptions {
 export interface PrismaDatabase<C> {
   prisma: C;
   pool: Pool;
+  /** The pool's connections now (for the db_pool_* gauges, read when scraped). */
+  poolStats(): PoolStats;
   close(): Promise<void>;
 }
 
@@ -38,6 +41,11 @@ export function createPrismaDatabase<C extends { $disconnect(): Promise<void> }>
   return {
     prisma,
     pool,
+    poolStats: () => ({
+      inUse: pool.totalCount - pool.idleCount,
+      idle: pool.idleCount,
+      waiting: pool.waitingCount,
+    }),
     async close() {
       await prisma.$disconnect();
       await pool.end();

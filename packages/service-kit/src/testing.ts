@@ -1,4 +1,5 @@
 /** Helpers for tests of services built with the kit. */
+import { spawn } from 'node:child_process';
 
 /**
  * Re-evaluates `probe` until it returns `expected` (deep-equal by JSON) or `timeoutMs` passes;
@@ -40,7 +41,6 @@ export async function rejectionOf<E = Error>(promise: Promise<unknown>): Promise
  * promtool is not installed.
  */
 export async function checkMetricsWithPromtool(text: string): Promise<string> {
-  const { spawn } = await import('node:child_process');
   return new Promise((resolve, reject) => {
     const child = spawn('promtool', ['check', 'metrics'], { stdio: ['pipe', 'pipe', 'pipe'] });
     let output = '';

@@ -129,7 +129,11 @@ async function main(): Promise<void> {
   print('system', `ready in ${seconds} s`);
   print('system', `  API       ${url}/v1/products`);
   print('system', `  docs      ${url}/docs`);
-  print('system', `  metrics   ${url}/metrics`);
+  for (const app of ['gateway', 'user', 'order'] as const) {
+    for (const replica of system.replicas[app]) {
+      print('system', `  metrics   ${replica.metricsUrl} (${replica.label})`);
+    }
+  }
   print('system', `  health    ${url}/readyz`);
   print('system', `  discovery ${system.discovery.dir} (the ready replicas of each service)`);
   print('system', 'Ctrl-C stops everything.');

@@ -185,6 +185,12 @@ export class AppProcess {
     return `http://127.0.0.1:${this.port}`;
   }
 
+  /** Its Prometheus metrics: the gateway's on its API port, a service's on its METRICS_PORT. */
+  get metricsUrl(): string {
+    const port = this.name === 'gateway' ? this.port : this.env.METRICS_PORT;
+    return `http://127.0.0.1:${port}/metrics`;
+  }
+
   get pid(): number | undefined {
     return this.child?.pid;
   }
@@ -476,7 +482,11 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
       ),
     ready: (process) => {
       registry.register(process.name, process.address);
-      onLog('system', `${process.label} ready on ${process.address} (pid ${process.pid})`);
+      const metrics = process.name === 'gateway' ? '' : `, metrics ${process.metricsUrl}`;
+      onLog(
+        'system',
+        `${process.label} ready on ${process.address} (pid ${process.pid})${metrics}`,
+      );
       options.onReady?.(process);
     },
     stopping: async (process, signal) => {
@@ -495,7 +505,8 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
    * the start (so a stop meanwhile stops it too), right after `after` if given; if it does not
    * start, it is stopped and unlisted. A service's replica gets the configured port when no
    * replica has it (not even a stopped one, which may start again on it), otherwise a free one; a
-   * gateway's gets the shared port.
+   * gateway's gets the shared port. Each service replica serves its metrics on a free port of its
+   * own (METRICS_PORT): replicas run side by side on one host.
    */
   const launch = async (
     app: AppName,
@@ -505,12 +516,20 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     options.signal?.throwIfAborted();
     const taken = replicas[app].some((other) => other.port === ports[app]);
     const port = app === 'gateway' || !taken ? ports[app] : await freePort();
+    const metrics: Record<string, string> =
+      app === 'gateway' ? {} : { METRICS_PORT: String(await freePort()) };
     if (stopping) throw new SystemError(`the system is stopping: no ${app} replica starts`);
     const label = ++started[app] === 1 ? app : (`${app}#${started[app]}` as const);
     const process = new AppProcess(
       app,
       port,
-      { ...envs[app], ...options.env?.[app], ...env, [PORT_VARIABLE[app]]: String(port) },
+      {
+        ...envs[app],
+        ...options.env?.[app],
+        ...env,
+        [PORT_VARIABLE[app]]: String(port),
+        ...metrics,
+      },
       onLog,
       readyTimeoutMs,
       options.nodeArgs?.[app],
