@@ -74,6 +74,14 @@ function heapLimitsOf(image: string, context: Context) {
 
 const PROBES = ['liveness', 'readiness', 'startup'] as const;
 
+/** Where Prometheus and the OpenTelemetry Collector run, as allowedConnections names them. */
+export const PROMETHEUS =
+  'namespace kubernetes.io/metadata.name=monitoring pods app.kubernetes.io/name=prometheus';
+export const COLLECTOR_NAMESPACE = 'observability';
+export const COLLECTOR = `namespace kubernetes.io/metadata.name=${COLLECTOR_NAMESPACE} pods app.kubernetes.io/name=opentelemetry-collector`;
+/** OTLP/gRPC and OTLP/HTTP (the apps' exporter). */
+const OTLP_PORTS = [4317, 4318];
+
 export const invariants: Record<string, Invariant> = {
   'every namespaced object is in the namespace, which enforces the restricted Pod Security Standard':
     (objects) => {
@@ -408,6 +416,52 @@ export const invariants: Record<string, Invariant> = {
       return problems;
     }),
 
+  'every app is scraped by Prometheus on the port it serves /metrics on; its spans go to the collector the network lets it reach':
+    (objects, context) =>
+      deploymentWorkloads(objects).flatMap((workload) => {
+        const where = `Deployment/${workload.name}`;
+        const problems: string[] = [];
+        const { annotations } = workload;
+        if (annotations['prometheus.io/scrape'] !== 'true')
+          problems.push(`${where}: no prometheus.io/scrape: "true" annotation`);
+        if (annotations['prometheus.io/path'] !== '/metrics')
+          problems.push(`${where}: prometheus.io/path is not /metrics`);
+        const port = Number(annotations['prometheus.io/port']);
+        const container = workload.pod.containers[0]!;
+        const config = parsedConfig(objects, workload, context);
+        // A gRPC app serves /metrics on a port of its own (METRICS_PORT), declared as `metrics`;
+        // an HTTP app on its API port.
+        const expected =
+          grpcPort(container) === undefined
+            ? container.ports?.find((candidate) => candidate.name === 'http')?.containerPort
+            : container.ports?.find((candidate) => candidate.name === 'metrics')?.containerPort;
+        if (expected === undefined || port !== expected)
+          problems.push(
+            `${where}: prometheus.io/port ${annotations['prometheus.io/port']} is not its ${grpcPort(container) === undefined ? 'http' : 'metrics'} container port`,
+          );
+        if (grpcPort(container) !== undefined && config && config.METRICS_PORT !== port)
+          problems.push(
+            `${where}: METRICS_PORT ${String(config.METRICS_PORT)} is not the scraped port ${port}`,
+          );
+        const endpoint = resolvedEnv(objects, workload, context).env.OTEL_EXPORTER_OTLP_ENDPOINT;
+        if (endpoint) {
+          // `http://<service>.<namespace>.svc...:<port>`: the namespace and port egress must allow.
+          const url = new URL(endpoint);
+          const namespace = url.hostname.split('.')[1];
+          const reachable = allowedConnections(objects).some(
+            (connection) =>
+              connection.startsWith(
+                `${workload.name} -> namespace kubernetes.io/metadata.name=${namespace} `,
+              ) && connection.endsWith(`:${url.port || (url.protocol === 'https:' ? 443 : 80)}`),
+          );
+          if (!reachable)
+            problems.push(
+              `${where}: OTEL_EXPORTER_OTLP_ENDPOINT ${endpoint} is not reachable through the NetworkPolicies`,
+            );
+        }
+        return problems;
+      }),
+
   'images, commands and names match docker-compose.yml': (objects, context) =>
     workloads(objects).flatMap((workload) =>
       containersOf(workload).flatMap((container) => {
@@ -448,7 +502,7 @@ export const invariants: Record<string, Invariant> = {
         )
       : [],
 
-  'network: default deny; only gateway->user, gateway->order, order->user, each service to its own database, the gateway to Redis, DNS':
+  'network: default deny; only gateway->user, gateway->order, order->user, each service to its own database, the gateway to Redis, DNS, Prometheus scraping the apps, the apps to the collector':
     (objects) => {
       const problems: string[] = [];
       const policies = objects.filter((object) => object.kind === 'NetworkPolicy') as unknown as {
@@ -500,6 +554,28 @@ export const invariants: Record<string, Invariant> = {
       if (JSON.stringify(apps) !== JSON.stringify(expectedApps))
         problems.push(
           `the apps may call ${JSON.stringify(apps)}, expected ${JSON.stringify(expectedApps)}`,
+        );
+
+      // Prometheus: to each app's annotated metrics port, nothing else. The collector: from each
+      // app, on the OTLP ports.
+      const scrapes = take(new RegExp(`^${PROMETHEUS} -> `));
+      const expectedScrapes = deploymentWorkloads(objects)
+        .map(
+          (workload) =>
+            `${PROMETHEUS} -> ${workload.name}:${workload.annotations['prometheus.io/port']}`,
+        )
+        .sort();
+      if (JSON.stringify(scrapes) !== JSON.stringify(expectedScrapes))
+        problems.push(
+          `Prometheus may scrape ${JSON.stringify(scrapes)}, expected ${JSON.stringify(expectedScrapes)}`,
+        );
+      const otlp = take(new RegExp(` -> ${COLLECTOR}:`));
+      const expectedOtlp = deploymentWorkloads(objects)
+        .flatMap((workload) => OTLP_PORTS.map((port) => `${workload.name} -> ${COLLECTOR}:${port}`))
+        .sort();
+      if (JSON.stringify(otlp) !== JSON.stringify(expectedOtlp))
+        problems.push(
+          `the collector is reachable from ${JSON.stringify(otlp)}, expected ${JSON.stringify(expectedOtlp)}`,
         );
 
       // The public entry: the ingress controller to the gateway's HTTP port, and nothing else

@@ -11,6 +11,8 @@ export interface Workload {
   namespace: string;
   /** The labels its pods carry. */
   labels: Record<string, string>;
+  /** The annotations its pods carry (`prometheus.io/scrape`, ...). */
+  annotations: Record<string, string>;
   pod: PodSpec;
 }
 
@@ -35,6 +37,7 @@ export function workloads(objects: readonly KubeObject[]): Workload[] {
         name: object.metadata.name,
         namespace: object.metadata.namespace ?? 'default',
         labels: template.metadata?.labels ?? {},
+        annotations: template.metadata?.annotations ?? {},
         pod: template.spec,
       },
     ];

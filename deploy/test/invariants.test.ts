@@ -241,6 +241,38 @@ describe('the invariants have teeth', () => {
     ).toEqual(['Secret/gateway is in the production manifests']);
   });
 
+  it('an app not scraped, scraped on another port, or sending spans where the network does not let it, fails', () => {
+    expect(
+      problemsAfter('every app is scraped', (objects) => {
+        delete find(objects, 'Deployment', 'gateway').spec.template.metadata.annotations;
+        find(objects, 'Deployment', 'user').spec.template.metadata.annotations[
+          'prometheus.io/port'
+        ] = '50051';
+      }),
+    ).toEqual([
+      'Deployment/gateway: no prometheus.io/scrape: "true" annotation',
+      'Deployment/gateway: prometheus.io/path is not /metrics',
+      'Deployment/gateway: prometheus.io/port undefined is not its http container port',
+      'Deployment/user: METRICS_PORT 9101 is not the scraped port 50051',
+      'Deployment/user: prometheus.io/port 50051 is not its metrics container port',
+    ]);
+    expect(
+      problemsAfter(
+        'every app is scraped',
+        (objects) => {
+          const config = objects.find(
+            (object) =>
+              object.kind === 'ConfigMap' && object.metadata.name.startsWith('order-config'),
+          );
+          config.data.OTEL_EXPORTER_OTLP_ENDPOINT = 'http://collector.tracing.svc:4318';
+        },
+        'production',
+      ),
+    ).toEqual([
+      'Deployment/order: OTEL_EXPORTER_OTLP_ENDPOINT http://collector.tracing.svc:4318 is not reachable through the NetworkPolicies',
+    ]);
+  });
+
   describe('network', () => {
     const policy = (name: string, spec: object) => ({
       apiVersion: 'networking.k8s.io/v1',
@@ -300,6 +332,27 @@ describe('the invariants have teeth', () => {
         }),
       ).toEqual([
         'the apps may call ["gateway -> order:50052","gateway -> user:50051","order -> user:50051","user -> order:50052"], expected ["gateway -> order:50052","gateway -> user:50051","order -> user:50051"]',
+      ]);
+    });
+
+    it('Prometheus scraping another port, or the collector reachable from elsewhere, fails', () => {
+      expect(
+        problemsAfter('network', (objects) => {
+          find(objects, 'NetworkPolicy', 'user').spec.ingress[1].ports.push({
+            protocol: 'TCP',
+            port: 50051,
+          });
+          find(
+            objects,
+            'NetworkPolicy',
+            'allow-otlp',
+          ).spec.podSelector.matchExpressions[0].values.push('user-db');
+        }),
+      ).toEqual([
+        expect.stringMatching(
+          /^Prometheus may scrape \[.*"namespace kubernetes.io\/metadata.name=monitoring pods app.kubernetes.io\/name=prometheus -> user:50051"/,
+        ),
+        expect.stringMatching(/^the collector is reachable from \[.*"user-db -> namespace/),
       ]);
     });
 
