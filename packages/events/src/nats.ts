@@ -1,0 +1,384 @@
+import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
+import {
+  AckPolicy,
+  DeliverPolicy,
+  JetStreamApiError,
+  jetstream,
+  jetstreamManager,
+  type Consumer,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+} from '@nats-io/jetstream';
+import { decodeEnvelope, encodeEnvelope, type Envelope } from './envelope';
+import { EVENTS_PREFIX, subjectOf } from './subjects';
+import {
+  DEFAULT_ACK_WAIT_MS,
+  DEFAULT_MAX_ATTEMPTS,
+  backoffMs,
+  checkConsumerName,
+  errorMessage,
+  type DeadLetter,
+  type Delivery,
+  type Handler,
+  type PublishResult,
+  type SubscribeOptions,
+  type Subscription,
+  type Transport,
+} from './transport';
+
+/**
+ * The production transport: NATS JetStream.
+ *
+ * - One stream (default `EVENTS`) captures `events.>`, file storage, with a duplicate window: the
+ *   event id is the message id (`Nats-Msg-Id`), so a re-sent event within the window is stored once
+ *   and the publisher is told `duplicate: true`. Publishing resolves on the stream's PubAck, sent
+ *   once the message is stored.
+ * - Each consumer name is a durable pull consumer with explicit ack, `ack_wait` as configured and
+ *   `max_ack_pending = 1`: one event is outstanding at a time, so the stream's order (which the
+ *   relay keeps per aggregate) is the order of handling, and an event that failed holds back the
+ *   ones after it until it is acknowledged or dead-lettered. (Stricter than per aggregate; partition
+ *   subjects by aggregate when one consumer must go faster.) A handler that throws gets a `nak`
+ *   with the backoff as delay; one that never answers (its process died) is redelivered by the
+ *   server after `ack_wait`. The attempt is the server's delivery count.
+ * - After `maxAttempts` the event is published to the dead-letter stream (`<stream>_DEAD`,
+ *   subject `<prefix>_dead.<consumer>`, with the attempts and the error in headers) and terminated
+ *   (`term`) in the consumer. Replaying publishes it again on `<prefix>.replay.<consumer>`, which
+ *   only that consumer reads, and deletes it from the dead letters.
+ */
+export interface NatsTransportOptions {
+  /** NATS server(s), default nats://127.0.0.1:4222. */
+  servers?: string | string[];
+  /** The stream's name (default "EVENTS"). */
+  stream?: string;
+  /** Subject prefix (default "events"; tests use their own, with their own stream). */
+  prefix?: string;
+  /** The de-duplication window (default 2 minutes; longer than any relay retry gap). */
+  duplicateWindowMs?: number;
+  /** How long the stream keeps events (default 7 days). */
+  maxAgeMs?: number;
+  /** Connection name shown by the server. */
+  name?: string;
+}
+
+const nanos = (ms: number) => ms * 1_000_000;
+
+function isNotFound(error: unknown): boolean {
+  return error instanceof JetStreamApiError && error.status === 404;
+}
+
+/** The server supports several filter subjects per consumer (NATS 2.10+). */
+function supportsFilterSubjects(version: string): boolean {
+  const [major = 0, minor = 0] = version.split('.').map(Number);
+  return major > 2 || (major === 2 && minor >= 10);
+}
+
+class NatsTransport implements Transport {
+  readonly name = 'nats';
+  private readonly subscriptions = new Set<NatsSubscription>();
+  private closed = false;
+  readonly js: JetStreamClient;
+
+  constructor(
+    readonly nc: NatsConnection,
+    readonly jsm: JetStreamManager,
+    private readonly options: NatsTransportOptions,
+  ) {
+    this.js = jetstream(nc);
+  }
+
+  get stream(): string {
+    return this.options.stream ?? 'EVENTS';
+  }
+  get deadStream(): string {
+    return `${this.stream}_DEAD`;
+  }
+  get prefix(): string {
+    return this.options.prefix ?? EVENTS_PREFIX;
+  }
+  deadSubject(consumer: string): string {
+    return `${this.prefix}_dead.${consumer}`;
+  }
+  replaySubject(consumer: string): string {
+    return `${this.prefix}.replay.${consumer}`;
+  }
+
+  /** Creates the streams, or brings their settings up to date. */
+  async start(): Promise<void> {
+    const streams = [
+      {
+        name: this.stream,
+        subjects: [`${this.prefix}.>`],
+        duplicate_window: nanos(this.options.duplicateWindowMs ?? 120_000),
+        max_age: nanos(this.options.maxAgeMs ?? 7 * 24 * 3600_000),
+      },
+      {
+        name: this.deadStream,
+        subjects: [`${this.prefix}_dead.>`],
+        duplicate_window: nanos(this.options.duplicateWindowMs ?? 120_000),
+        max_age: 0,
+      },
+    ];
+    for (const config of streams) {
+      try {
+        await this.jsm.streams.info(config.name);
+        await this.jsm.streams.update(config.name, config);
+      } catch (error) {
+        if (!isNotFound(error)) throw error;
+        try {
+          await this.jsm.streams.add(config);
+        } catch (addError) {
+          // Another process created it at the same moment.
+          await this.jsm.streams.info(config.name).catch(() => {
+            throw addError;
+          });
+        }
+      }
+    }
+  }
+
+  async publish(envelope: Envelope): Promise<PublishResult> {
+    const subject = subjectOf(envelope.type, this.prefix);
+    const ack = await this.js.publish(subject, encodeEnvelope(envelope), {
+      msgID: envelope.id,
+      headers: traceHeaders(envelope),
+    });
+    return { duplicate: ack.duplicate };
+  }
+
+  async subscribe(
+    consumer: string,
+    subjects: readonly string[],
+    handler: Handler,
+    options: SubscribeOptions = {},
+  ): Promise<Subscription> {
+    checkConsumerName(consumer);
+    if (subjects.length === 0) throw new Error('subscribe needs at least one subject');
+    const wanted = new Set([...subjects, this.replaySubject(consumer)]);
+    const ackWaitMs = options.ackWaitMs ?? DEFAULT_ACK_WAIT_MS;
+    // NATS 2.9 (the CI machines) takes one filter subject per consumer: there the consumer reads the
+    // whole stream and skips (acknowledges) what it did not subscribe to.
+    const filter = supportsFilterSubjects(this.nc.info?.version ?? '0')
+      ? { filter_subjects: [...wanted] }
+      : { filter_subject: `${this.prefix}.>` };
+    try {
+      await this.jsm.consumers.info(this.stream, consumer);
+    } catch (error) {
+      if (!isNotFound(error)) throw error;
+      await this.jsm.consumers.add(this.stream, {
+        durable_name: consumer,
+        ack_policy: AckPolicy.Explicit,
+        deliver_policy: DeliverPolicy.All,
+        ack_wait: nanos(ackWaitMs),
+        max_ack_pending: 1,
+        max_deliver: -1, // dead-lettering is ours, at maxAttempts (see handle)
+        ...filter,
+      });
+    }
+    const subscription = new NatsSubscription(
+      this,
+      await this.js.consumers.get(this.stream, consumer),
+      consumer,
+      wanted,
+      handler,
+      options,
+    );
+    this.subscriptions.add(subscription);
+    subscription.start();
+    return {
+      stop: async () => {
+        await subscription.stop();
+        this.subscriptions.delete(subscription);
+      },
+    };
+  }
+
+  async deadLetters(consumer: string): Promise<DeadLetter[]> {
+    return (await this.deadMessages(consumer)).map(({ deadLetter }) => deadLetter);
+  }
+
+  private async deadMessages(consumer: string): Promise<{ seq: number; deadLetter: DeadLetter }[]> {
+    const found: { seq: number; deadLetter: DeadLetter }[] = [];
+    const subject = this.deadSubject(consumer);
+    // Dead letters are few: read the dead-letter stream's range and keep this consumer's.
+    const { state } = await this.jsm.streams.info(this.deadStream);
+    for (let seq = state.first_seq; state.messages > 0 && seq <= state.last_seq; seq++) {
+      let message;
+      try {
+        message = await this.jsm.streams.getMessage(this.deadStream, { seq });
+      } catch (error) {
+        if (isNotFound(error)) continue; // deleted (replayed)
+        throw error;
+      }
+      if (!message || message.subject !== subject) continue;
+      found.push({
+        seq: message.seq,
+        deadLetter: {
+          consumer,
+          envelope: decodeEnvelope(message.data),
+          subject: message.header.get('Events-Subject'),
+          attempts: Number(message.header.get('Events-Attempts')),
+          error: message.header.get('Events-Error'),
+          deadAt: message.time,
+        },
+      });
+    }
+    return found;
+  }
+
+  async replayDeadLetter(consumer: string, eventId: string): Promise<void> {
+    const dead = (await this.deadMessages(consumer)).find(
+      ({ deadLetter }) => deadLetter.envelope.id === eventId,
+    );
+    if (!dead)
+      throw new Error(`consumer "${consumer}" has no dead letter with event id ${eventId}`);
+    await this.js.publish(this.replaySubject(consumer), encodeEnvelope(dead.deadLetter.envelope), {
+      msgID: `replay:${consumer}:${dead.seq}`,
+      headers: traceHeaders(dead.deadLetter.envelope),
+    });
+    await this.jsm.streams.deleteMessage(this.deadStream, dead.seq, false);
+  }
+
+  async deadLetter(consumer: string, message: JsMsg, deadLetter: DeadLetter): Promise<void> {
+    const h = headers();
+    h.set('Events-Consumer', consumer);
+    h.set('Events-Subject', deadLetter.subject);
+    h.set('Events-Attempts', String(deadLetter.attempts));
+    h.set('Events-Error', deadLetter.error.replace(/[\r\n]+/g, ' ').slice(0, 1000));
+    await this.js.publish(this.deadSubject(consumer), encodeEnvelope(deadLetter.envelope), {
+      msgID: `${consumer}:${message.seq}`,
+      headers: h,
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const subscription of this.subscriptions) subscription.abandon();
+    this.subscriptions.clear();
+    await this.nc.close();
+  }
+}
+
+function traceHeaders(envelope: Envelope) {
+  const h = headers();
+  h.set('Events-Type', envelope.type);
+  h.set('Events-Aggregate-Id', envelope.aggregateId);
+  if (envelope.traceparent) h.set('traceparent', envelope.traceparent);
+  if (envelope.tracestate) h.set('tracestate', envelope.tracestate);
+  return h;
+}
+
+class NatsSubscription {
+  private stopped = false;
+  /** Stopped at once by close(): nothing more is acknowledged or put back. */
+  private abandoned = false;
+  private loop: Promise<void> | undefined;
+  private readonly maxAttempts: number;
+
+  constructor(
+    private readonly transport: NatsTransport,
+    private readonly consumer: Consumer,
+    private readonly name: string,
+    private readonly wanted: ReadonlySet<string>,
+    private readonly handler: Handler,
+    private readonly options: SubscribeOptions,
+  ) {
+    this.maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+  }
+
+  start(): void {
+    this.loop = this.run();
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      let message: JsMsg | null;
+      try {
+        message = await this.consumer.next({ expires: 1000 });
+      } catch {
+        if (this.stopped) return;
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        continue;
+      }
+      if (!message || this.stopped) continue;
+      await this.handle(message).catch(() => undefined); // not acknowledged: redelivered
+    }
+  }
+
+  private async handle(message: JsMsg): Promise<void> {
+    if (!this.wanted.has(message.subject)) {
+      await message.ackAck(); // another consumer's replay, or a subject not ours (NATS 2.9)
+      return;
+    }
+    const envelope = decodeEnvelope(message.data);
+    const delivery: Delivery = {
+      envelope,
+      subject: message.subject.startsWith(`${this.transport.prefix}.replay.`)
+        ? subjectOf(envelope.type, this.transport.prefix)
+        : message.subject,
+      attempt: message.info.deliveryCount,
+    };
+    try {
+      await this.handler(delivery);
+    } catch (error) {
+      if (this.abandoned) return;
+      this.options.onError?.(error, delivery);
+      if (delivery.attempt >= this.maxAttempts) {
+        const deadLetter: DeadLetter = {
+          consumer: this.name,
+          envelope,
+          subject: delivery.subject,
+          attempts: delivery.attempt,
+          error: errorMessage(error),
+          deadAt: new Date(),
+        };
+        // Stored in the dead letters before it leaves the consumer: a crash in between
+        // dead-letters it twice (de-duplicated by message id), never zero times.
+        await this.transport.deadLetter(this.name, message, deadLetter);
+        // No reason text: NATS 2.9 ignores a `+TERM` that carries one.
+        message.term();
+        this.options.onDeadLetter?.(deadLetter);
+        return;
+      }
+      message.nak(backoffMs(delivery.attempt, this.options.backoff));
+      return;
+    }
+    if (this.abandoned) return;
+    await message.ackAck();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.loop;
+  }
+
+  abandon(): void {
+    this.stopped = true;
+    this.abandoned = true;
+  }
+}
+
+/** Connects to NATS and makes sure the event streams exist. */
+export async function createNatsTransport(
+  options: NatsTransportOptions = {},
+): Promise<Transport & { readonly nc: NatsConnection; readonly jsm: JetStreamManager }> {
+  const servers = options.servers ?? 'nats://127.0.0.1:4222';
+  let nc: NatsConnection;
+  try {
+    nc = await connect({ servers, name: options.name ?? 'events', maxReconnectAttempts: -1 });
+  } catch (error) {
+    throw new Error(
+      `cannot reach NATS at ${String(servers)} (${errorMessage(error)}): start a nats-server with JetStream (-js)`,
+      { cause: error },
+    );
+  }
+  try {
+    const transport = new NatsTransport(nc, await jetstreamManager(nc), options);
+    await transport.start();
+    return transport;
+  } catch (error) {
+    await nc.close().catch(() => undefined);
+    throw error;
+  }
+}

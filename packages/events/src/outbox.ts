@@ -1,0 +1,125 @@
+import type { Envelope } from './envelope';
+
+/** A statement runner: a pg Pool, or the client of a transaction (`inTransaction`'s `client`). */
+export interface Queryable {
+  query(text: string, values?: unknown[]): Promise<{ rows: unknown[]; rowCount: number | null }>;
+}
+
+/** The NOTIFY channel the outbox trigger signals and the relay listens on. */
+export const OUTBOX_CHANNEL = 'outbox';
+
+/**
+ * The outbox table and its trigger, as a Prisma migration (`migration.sql`) for a service to copy
+ * into `apps/<service>/prisma/migrations/<timestamp>_outbox/`, with the models `outboxModels`
+ * gives added to its schema.prisma (so later `prisma migrate diff`s do not drop the tables).
+ *
+ * - `position` orders the whole outbox; since a service writes an aggregate's event in the
+ *   transaction that changed (and so locked) the aggregate, positions follow each aggregate's
+ *   commit order, which the relay keeps when publishing. It becomes the envelope's `sequence`.
+ * - `sent_at` is set by the relay once the broker confirmed; unsent rows are found through a
+ *   partial index, so sent rows cost nothing until the relay deletes them (after `retainSentMs`).
+ * - The trigger NOTIFYs `outbox` once per inserting statement; PostgreSQL delivers it at COMMIT
+ *   (never for a rolled-back transaction), which is what wakes the relay.
+ */
+export function outboxMigrationSql(): string {
+  return `-- The transactional outbox (packages/events): events written in the same transaction as the change.
+CREATE TABLE "outbox" (
+    "position" BIGSERIAL NOT NULL,
+    "event_id" TEXT NOT NULL,
+    "type" TEXT NOT NULL,
+    "aggregate_id" TEXT NOT NULL,
+    "occurred_at" TIMESTAMPTZ(3) NOT NULL,
+    "source" TEXT NOT NULL,
+    "traceparent" TEXT NOT NULL DEFAULT '',
+    "tracestate" TEXT NOT NULL DEFAULT '',
+    "payload" BYTEA NOT NULL,
+    "attempts" INTEGER NOT NULL DEFAULT 0,
+    "last_error" TEXT,
+    "sent_at" TIMESTAMPTZ(3),
+
+    CONSTRAINT "outbox_pkey" PRIMARY KEY ("position")
+);
+
+CREATE UNIQUE INDEX "outbox_event_id_key" ON "outbox"("event_id");
+CREATE INDEX "outbox_unsent_idx" ON "outbox"("position") WHERE "sent_at" IS NULL;
+
+CREATE FUNCTION "outbox_notify"() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_notify('${OUTBOX_CHANNEL}', '');
+  RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER "outbox_notify" AFTER INSERT ON "outbox"
+    FOR EACH STATEMENT EXECUTE FUNCTION "outbox_notify"();
+`;
+}
+
+/** The inbox table, as a Prisma migration, for a service that consumes events (see ./inbox). */
+export function inboxMigrationSql(): string {
+  return `-- The inbox (packages/events): one row per event a consumer applied, written with its effect.
+CREATE TABLE "inbox" (
+    "consumer" TEXT NOT NULL,
+    "event_id" TEXT NOT NULL,
+    "processed_at" TIMESTAMPTZ(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+
+    CONSTRAINT "inbox_pkey" PRIMARY KEY ("consumer", "event_id")
+);
+
+CREATE INDEX "inbox_processed_at_idx" ON "inbox"("processed_at");
+`;
+}
+
+/** The Prisma models matching the two migrations above, for schema.prisma. */
+export const outboxModels = `model Outbox {
+  position    BigInt    @id @default(autoincrement())
+  eventId     String    @unique @map("event_id")
+  type        String
+  aggregateId String    @map("aggregate_id")
+  occurredAt  DateTime  @map("occurred_at") @db.Timestamptz(3)
+  source      String
+  traceparent String    @default("")
+  tracestate  String    @default("")
+  payload     Bytes
+  attempts    Int       @default(0)
+  lastError   String?   @map("last_error")
+  sentAt      DateTime? @map("sent_at") @db.Timestamptz(3)
+
+  @@map("outbox")
+}
+
+model Inbox {
+  consumer    String
+  eventId     String   @map("event_id")
+  processedAt DateTime @default(now()) @map("processed_at") @db.Timestamptz(3)
+
+  @@id([consumer, eventId])
+  @@index([processedAt])
+  @@map("inbox")
+}
+`;
+
+/**
+ * Writes the event to the outbox on `tx`, the transaction that makes the change it describes:
+ * the event exists if and only if the change committed. Call it after the statement that changed
+ * (and so locked) the aggregate, so that the aggregate's events are positioned in commit order.
+ * Returns the event's outbox position.
+ */
+export async function appendToOutbox(tx: Queryable, envelope: Envelope): Promise<bigint> {
+  const result = await tx.query(
+    `INSERT INTO "outbox" ("event_id", "type", "aggregate_id", "occurred_at", "source",
+       "traceparent", "tracestate", "payload")
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING "position"`,
+    [
+      envelope.id,
+      envelope.type,
+      envelope.aggregateId,
+      envelope.occurredAt ?? new Date(),
+      envelope.source,
+      envelope.traceparent,
+      envelope.tracestate,
+      Buffer.from(envelope.payload),
+    ],
+  );
+  return BigInt((result.rows[0] as { position: string }).position);
+}

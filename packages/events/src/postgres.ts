@@ -1,0 +1,489 @@
+import { Client, Pool, type PoolClient } from 'pg';
+import { ensureDatabase } from '@repo/database/admin';
+import { decodeEnvelope, encodeEnvelope, type Envelope } from './envelope';
+import { EVENTS_PREFIX, subjectOf } from './subjects';
+import {
+  DEFAULT_ACK_WAIT_MS,
+  DEFAULT_MAX_ATTEMPTS,
+  backoffMs,
+  checkConsumerName,
+  errorMessage,
+  type DeadLetter,
+  type Delivery,
+  type Handler,
+  type PublishResult,
+  type SubscribeOptions,
+  type Subscription,
+  type Transport,
+} from './transport';
+
+/**
+ * The local transport: a broker database of its own (by default `events`, on the same server as the
+ * services' databases but belonging to none of them), with four tables this transport creates on
+ * start (idempotent DDL under an advisory lock):
+ *
+ * - `events_messages`: every published event once (`event_id` unique: the de-duplication), in
+ *   publication order (`seq`);
+ * - `events_consumers`: the durable consumers and their subjects;
+ * - `events_deliveries`: one row per (consumer, event) not yet acknowledged, with its attempts, when
+ *   it may be delivered next (backoff) and until when it is leased to a handler (ack wait);
+ * - `events_dead_letters`: what a consumer gave up on, until replayed.
+ *
+ * Publishing inserts the message and its deliveries for every consumer of its subject in one
+ * transaction (durable once COMMIT returns), then NOTIFY wakes the consumers. A consumer claims the
+ * head of each aggregate's queue (the lowest `seq` of the aggregate among its deliveries) that is
+ * neither leased nor backing off, with `FOR UPDATE SKIP LOCKED` so several replicas never claim the
+ * same row, and leases it for `ackWaitMs`. Acknowledging deletes the delivery; failing puts it back
+ * with a backoff. Since only an aggregate's head can be claimed, its next event waits until the head
+ * is acknowledged or dead-lettered: per-aggregate order for any number of replicas. A handler that
+ * dies loses its lease when `ackWaitMs` passes, and the event is delivered again.
+ */
+export interface PostgresTransportOptions {
+  /** The broker database's connection string (created when missing, see `createDatabase`). */
+  url: string;
+  /** Create the database when it does not exist (default true). */
+  createDatabase?: boolean;
+  /** Subject prefix (default "events"; tests use their own). */
+  prefix?: string;
+  /** How often a consumer looks for work when no NOTIFY woke it (default 1 s). */
+  pollMs?: number;
+  /** Handlers running at once per subscription, each on a different aggregate (default 8). */
+  concurrency?: number;
+  /** Pool size (default 5). */
+  maxConnections?: number;
+}
+
+const NOTIFY_CHANNEL = 'events_published';
+/** Serialises the DDL of transports starting at once, and consumer creation against publishing. */
+const DDL_LOCK = 7_262_001;
+const FANOUT_LOCK = 7_262_002;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS events_messages (
+  seq          BIGSERIAL PRIMARY KEY,
+  event_id     TEXT NOT NULL UNIQUE,
+  subject      TEXT NOT NULL,
+  aggregate_id TEXT NOT NULL,
+  envelope     BYTEA NOT NULL,
+  published_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS events_messages_subject ON events_messages (subject, seq);
+CREATE TABLE IF NOT EXISTS events_consumers (
+  name       TEXT PRIMARY KEY,
+  subjects   TEXT[] NOT NULL,
+  created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS events_deliveries (
+  consumer     TEXT NOT NULL REFERENCES events_consumers (name) ON DELETE CASCADE,
+  seq          BIGINT NOT NULL REFERENCES events_messages (seq) ON DELETE CASCADE,
+  aggregate_id TEXT NOT NULL,
+  attempts     INTEGER NOT NULL DEFAULT 0,
+  available_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  leased_until TIMESTAMPTZ,
+  last_error   TEXT,
+  PRIMARY KEY (consumer, seq)
+);
+CREATE INDEX IF NOT EXISTS events_deliveries_heads ON events_deliveries (consumer, aggregate_id, seq);
+CREATE TABLE IF NOT EXISTS events_dead_letters (
+  consumer   TEXT NOT NULL REFERENCES events_consumers (name) ON DELETE CASCADE,
+  seq        BIGINT NOT NULL REFERENCES events_messages (seq) ON DELETE CASCADE,
+  attempts   INTEGER NOT NULL,
+  last_error TEXT NOT NULL,
+  dead_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
+  PRIMARY KEY (consumer, seq)
+);
+`;
+
+/** Creates the broker tables (idempotent; safe when several processes start at once). */
+export async function migrateBroker(pool: Pool): Promise<void> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query('SELECT pg_advisory_xact_lock($1)', [DDL_LOCK]);
+    await client.query(SCHEMA);
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  } finally {
+    client.release();
+  }
+}
+
+async function inTx<T>(pool: Pool, work: (client: PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const result = await work(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  } finally {
+    client.release();
+  }
+}
+
+interface ClaimedRow {
+  seq: string;
+  attempts: number;
+  subject: string;
+  envelope: Buffer;
+}
+
+// The heads of the consumer's aggregates that are due, leased for ack wait in the same statement.
+const CLAIM = `
+WITH heads AS (
+  SELECT DISTINCT ON (aggregate_id) seq
+  FROM events_deliveries
+  WHERE consumer = $1
+  ORDER BY aggregate_id, seq
+), due AS (
+  SELECT d.seq
+  FROM events_deliveries d
+  JOIN heads h ON h.seq = d.seq
+  WHERE d.consumer = $1
+    AND d.available_at <= now()
+    AND (d.leased_until IS NULL OR d.leased_until <= now())
+  ORDER BY d.seq
+  LIMIT $2
+  FOR UPDATE OF d SKIP LOCKED
+)
+UPDATE events_deliveries d
+SET attempts = d.attempts + 1, leased_until = now() + make_interval(secs => $3::double precision / 1000)
+FROM due, events_messages m
+WHERE d.consumer = $1 AND d.seq = due.seq AND m.seq = d.seq
+RETURNING d.seq, d.attempts, m.subject, m.envelope`;
+
+class PostgresTransport implements Transport {
+  readonly name = 'postgres';
+  private readonly listeners = new Set<() => void>();
+  private readonly subscriptions = new Set<PgSubscription>();
+  private listener: Client | undefined;
+  private closed = false;
+
+  constructor(
+    readonly pool: Pool,
+    private readonly options: PostgresTransportOptions,
+  ) {}
+
+  async start(): Promise<void> {
+    await migrateBroker(this.pool);
+    // One LISTEN connection per transport wakes every subscription of this process.
+    const listener = new Client({ connectionString: this.options.url });
+    listener.on('error', () => undefined); // subscriptions fall back on polling
+    listener.on('notification', () => {
+      for (const wake of this.listeners) wake();
+    });
+    await listener.connect();
+    await listener.query(`LISTEN ${NOTIFY_CHANNEL}`);
+    this.listener = listener;
+  }
+
+  get prefix(): string {
+    return this.options.prefix ?? EVENTS_PREFIX;
+  }
+
+  async publish(envelope: Envelope): Promise<PublishResult> {
+    const subject = subjectOf(envelope.type, this.prefix);
+    return inTx(this.pool, async (client) => {
+      await client.query('SELECT pg_advisory_xact_lock_shared($1)', [FANOUT_LOCK]);
+      const inserted = await client.query<{ seq: string }>(
+        `INSERT INTO events_messages (event_id, subject, aggregate_id, envelope)
+         VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING RETURNING seq`,
+        [envelope.id, subject, envelope.aggregateId, Buffer.from(encodeEnvelope(envelope))],
+      );
+      const seq = inserted.rows[0]?.seq;
+      if (seq === undefined) return { duplicate: true };
+      await client.query(
+        `INSERT INTO events_deliveries (consumer, seq, aggregate_id)
+         SELECT name, $1, $2 FROM events_consumers WHERE $3 = ANY (subjects)`,
+        [seq, envelope.aggregateId, subject],
+      );
+      await client.query(`SELECT pg_notify('${NOTIFY_CHANNEL}', $1)`, [subject]);
+      return { duplicate: false };
+    });
+  }
+
+  async subscribe(
+    consumer: string,
+    subjects: readonly string[],
+    handler: Handler,
+    options: SubscribeOptions = {},
+  ): Promise<Subscription> {
+    checkConsumerName(consumer);
+    if (subjects.length === 0) throw new Error('subscribe needs at least one subject');
+    await inTx(this.pool, async (client) => {
+      // Waits for publications in flight, so none falls between the consumer and its backfill.
+      await client.query('SELECT pg_advisory_xact_lock($1)', [FANOUT_LOCK]);
+      const created = await client.query(
+        `INSERT INTO events_consumers (name, subjects) VALUES ($1, $2)
+         ON CONFLICT (name) DO NOTHING RETURNING name`,
+        [consumer, subjects],
+      );
+      if (created.rowCount) {
+        // A new durable consumer starts with every event its subjects hold (JetStream's
+        // DeliverPolicy.All).
+        await client.query(
+          `INSERT INTO events_deliveries (consumer, seq, aggregate_id)
+           SELECT $1, seq, aggregate_id FROM events_messages WHERE subject = ANY ($2)`,
+          [consumer, subjects],
+        );
+      } else {
+        const existing = await client.query<{ subjects: string[] }>(
+          'SELECT subjects FROM events_consumers WHERE name = $1',
+          [consumer],
+        );
+        const had = [...(existing.rows[0]?.subjects ?? [])].sort().join(',');
+        if (had !== [...subjects].sort().join(',')) {
+          throw new Error(
+            `consumer "${consumer}" exists with subjects ${had}: a durable consumer keeps its subjects (use a new name)`,
+          );
+        }
+      }
+    });
+    const subscription = new PgSubscription(this, consumer, handler, options);
+    this.subscriptions.add(subscription);
+    subscription.start();
+    return {
+      stop: async () => {
+        await subscription.stop();
+        this.subscriptions.delete(subscription);
+      },
+    };
+  }
+
+  onPublished(wake: () => void): () => void {
+    this.listeners.add(wake);
+    return () => this.listeners.delete(wake);
+  }
+
+  get concurrency(): number {
+    return this.options.concurrency ?? 8;
+  }
+
+  get pollMs(): number {
+    return this.options.pollMs ?? 1000;
+  }
+
+  async deadLetters(consumer: string): Promise<DeadLetter[]> {
+    const result = await this.pool.query<{
+      subject: string;
+      envelope: Buffer;
+      attempts: number;
+      last_error: string;
+      dead_at: Date;
+    }>(
+      `SELECT m.subject, m.envelope, d.attempts, d.last_error, d.dead_at
+       FROM events_dead_letters d JOIN events_messages m ON m.seq = d.seq
+       WHERE d.consumer = $1 ORDER BY d.dead_at, d.seq`,
+      [consumer],
+    );
+    return result.rows.map((row) => ({
+      consumer,
+      subject: row.subject,
+      envelope: decodeEnvelope(row.envelope),
+      attempts: row.attempts,
+      error: row.last_error,
+      deadAt: row.dead_at,
+    }));
+  }
+
+  async replayDeadLetter(consumer: string, eventId: string): Promise<void> {
+    await inTx(this.pool, async (client) => {
+      const moved = await client.query(
+        `WITH dead AS (
+           DELETE FROM events_dead_letters d USING events_messages m
+           WHERE d.consumer = $1 AND m.seq = d.seq AND m.event_id = $2
+           RETURNING d.seq, m.aggregate_id
+         )
+         INSERT INTO events_deliveries (consumer, seq, aggregate_id)
+         SELECT $1, seq, aggregate_id FROM dead`,
+        [consumer, eventId],
+      );
+      if (!moved.rowCount) {
+        throw new Error(`consumer "${consumer}" has no dead letter with event id ${eventId}`);
+      }
+      await client.query(`SELECT pg_notify('${NOTIFY_CHANNEL}', '')`);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const subscription of this.subscriptions) subscription.abandon();
+    this.subscriptions.clear();
+    await this.listener?.end().catch(() => undefined);
+    await this.pool.end();
+  }
+}
+
+class PgSubscription {
+  private running = 0;
+  private stopped = false;
+  /** Stopped at once by close(): nothing more is acknowledged or put back. */
+  private abandoned = false;
+  private timer: NodeJS.Timeout | undefined;
+  private polling: Promise<void> | undefined;
+  private again = false;
+  private readonly inFlight = new Set<Promise<void>>();
+  private unlisten: () => void = () => undefined;
+  private readonly maxAttempts: number;
+  private readonly ackWaitMs: number;
+
+  constructor(
+    private readonly transport: PostgresTransport,
+    private readonly consumer: string,
+    private readonly handler: Handler,
+    private readonly options: SubscribeOptions,
+  ) {
+    this.maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+    this.ackWaitMs = options.ackWaitMs ?? DEFAULT_ACK_WAIT_MS;
+  }
+
+  start(): void {
+    this.unlisten = this.transport.onPublished(() => this.wake());
+    this.wake();
+  }
+
+  /** Looks for work now (coalesced: one claim at a time, once more if woken meanwhile). */
+  wake(): void {
+    if (this.stopped) return;
+    if (this.polling) {
+      this.again = true;
+      return;
+    }
+    clearTimeout(this.timer);
+    this.polling = this.poll()
+      .catch(() => undefined) // the database is away: the next poll tries again
+      .finally(() => {
+        this.polling = undefined;
+        if (this.stopped) return;
+        if (this.again) {
+          this.again = false;
+          this.wake();
+        } else {
+          this.timer = setTimeout(() => this.wake(), this.transport.pollMs);
+        }
+      });
+  }
+
+  private async poll(): Promise<void> {
+    const free = this.transport.concurrency - this.running;
+    if (free <= 0) return;
+    const claimed = await this.transport.pool.query<ClaimedRow>(CLAIM, [
+      this.consumer,
+      free,
+      this.ackWaitMs,
+    ]);
+    const rows = [...claimed.rows].sort((a, b) => Number(a.seq) - Number(b.seq));
+    for (const row of rows) {
+      const handling = this.handle(row).finally(() => {
+        this.inFlight.delete(handling);
+        this.running--;
+        this.wake();
+      });
+      this.running++;
+      this.inFlight.add(handling);
+    }
+    // A full batch may mean more is waiting.
+    if (rows.length === free) this.again = true;
+  }
+
+  private async handle(row: ClaimedRow): Promise<void> {
+    const delivery: Delivery = {
+      envelope: decodeEnvelope(row.envelope),
+      subject: row.subject,
+      attempt: row.attempts,
+    };
+    const pool = this.transport.pool;
+    try {
+      await this.handler(delivery);
+    } catch (error) {
+      if (this.abandoned) return;
+      this.options.onError?.(error, delivery);
+      const message = errorMessage(error);
+      if (delivery.attempt >= this.maxAttempts) {
+        await inTx(pool, async (client) => {
+          const removed = await client.query(
+            'DELETE FROM events_deliveries WHERE consumer = $1 AND seq = $2 AND attempts = $3',
+            [this.consumer, row.seq, row.attempts],
+          );
+          if (!removed.rowCount) return; // our lease expired and someone else has it now
+          await client.query(
+            `INSERT INTO events_dead_letters (consumer, seq, attempts, last_error)
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
+            [this.consumer, row.seq, delivery.attempt, message],
+          );
+        }).catch(() => undefined);
+        this.options.onDeadLetter?.({
+          consumer: this.consumer,
+          envelope: delivery.envelope,
+          subject: delivery.subject,
+          attempts: delivery.attempt,
+          error: message,
+          deadAt: new Date(),
+        });
+        return;
+      }
+      const delay = backoffMs(delivery.attempt, this.options.backoff);
+      await pool
+        .query(
+          `UPDATE events_deliveries
+           SET leased_until = NULL, last_error = $4,
+               available_at = now() + make_interval(secs => $5::double precision / 1000)
+           WHERE consumer = $1 AND seq = $2 AND attempts = $3`,
+          [this.consumer, row.seq, row.attempts, message, delay],
+        )
+        .catch(() => undefined); // not put back: the lease expires and it is delivered again
+      if (!this.stopped) setTimeout(() => this.wake(), delay + 5).unref();
+      return;
+    }
+    if (this.abandoned) return;
+    // Acknowledge: only while our lease is ours (attempts unchanged).
+    await pool
+      .query('DELETE FROM events_deliveries WHERE consumer = $1 AND seq = $2 AND attempts = $3', [
+        this.consumer,
+        row.seq,
+        row.attempts,
+      ])
+      .catch(() => undefined); // not acknowledged: delivered again once the lease expires
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.unlisten();
+    clearTimeout(this.timer);
+    await this.polling;
+    await Promise.allSettled([...this.inFlight]);
+  }
+
+  /** Stops at once: running handlers are left to finish or not; nothing more is acknowledged. */
+  abandon(): void {
+    this.stopped = true;
+    this.abandoned = true;
+    this.unlisten();
+    clearTimeout(this.timer);
+  }
+}
+
+/** Connects to (and creates, unless told not to) the broker database and its tables. */
+export async function createPostgresTransport(
+  options: PostgresTransportOptions,
+): Promise<Transport & { readonly pool: Pool }> {
+  if (options.createDatabase ?? true) {
+    const name = decodeURIComponent(new URL(options.url).pathname.slice(1));
+    await ensureDatabase(options.url, name);
+  }
+  const pool = new Pool({ connectionString: options.url, max: options.maxConnections ?? 5 });
+  pool.on('error', () => undefined); // an idle connection dropped: the pool replaces it
+  const transport = new PostgresTransport(pool, options);
+  try {
+    await transport.start();
+  } catch (error) {
+    await pool.end().catch(() => undefined);
+    throw error;
+  }
+  return transport;
+}

@@ -1,0 +1,272 @@
+import type { Pool, PoolClient } from 'pg';
+import type { Envelope } from './envelope';
+import { OUTBOX_CHANNEL } from './outbox';
+import { backoffMs, errorMessage, type Transport } from './transport';
+
+/**
+ * Publishes a service's outbox through a transport.
+ *
+ * - Leadership: one relay per database publishes at a time. Each relay holds a connection of its
+ *   own on which it tries a session advisory lock (`pg_try_advisory_lock`); the one that has it
+ *   publishes, the others stand by and try again every `standbyMs`. A relay whose process dies
+ *   loses its connection and so the lock, and a standby takes over. (A lock rather than `FOR UPDATE
+ *   SKIP LOCKED` on rows: two relays each skipping the other's rows would publish one aggregate's
+ *   events side by side, out of order.)
+ * - Waking: the same connection LISTENs on `outbox`, which the outbox's trigger NOTIFYs on commit;
+ *   without a notification the relay still looks every `pollMs` (slow: a lost notification only
+ *   delays).
+ * - Order: a round reads the oldest unsent rows by position, publishes each aggregate's events one
+ *   after the other (an event is sent only once the previous one of its aggregate was confirmed;
+ *   different aggregates go in parallel), and stops an aggregate at its first failure, so a later
+ *   event never overtakes an earlier one.
+ * - Confirmation: a row is marked sent only after the transport confirmed it; a failure records
+ *   the attempt and the error and the round is retried after a backoff. A relay that dies between
+ *   the broker's confirmation and the mark leaves the row unsent: the next leader sends it again,
+ *   with the same event id, which the broker de-duplicates and consumers' inboxes ignore.
+ */
+export interface RelayOptions {
+  /** The service's own database. */
+  pool: Pool;
+  transport: Transport;
+  /** The advisory lock's name (default "outbox-relay"); one per outbox. */
+  lockName?: string;
+  /** Rows per round (default 100). */
+  batchSize?: number;
+  /** Aggregates published at once (default 16). */
+  parallelism?: number;
+  /** Look for unsent rows this often even without a notification (default 5 s). */
+  pollMs?: number;
+  /** How often a standby relay tries to take over (default 2 s). */
+  standbyMs?: number;
+  /** Backoff between rounds that failed (default 100 ms doubling to 30 s). */
+  backoff?: { initialMs?: number; maxMs?: number };
+  /** Sent rows are deleted after this long (default 24 h). */
+  retainSentMs?: number;
+  /** A publish failed, or the relay lost its database connection. */
+  onError?: (error: unknown, envelope?: Envelope) => void;
+  /** Rows confirmed by the broker and marked sent. */
+  onPublished?: (count: number) => void;
+}
+
+interface OutboxRow {
+  position: string;
+  event_id: string;
+  type: string;
+  aggregate_id: string;
+  occurred_at: Date;
+  source: string;
+  traceparent: string;
+  tracestate: string;
+  payload: Buffer;
+}
+
+const toEnvelope = (row: OutboxRow): Envelope => ({
+  id: row.event_id,
+  type: row.type,
+  aggregateId: row.aggregate_id,
+  occurredAt: row.occurred_at,
+  traceparent: row.traceparent,
+  tracestate: row.tracestate,
+  payload: row.payload,
+  source: row.source,
+  sequence: Number(row.position),
+});
+
+export class Relay {
+  private stopped = true;
+  private loop: Promise<void> | undefined;
+  private client: PoolClient | undefined;
+  private leader = false;
+  private wakeUp: () => void = () => undefined;
+  private woken = false;
+  private failures = 0;
+  private lastCleanup = 0;
+
+  constructor(private readonly options: RelayOptions) {}
+
+  /** True while this relay holds the lock and publishes. */
+  get isLeader(): boolean {
+    return this.leader;
+  }
+
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.loop = this.run();
+  }
+
+  /** Looks at the outbox now (the NOTIFY does this; tests and callers may too). */
+  wake(): void {
+    this.woken = true;
+    this.wakeUp();
+  }
+
+  /**
+   * Stops after the round in progress (waiting at most `timeoutMs` for it) and gives up the lock.
+   * A round cut short leaves its unconfirmed rows unsent: the next leader sends them.
+   */
+  async stop(timeoutMs = 5000): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.wake();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.loop,
+      new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs))),
+    ]);
+    clearTimeout(timer);
+    this.dropConnection(); // releases the lock even if a round is still stuck
+  }
+
+  private dropConnection(): void {
+    const client = this.client;
+    this.client = undefined;
+    this.leader = false;
+    // Destroyed, not returned to the pool: closing the session is what releases the lock.
+    client?.release(true);
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      try {
+        const client = await this.connection();
+        if (!this.leader) {
+          const locked = await client.query<{ locked: boolean }>(
+            'SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS locked',
+            [this.options.lockName ?? 'outbox-relay'],
+          );
+          this.leader = locked.rows[0]?.locked === true;
+          if (!this.leader) {
+            await this.idle(this.options.standbyMs ?? 2000);
+            continue;
+          }
+        }
+        const { published, full, failed } = await this.round();
+        if (published > 0) this.options.onPublished?.(published);
+        if (failed) {
+          this.failures++;
+          await this.idle(
+            backoffMs(this.failures, this.options.backoff ?? { initialMs: 100, maxMs: 30_000 }),
+          );
+          continue;
+        }
+        this.failures = 0;
+        await this.cleanup();
+        if (!full) await this.idle(this.options.pollMs ?? 5000);
+      } catch (error) {
+        if (this.stopped) break;
+        this.options.onError?.(error);
+        this.dropConnection();
+        this.failures++;
+        await this.idle(backoffMs(this.failures, { initialMs: 200, maxMs: 10_000 }));
+      }
+    }
+  }
+
+  private async connection(): Promise<PoolClient> {
+    if (this.client) return this.client;
+    const client = await this.options.pool.connect();
+    client.on('notification', (message) => {
+      if (message.channel === OUTBOX_CHANNEL) this.wake();
+    });
+    client.on('error', () => {
+      if (this.client === client) this.dropConnection();
+      this.wake();
+    });
+    try {
+      await client.query(`LISTEN ${OUTBOX_CHANNEL}`);
+    } catch (error) {
+      client.release(true);
+      throw error;
+    }
+    this.client = client;
+    return client;
+  }
+
+  /** Waits `ms`, or less when woken. */
+  private async idle(ms: number): Promise<void> {
+    if (this.woken || this.stopped) {
+      this.woken = false;
+      return;
+    }
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.wakeUp = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.wakeUp = () => undefined;
+    this.woken = false;
+  }
+
+  /** One pass over the oldest unsent rows. */
+  async round(): Promise<{ published: number; full: boolean; failed: boolean }> {
+    const { pool, transport } = this.options;
+    const batchSize = this.options.batchSize ?? 100;
+    const { rows } = await pool.query<OutboxRow>(
+      `SELECT "position", "event_id", "type", "aggregate_id", "occurred_at", "source",
+              "traceparent", "tracestate", "payload"
+       FROM "outbox" WHERE "sent_at" IS NULL ORDER BY "position" LIMIT $1`,
+      [batchSize],
+    );
+    const byAggregate = new Map<string, OutboxRow[]>();
+    for (const row of rows) {
+      const list = byAggregate.get(row.aggregate_id) ?? [];
+      list.push(row);
+      byAggregate.set(row.aggregate_id, list);
+    }
+    const confirmed: string[] = [];
+    let failed = false;
+    const chains = [...byAggregate.values()];
+    const parallelism = this.options.parallelism ?? 16;
+    const worker = async () => {
+      for (let chain = chains.shift(); chain; chain = chains.shift()) {
+        for (const row of chain) {
+          if (this.stopped) return;
+          const envelope = toEnvelope(row);
+          try {
+            await transport.publish(envelope);
+          } catch (error) {
+            failed = true;
+            this.options.onError?.(error, envelope);
+            await pool
+              .query(
+                'UPDATE "outbox" SET "attempts" = "attempts" + 1, "last_error" = $2 WHERE "position" = $1',
+                [row.position, errorMessage(error).slice(0, 1000)],
+              )
+              .catch(() => undefined);
+            break; // the aggregate's later events wait for this one
+          }
+          confirmed.push(row.position);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(parallelism, chains.length) }, worker));
+    if (confirmed.length > 0) {
+      await pool.query(
+        'UPDATE "outbox" SET "sent_at" = now(), "attempts" = "attempts" + 1 WHERE "position" = ANY ($1::bigint[])',
+        [confirmed],
+      );
+    }
+    return { published: confirmed.length, full: rows.length === batchSize && !failed, failed };
+  }
+
+  private async cleanup(): Promise<void> {
+    const now = Date.now();
+    if (now - this.lastCleanup < 60_000) return;
+    this.lastCleanup = now;
+    const retain = this.options.retainSentMs ?? 24 * 3600_000;
+    await this.options.pool.query(
+      `DELETE FROM "outbox" WHERE "sent_at" < now() - make_interval(secs => $1::double precision / 1000)`,
+      [retain],
+    );
+  }
+}
+
+/** A relay, started. */
+export function startRelay(options: RelayOptions): Relay {
+  const relay = new Relay(options);
+  relay.start();
+  return relay;
+}

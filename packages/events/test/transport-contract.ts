@@ -1,0 +1,245 @@
+import { subjectOf } from '../src/subjects';
+import type { DeadLetter, Delivery, SubscribeOptions, Transport } from '../src/transport';
+import { bodyOf, deferred, testEvent, unique, waitFor } from './helpers';
+
+/** What the contract needs from a transport under test. */
+export interface TransportUnderTest {
+  /** A connected transport on this file's broker namespace (several may be open at once). */
+  open(): Promise<Transport>;
+  /** The subject prefix of that namespace. */
+  prefix: string;
+}
+
+/** Short timings so the suite stays fast; production defaults are much longer. */
+const FAST: SubscribeOptions = {
+  ackWaitMs: 1000,
+  maxAttempts: 3,
+  backoff: { initialMs: 50, maxMs: 200 },
+};
+
+/**
+ * The one contract every transport passes (see Transport in src/transport.ts). Each test uses its
+ * own event type (so its own subject) and consumer names, so tests never see each other's events.
+ */
+export function transportContract(setUp: () => Promise<TransportUnderTest>): void {
+  let subject: TransportUnderTest;
+  const open: Transport[] = [];
+  const connect = async () => {
+    const transport = await subject.open();
+    open.push(transport);
+    return transport;
+  };
+  let transport: Transport;
+
+  beforeAll(async () => {
+    subject = await setUp();
+    transport = await connect();
+  });
+  afterAll(async () => {
+    await Promise.all(open.map((t) => t.close()));
+  });
+
+  const newType = () => `test.v1.${unique('Event')}`;
+  const subjectFor = (type: string) => subjectOf(type, subject.prefix);
+
+  /** Subscribes and records every delivery; `handle` decides each one's fate (default: ack). */
+  async function record(
+    on: Transport,
+    consumer: string,
+    type: string,
+    handle: (delivery: Delivery) => Promise<void> = async () => undefined,
+    options: SubscribeOptions = FAST,
+  ) {
+    const deliveries: Delivery[] = [];
+    const acked: Delivery[] = [];
+    const subscription = await on.subscribe(
+      consumer,
+      [subjectFor(type)],
+      async (delivery) => {
+        deliveries.push(delivery);
+        await handle(delivery);
+        acked.push(delivery);
+      },
+      options,
+    );
+    return { deliveries, acked, subscription };
+  }
+
+  it('delivers what is published, with its envelope intact and attempt 1', async () => {
+    const type = newType();
+    const { acked, subscription } = await record(transport, unique('c'), type);
+    const events = [testEvent(type, 'a1', 'one'), testEvent(type, 'a2', 'two')];
+    for (const event of events)
+      expect(await transport.publish(event)).toEqual({ duplicate: false });
+    await waitFor('both events', () => acked.length === 2);
+    await subscription.stop();
+    const byId = new Map(acked.map((d) => [d.envelope.id, d]));
+    for (const event of events) {
+      const delivery = byId.get(event.id)!;
+      expect(delivery.attempt).toBe(1);
+      expect(delivery.subject).toBe(subjectFor(type));
+      expect(delivery.envelope).toEqual(event);
+    }
+  });
+
+  it('stores an event id once: a second publish is a duplicate and is not delivered', async () => {
+    const type = newType();
+    const { acked, subscription } = await record(transport, unique('c'), type);
+    const event = testEvent(type, 'a', 'once');
+    expect(await transport.publish(event)).toEqual({ duplicate: false });
+    expect(await transport.publish(event)).toEqual({ duplicate: true });
+    // A later event of the same aggregate, delivered after the first: by then a second copy would
+    // have been delivered too.
+    const sentinel = testEvent(type, 'a', 'sentinel');
+    await transport.publish(sentinel);
+    await waitFor('the sentinel', () => acked.some((d) => d.envelope.id === sentinel.id));
+    await subscription.stop();
+    expect(acked.filter((d) => d.envelope.id === event.id)).toHaveLength(1);
+  });
+
+  it('delivers again, with the next attempt number, what a handler failed', async () => {
+    const type = newType();
+    const { deliveries, acked, subscription } = await record(
+      transport,
+      unique('c'),
+      type,
+      async (delivery) => {
+        if (delivery.attempt < 2) throw new Error('not yet');
+      },
+    );
+    const event = testEvent(type, 'a');
+    await transport.publish(event);
+    await waitFor('the event acknowledged', () => acked.length === 1);
+    await subscription.stop();
+    expect(deliveries.map((d) => d.attempt)).toEqual([1, 2]);
+  });
+
+  it('delivers again what a consumer that died never acknowledged', async () => {
+    const type = newType();
+    const consumer = unique('c');
+    const first = await connect();
+    const received = deferred();
+    await first.subscribe(
+      consumer,
+      [subjectFor(type)],
+      () => {
+        received.resolve();
+        return new Promise<void>(() => undefined); // hangs: the process "dies" while handling
+      },
+      FAST,
+    );
+    const event = testEvent(type, 'a');
+    await transport.publish(event);
+    await received.promise;
+    await first.close(); // the crash: connections gone, nothing acknowledged
+    const second = await connect();
+    const { acked, subscription } = await record(second, consumer, type);
+    await waitFor('the redelivery', () => acked.length === 1);
+    await subscription.stop();
+    expect(acked[0]!.envelope.id).toBe(event.id);
+    expect(acked[0]!.attempt).toBe(2);
+  });
+
+  it('handles the events of one aggregate one at a time, in publication order, across failures', async () => {
+    const type = newType();
+    const busy = new Set<string>();
+    const overlaps: string[] = [];
+    const { acked, subscription } = await record(transport, unique('c'), type, async (d) => {
+      const aggregate = d.envelope.aggregateId;
+      if (busy.has(aggregate)) overlaps.push(aggregate);
+      busy.add(aggregate);
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 2));
+        // Every third event fails its first attempt: the ones after it must wait.
+        if (Number(bodyOf(d.envelope)) % 3 === 0 && d.attempt === 1) throw new Error('flaky');
+      } finally {
+        busy.delete(aggregate);
+      }
+    });
+    const aggregates = ['x', 'y', 'z'];
+    const published = new Map(aggregates.map((a) => [a, [] as string[]]));
+    for (let i = 0; i < 8; i++) {
+      for (const aggregate of aggregates) {
+        const event = testEvent(type, aggregate, String(i));
+        published.get(aggregate)!.push(event.id);
+        await transport.publish(event);
+      }
+    }
+    await waitFor('every event acknowledged', () => acked.length === 24, 30_000);
+    await subscription.stop();
+    expect(overlaps).toEqual([]);
+    for (const aggregate of aggregates) {
+      const order = acked.filter((d) => d.envelope.aggregateId === aggregate);
+      expect(order.map((d) => d.envelope.id)).toEqual(published.get(aggregate));
+    }
+  });
+
+  it('dead-letters an event after maxAttempts, lets the next one through, and replays it to that consumer only', async () => {
+    const type = newType();
+    const consumer = unique('c');
+    let healthy = false;
+    const dead: DeadLetter[] = [];
+    const { deliveries, acked, subscription } = await record(
+      transport,
+      consumer,
+      type,
+      async (d) => {
+        if (bodyOf(d.envelope) === 'poison' && !healthy) throw new Error('cannot handle poison');
+      },
+      { ...FAST, onDeadLetter: (letter) => dead.push(letter) },
+    );
+    const other = await record(transport, unique('other'), type);
+    const poison = testEvent(type, 'a', 'poison');
+    const next = testEvent(type, 'a', 'next');
+    await transport.publish(poison);
+    await transport.publish(next);
+
+    await waitFor('the next event, after the poison was dead-lettered', () =>
+      acked.some((d) => d.envelope.id === next.id),
+    );
+    expect(deliveries.filter((d) => d.envelope.id === poison.id).map((d) => d.attempt)).toEqual([
+      1, 2, 3,
+    ]);
+    expect(dead.map((letter) => letter.envelope.id)).toEqual([poison.id]);
+    const listed = await transport.deadLetters(consumer);
+    expect(listed).toHaveLength(1);
+    expect(listed[0]).toMatchObject({
+      consumer,
+      subject: subjectFor(type),
+      attempts: 3,
+      error: 'cannot handle poison',
+    });
+    expect(listed[0]!.envelope).toEqual(poison);
+    expect(await transport.deadLetters(unique('nobody'))).toEqual([]);
+
+    healthy = true;
+    await transport.replayDeadLetter(consumer, poison.id);
+    await waitFor('the replayed event', () => acked.some((d) => d.envelope.id === poison.id));
+    expect(acked.find((d) => d.envelope.id === poison.id)!.attempt).toBe(1);
+    expect(await transport.deadLetters(consumer)).toEqual([]);
+    await expect(transport.replayDeadLetter(consumer, poison.id)).rejects.toThrow(/no dead letter/);
+
+    // The other consumer had both events once, and not the replay.
+    const sentinel = testEvent(type, 'a', 'sentinel');
+    await transport.publish(sentinel);
+    await waitFor('the sentinel', () => other.acked.some((d) => d.envelope.id === sentinel.id));
+    expect(other.acked.map((d) => bodyOf(d.envelope))).toEqual(['poison', 'next', 'sentinel']);
+    await subscription.stop();
+    await other.subscription.stop();
+  });
+
+  it('gives every consumer its own copy, including one that subscribes after the events were published', async () => {
+    const type = newType();
+    const first = await record(transport, unique('c1'), type);
+    const events = [testEvent(type, 'a', '1'), testEvent(type, 'b', '2')];
+    for (const event of events) await transport.publish(event);
+    await waitFor('the first consumer', () => first.acked.length === 2);
+    const late = await record(transport, unique('c2'), type);
+    await waitFor('the late consumer', () => late.acked.length === 2);
+    await first.subscription.stop();
+    await late.subscription.stop();
+    const ids = (list: Delivery[]) => list.map((d) => d.envelope.id).sort();
+    expect(ids(first.acked)).toEqual(events.map((e) => e.id).sort());
+    expect(ids(late.acked)).toEqual(events.map((e) => e.id).sort());
+  });
+}
