@@ -8,14 +8,16 @@
 //   pnpm bench --quick --check       exit 1 if any scenario had errors or unexpected statuses
 //   pnpm bench --compare-node /path/to/node   also run B1, S1-S3 on a second system under that
 //                                    Node.js binary, interleaved with the rest (runtime upgrades)
+//   pnpm bench --scenario s1,x1,r1,r2   scale: S1 through 2 gateways (X1), registrations on 1 and
+//                                    2 user services (R1, R2), on a second, scaled system
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { availableParallelism, cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Metadata, credentials } from '@grpc/grpc-js';
 import { OrderServiceClient } from '@repo/contracts/order/v1';
 import { exitGuard } from '@repo/system/lifecycle';
-import type { AppName } from '@repo/system/system';
+import type { AppName, RunningSystem } from '@repo/system/system';
 import { callLoad, httpLoad, summarize, type HttpRequestSpec, type LoadSample } from './load';
 import { startBaseline, type Baseline } from './processes';
 import { ProcessSampler } from './procstats';
@@ -29,6 +31,9 @@ interface Options {
   warmupSec: number;
   connections: number;
   orderConnections: number;
+  registrationConnections: number;
+  /** Hashes one user service runs at once, as the bench expects it configured. */
+  hashConcurrency: number;
   scenarios: Set<string>;
   users: number;
   quick: boolean;
@@ -37,7 +42,12 @@ interface Options {
   compareNode: string | undefined;
 }
 
-const ALL_SCENARIOS = ['b0', 'b1', 's1', 'b2', 's2', 's3'];
+/** In the order of a round: each scale variant right after the one it is compared with. */
+const ALL_SCENARIOS = ['b0', 'b1', 's1', 'x1', 'b2', 's2', 's3', 'r1', 'r2'];
+
+/** HASH_CONCURRENCY of the user services (unset: the cores, at most 4, as apps/user/src/config.ts has it). */
+const hashConcurrency = () =>
+  Number(process.env.HASH_CONCURRENCY) || Math.min(4, availableParallelism());
 
 function parseOptions(argv: string[]): Options {
   const value = (flag: string) => {
@@ -67,6 +77,11 @@ function parseOptions(argv: string[]): Options {
     warmupSec: number('--warmup', quick ? 1 : 3),
     connections: number('--connections', 50),
     orderConnections: number('--order-connections', 20),
+    // Registrations in flight: twice the hashes one user service runs at once, so two replicas
+    // have every hashing slot busy while one holds at most as many waiting as running: its queue's
+    // expected wait stays one hash long, far from the 500 ms at which it sheds (503).
+    registrationConnections: number('--registration-connections', 2 * hashConcurrency()),
+    hashConcurrency: hashConcurrency(),
     scenarios: new Set(scenarios),
     users: number('--users', quick ? 20 : 1000),
     quick,
@@ -108,9 +123,9 @@ async function measure(selected: Scenario[], options: Options): Promise<Scenario
       const sample = await scenario.load(roundSec, scenario.connections);
       resources.get(scenario.id)!.push(sampler.stop());
       samples.get(scenario.id)!.push(sample);
-      const { requestsPerSecond, p99, errors, non2xx } = summarize([sample]);
+      const { requestsPerSecond, p99, errors, non2xx, shed } = summarize([sample]);
       log(
-        `round ${round}/${options.rounds} ${scenario.id}: ${requestsPerSecond} req/s, p99 ${p99} ms, errors ${errors}, non-2xx ${non2xx}`,
+        `round ${round}/${options.rounds} ${scenario.id}: ${requestsPerSecond} req/s, p99 ${p99} ms, errors ${errors}, non-2xx ${non2xx}${shed ? ` (${shed} shed with 503)` : ''}`,
       );
     }
   }
@@ -143,6 +158,21 @@ async function main(): Promise<void> {
   const guard = exitGuard({ log, signalExitCode: 1 });
   const starting = startBenchSystem({ users: options.users, signal: guard.signal });
   guard.defer(async () => (await starting.catch(() => undefined))?.stop());
+  // X1 and R2 run on a second system with two gateways and two user services, started beside the
+  // first and kept running: both variants stay warm for the whole run and are measured in the same
+  // rounds. (Taking a replica out and adding one back between scenarios would measure a cold
+  // process each round.) Its users are the ones R2 registers.
+  const startingScaled =
+    options.scenarios.has('x1') || options.scenarios.has('r2')
+      ? startBenchSystem({
+          users: 0,
+          replicas: { gateway: 2, user: 2 },
+          signal: guard.signal,
+          label: '[scaled] ',
+        })
+      : undefined;
+  if (startingScaled)
+    guard.defer(async () => (await startingScaled.catch(() => undefined))?.stop());
   const otherVersion = options.compareNode
     ? execFileSync(options.compareNode, ['--version'], { encoding: 'utf8' }).trim()
     : undefined;
@@ -161,6 +191,7 @@ async function main(): Promise<void> {
   });
   try {
     const bench = await starting;
+    const scaled = await startingScaled;
     const { system } = bench;
     const gateway = bench.gatewayUrl;
     const productIds = bench.productIds;
@@ -175,8 +206,13 @@ async function main(): Promise<void> {
     });
     baselines.push(b0, naiveBackend, naiveGateway);
 
-    const pids = (apps: AppName[]) =>
-      Object.fromEntries(apps.map((app) => [app, system.apps[app]!.pid!]));
+    // Every replica of the apps a scenario goes through, by label (`gateway`, `gateway#2`...).
+    const pids = (apps: AppName[], running: RunningSystem = system) =>
+      Object.fromEntries(
+        apps.flatMap((app) =>
+          running.replicas[app].map((replica) => [replica.label, replica.pid!]),
+        ),
+      );
     const http =
       (url: string, next: () => HttpRequestSpec) => (durationSec: number, connections: number) =>
         httpLoad({ url, connections, durationSec, next });
@@ -211,6 +247,17 @@ async function main(): Promise<void> {
         connections: options.connections,
         load: http(gateway, scenarioRequest('s1', bench)),
       },
+      ...(scaled
+        ? [
+            {
+              id: 'x1',
+              title: 'X1 S1 through 2 gateway replicas',
+              processes: pids(['gateway', 'order'], scaled.system),
+              connections: options.connections,
+              load: http(scaled.gatewayUrl, scenarioRequest('s1', scaled)),
+            },
+          ]
+        : []),
       {
         id: 'b2',
         title: 'B2 gRPC GetProduct, no gateway',
@@ -245,6 +292,24 @@ async function main(): Promise<void> {
         connections: options.orderConnections,
         load: http(gateway, scenarioRequest('s3', bench)),
       },
+      {
+        id: 'r1',
+        title: 'R1 POST /v1/users, 1 user replica',
+        processes: pids(['gateway', 'user']),
+        connections: options.registrationConnections,
+        load: http(gateway, scenarioRequest('register', bench)),
+      },
+      ...(scaled
+        ? [
+            {
+              id: 'r2',
+              title: 'R2 POST /v1/users, 2 user replicas',
+              processes: pids(['gateway', 'user'], scaled.system),
+              connections: options.registrationConnections,
+              load: http(scaled.gatewayUrl, scenarioRequest('register', scaled)),
+            },
+          ]
+        : []),
     ];
     const other = startingOther ? await startingOther : undefined;
     if (other && options.compareNode) {
@@ -349,6 +414,8 @@ async function main(): Promise<void> {
         warmupSec: options.warmupSec,
         connections: options.connections,
         orderConnections: options.orderConnections,
+        registrationConnections: options.registrationConnections,
+        hashConcurrency: options.hashConcurrency,
         users: options.users,
         quick: options.quick,
       },
@@ -370,7 +437,7 @@ async function main(): Promise<void> {
       const failing = scenarios.filter((s) => s.errors > 0 || s.non2xx > 0);
       if (failing.length > 0 || oversold > 0) {
         log(
-          `CHECK FAILED: ${failing.map((s) => `${s.id} (${s.errors} errors, ${s.non2xx} non-2xx)`).join(', ')}${oversold ? `; ${oversold} products oversold` : ''}`,
+          `CHECK FAILED: ${failing.map((s) => `${s.id} (${s.errors} errors, ${s.non2xx} non-2xx, ${s.shed} of them 503)`).join(', ')}${oversold ? `; ${oversold} products oversold` : ''}`,
         );
         return guard.exit(1);
       }

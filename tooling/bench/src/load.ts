@@ -6,14 +6,19 @@ export interface LoadSample {
   seconds: number;
   /** Completed requests (any status). */
   requests: number;
+  /** Completed requests answered 2xx: the throughput. */
+  ok: number;
   /** Network errors and timeouts. */
   errors: number;
   non2xx: number;
+  /** 503 answers (also counted in non2xx): load shed by design, e.g. when hashing is saturated. */
+  shed: number;
   /** Every completed request's latency. */
   latenciesMs: number[];
 }
 
 export interface LoadResult {
+  /** 2xx answers per second loaded: a request shed with 503 is not throughput. */
   requestsPerSecond: number;
   p50: number;
   p90: number;
@@ -21,6 +26,7 @@ export interface LoadResult {
   /** Network errors and timeouts. */
   errors: number;
   non2xx: number;
+  shed: number;
   total: number;
 }
 
@@ -31,14 +37,16 @@ export interface LoadResult {
 export function summarize(samples: readonly LoadSample[]): LoadResult {
   const seconds = samples.reduce((sum, s) => sum + s.seconds, 0);
   const requests = samples.reduce((sum, s) => sum + s.requests, 0);
+  const ok = samples.reduce((sum, s) => sum + s.ok, 0);
   const latencies = samples.flatMap((s) => s.latenciesMs).sort((a, b) => a - b);
   return {
-    requestsPerSecond: seconds > 0 ? Math.round(requests / seconds) : 0,
+    requestsPerSecond: seconds > 0 ? Math.round(ok / seconds) : 0,
     p50: Math.round(percentile(latencies, 50)),
     p90: Math.round(percentile(latencies, 90)),
     p99: Math.round(percentile(latencies, 99)),
     errors: samples.reduce((sum, s) => sum + s.errors, 0),
     non2xx: samples.reduce((sum, s) => sum + s.non2xx, 0),
+    shed: samples.reduce((sum, s) => sum + s.shed, 0),
     total: requests + samples.reduce((sum, s) => sum + s.errors, 0),
   };
 }
@@ -58,6 +66,8 @@ export async function httpLoad(options: {
   next: () => HttpRequestSpec;
 }): Promise<LoadSample> {
   const latenciesMs: number[] = [];
+  let ok = 0;
+  let shed = 0;
   const started = performance.now();
   const result = await new Promise<autocannon.Result>((resolve, reject) => {
     const instance = autocannon(
@@ -86,14 +96,20 @@ export async function httpLoad(options: {
     // autocannon emits (client, statusCode, bytes, ms); @types/autocannon leaves out the client.
     (instance as unknown as NodeJS.EventEmitter).on(
       'response',
-      (_client: unknown, _status: number, _bytes: number, ms: number) => latenciesMs.push(ms),
+      (_client: unknown, status: number, _bytes: number, ms: number) => {
+        latenciesMs.push(ms);
+        if (status >= 200 && status < 300) ok++;
+        else if (status === 503) shed++;
+      },
     );
   });
   return {
     seconds: (performance.now() - started) / 1000,
     requests: latenciesMs.length,
+    ok,
     errors: result.errors + result.timeouts,
     non2xx: result.non2xx,
+    shed,
     latenciesMs,
   };
 }
@@ -129,8 +145,10 @@ export async function callLoad(options: {
   return {
     seconds: (performance.now() - started) / 1000,
     requests: latenciesMs.length,
+    ok: latenciesMs.length,
     errors,
     non2xx: 0,
+    shed: 0,
     latenciesMs,
   };
 }

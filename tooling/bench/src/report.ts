@@ -16,6 +16,10 @@ export interface Report {
     warmupSec: number;
     connections: number;
     orderConnections: number;
+    /** R1 and R2 (absent from reports written before they existed). */
+    registrationConnections?: number;
+    /** Hashes each user service runs at once (HASH_CONCURRENCY). */
+    hashConcurrency?: number;
     users: number;
     quick: boolean;
   };
@@ -30,7 +34,16 @@ export interface Report {
 
 const ratio = (a: ScenarioReport | undefined, b: ScenarioReport | undefined) =>
   a && b && b.requestsPerSecond > 0 ? a.requestsPerSecond / b.requestsPerSecond : undefined;
+/** Registration scenarios: each request is a scrypt hash. */
+const HASHING = new Set(['r1', 'r2']);
+/** What one scrypt hash holds while it runs: 128 x N x r bytes (apps/user/src/domain/password.ts). */
+const SCRYPT_MB = 32;
 const fmt = (value: number | undefined) => (value === undefined ? '–' : value.toFixed(2));
+/** A scenario's processes of one app: `gateway`, `gateway#2`... (not `gateway@20`, another runtime's). */
+const processesOf = (s: ScenarioReport, app: string) =>
+  Object.entries(s.processes)
+    .filter(([name]) => name === app || name.startsWith(`${app}#`))
+    .map(([, p]) => p);
 
 /**
  * A markdown table laid out the way Prettier lays it out (cells padded to the column's width,
@@ -106,6 +119,9 @@ export function renderMarkdown(report: Report): string {
   const b0 = byId.get('b0');
   const b1 = byId.get('b1');
   const b2 = byId.get('b2');
+  const x1 = byId.get('x1');
+  const r1 = byId.get('r1');
+  const r2 = byId.get('r2');
   lines.push(
     ...markdownTable(
       ['ratio (req/s)', 'value'],
@@ -121,6 +137,49 @@ export function renderMarkdown(report: Report): string {
     ),
   );
   lines.push('');
+
+  // Scale: the same load through 2 replicas of one app against 1, measured in the same rounds.
+  const scale = (
+    [
+      ['gateway: S1 -> X1, GET /v1/products/:id', 'gateway', s1, x1],
+      ['user: R1 -> R2, POST /v1/users (registrations)', 'user', r1, r2],
+    ] as const
+  ).flatMap(([what, app, one, two]) => (one && two ? [{ what, app, one, two }] : []));
+  if (scale.length > 0) {
+    const both = (value: (s: ScenarioReport) => number, one: ScenarioReport, two: ScenarioReport) =>
+      `${value(one)} / ${value(two)}`;
+    const cpuOf = (s: ScenarioReport, app: string) =>
+      processesOf(s, app)
+        .map((p) => p.cpuPercent)
+        .join(' + ');
+    lines.push(
+      ...markdownTable(
+        [
+          'scaled app: 1 -> 2 replicas',
+          'conns',
+          'req/s 1',
+          'req/s 2',
+          'ratio',
+          'p99 ms 1 / 2',
+          '503s 1 / 2',
+          'CPU % of its replicas 1 / 2',
+        ],
+        ['left', 'right', 'right', 'right', 'right', 'left', 'left', 'left'],
+        scale.map(({ what, app, one, two }) => [
+          what,
+          two.connections,
+          one.requestsPerSecond,
+          two.requestsPerSecond,
+          fmt(ratio(two, one)),
+          both((s) => s.p99, one, two),
+          both((s) => s.shed, one, two),
+          // Per replica: how evenly the two shared the load.
+          `${cpuOf(one, app)} / ${cpuOf(two, app)}`,
+        ]),
+      ),
+    );
+    lines.push('');
+  }
 
   if (report.compareNode) {
     const peak = (s: ScenarioReport | undefined, suffix = '') =>
@@ -165,11 +224,16 @@ export function renderMarkdown(report: Report): string {
     lines.push('');
   }
 
-  const appPeak = (app: string) =>
+  // Over every replica of the app, in the scenarios that do (hashing) or do not (the rest) register.
+  const appPeak = (app: string, hashing = false) =>
     Math.max(
       0,
-      ...report.scenarios.flatMap((s) => (s.processes[app] ? [s.processes[app].peakRssMb] : [])),
+      ...report.scenarios
+        .filter((s) => HASHING.has(s.id) === hashing)
+        .flatMap((s) => processesOf(s, app).map((p) => p.peakRssMb)),
     );
+  const hashes = report.options.hashConcurrency ?? 1;
+  const hashingBudget = 150 + SCRYPT_MB * hashes;
   const targets: [string, boolean | undefined, string][] = [
     [
       'S1 >= 0.8 x B1 req/s',
@@ -187,6 +251,20 @@ export function renderMarkdown(report: Report): string {
       s3 ? s3.p99 < 150 : undefined,
       s3 ? `${s3.p99} ms at ${s3.connections}` : '–',
     ],
+    ...(
+      [
+        ['X1', 'gateway', x1],
+        ['R2', 'user', r2],
+      ] as const
+    ).map(([id, app, s]): [string, boolean | undefined, string] => {
+      const cpu = s ? processesOf(s, app).map((p) => p.cpuPercent) : [];
+      const total = cpu.reduce((sum, value) => sum + value, 0);
+      return [
+        `${id}: each of 2 ${app} replicas does >= 1/3 of their work (CPU)`,
+        s ? cpu.length === 2 && Math.min(...cpu) * 3 >= total : undefined,
+        s ? `${cpu.join(' + ')} % of a core` : '–',
+      ];
+    }),
     ['no oversell', report.oversold === 0, `${report.oversold} products off`],
     [
       'no errors or unexpected statuses',
@@ -198,6 +276,11 @@ export function renderMarkdown(report: Report): string {
       appPeak(app) ? appPeak(app) < 150 : undefined,
       `${appPeak(app)} MB`,
     ]),
+    [
+      `user peak RSS registering < 150 + ${SCRYPT_MB} MB x ${hashes} hashes at once`,
+      appPeak('user', true) ? appPeak('user', true) < hashingBudget : undefined,
+      `${appPeak('user', true)} MB`,
+    ],
     ...Object.entries(report.readyMs).map(([app, ms]): [string, boolean, string] => [
       `${app} ready < 1 s after its database`,
       ms < 1000,
