@@ -193,6 +193,20 @@ class NatsTransport implements Transport {
     };
   }
 
+  /**
+   * Not yet delivered plus delivered and not acknowledged. On NATS 2.9 the consumer reads the whole
+   * stream (see subscribe), so this counts events of other subjects it has not skipped yet too.
+   */
+  async pending(consumer: string): Promise<number> {
+    try {
+      const info = await this.jsm.consumers.info(this.stream, consumer);
+      return info.num_pending + info.num_ack_pending;
+    } catch (error) {
+      if (isNotFound(error)) return 0;
+      throw error;
+    }
+  }
+
   async deadLetters(consumer: string): Promise<DeadLetter[]> {
     return (await this.deadMessages(consumer)).map(({ deadLetter }) => deadLetter);
   }

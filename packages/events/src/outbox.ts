@@ -123,3 +123,20 @@ export async function appendToOutbox(tx: Queryable, envelope: Envelope): Promise
   );
   return BigInt((result.rows[0] as { position: string }).position);
 }
+
+/**
+ * The outbox's backlog, for the relay's metrics: unsent events (`outbox_backlog_events`) and how
+ * long the oldest has waited (`outbox_oldest_unsent_seconds`, 0 when none). Reads the partial
+ * index of unsent rows only.
+ */
+export async function outboxBacklog(
+  db: Queryable,
+): Promise<{ events: number; oldestUnsentSeconds: number }> {
+  const result = await db.query(
+    `SELECT count(*)::int AS events,
+            COALESCE(EXTRACT(EPOCH FROM now() - min("occurred_at")), 0)::float8 AS oldest
+     FROM "outbox" WHERE "sent_at" IS NULL`,
+  );
+  const row = result.rows[0] as { events: number; oldest: number } | undefined;
+  return { events: row?.events ?? 0, oldestUnsentSeconds: Math.max(0, row?.oldest ?? 0) };
+}

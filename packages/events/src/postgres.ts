@@ -267,6 +267,14 @@ class PostgresTransport implements Transport {
     return this.options.pollMs ?? 1000;
   }
 
+  async pending(consumer: string): Promise<number> {
+    const result = await this.pool.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM events_deliveries WHERE consumer = $1',
+      [consumer],
+    );
+    return result.rows[0]?.n ?? 0;
+  }
+
   async deadLetters(consumer: string): Promise<DeadLetter[]> {
     const result = await this.pool.query<{
       subject: string;

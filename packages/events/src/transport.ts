@@ -26,6 +26,11 @@ export interface Transport {
     handler: Handler,
     options?: SubscribeOptions,
   ): Promise<Subscription>;
+  /**
+   * Events the consumer has not acknowledged yet (its lag: `consumer_lag_events`). 0 for a
+   * consumer that does not exist.
+   */
+  pending(consumer: string): Promise<number>;
   /** The consumer's dead letters, oldest first. */
   deadLetters(consumer: string): Promise<DeadLetter[]>;
   /** Sends a dead letter back to its consumer (attempts start again from 1) and removes it. */

@@ -2,7 +2,12 @@ import { Pool } from 'pg';
 import { inTransaction } from '@repo/database/transaction';
 import type { Envelope } from '../src/envelope';
 import { handleOnce } from '../src/inbox';
-import { appendToOutbox, inboxMigrationSql, outboxMigrationSql } from '../src/outbox';
+import {
+  appendToOutbox,
+  inboxMigrationSql,
+  outboxBacklog,
+  outboxMigrationSql,
+} from '../src/outbox';
 import { createPostgresTransport } from '../src/postgres';
 import { Relay } from '../src/relay';
 import { subjectOf } from '../src/subjects';
@@ -16,6 +21,7 @@ function publishOnly(publish: (envelope: Envelope) => Promise<PublishResult>): T
     name: 'test',
     publish,
     subscribe: unused,
+    pending: unused,
     deadLetters: unused,
     replayDeadLetter: unused,
     close: () => Promise.resolve(),
@@ -118,12 +124,17 @@ describe('outbox, relay and inbox (real PostgreSQL)', () => {
       }),
     );
     relay.start();
+    expect(await outboxBacklog(service)).toEqual({ events: 0, oldestUnsentSeconds: 0 });
     const event = await commitEvent('test.v1.Thing', 'a', 'payload');
     await waitFor('the second attempt', () => published.length === 1);
     const [pending] = await rows();
     expect(pending).toMatchObject({ sent_at: null, attempts: 1, last_error: 'broker unavailable' });
+    const backlog = await outboxBacklog(service);
+    expect(backlog.events).toBe(1);
+    expect(backlog.oldestUnsentSeconds).toBeGreaterThan(0);
     confirm.resolve({ duplicate: false });
     await waitFor('the row marked sent', async () => (await rows())[0]!.sent_at !== null);
+    expect((await outboxBacklog(service)).events).toBe(0);
     expect(published[0]).toMatchObject({
       id: event.id,
       type: event.type,

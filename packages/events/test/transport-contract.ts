@@ -228,6 +228,24 @@ export function transportContract(setUp: () => Promise<TransportUnderTest>): voi
     await other.subscription.stop();
   });
 
+  it('counts what a consumer has not acknowledged yet', async () => {
+    const type = newType();
+    const consumer = unique('c');
+    expect(await transport.pending(consumer)).toBe(0);
+    const first = await record(transport, consumer, type);
+    const sentinel = testEvent(type, 'a', 'sentinel');
+    await transport.publish(sentinel);
+    await waitFor('the consumer caught up', () => first.acked.length === 1);
+    await first.subscription.stop();
+    await transport.publish(testEvent(type, 'a', '1'));
+    await transport.publish(testEvent(type, 'b', '2'));
+    expect(await transport.pending(consumer)).toBe(2);
+    const again = await record(transport, consumer, type);
+    await waitFor('the backlog handled', () => again.acked.length === 2);
+    await waitFor('no lag', async () => (await transport.pending(consumer)) === 0);
+    await again.subscription.stop();
+  });
+
   it('gives every consumer its own copy, including one that subscribes after the events were published', async () => {
     const type = newType();
     const first = await record(transport, unique('c1'), type);
