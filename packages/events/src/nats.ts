@@ -6,6 +6,7 @@ import {
   jetstream,
   jetstreamManager,
   type Consumer,
+  type ConsumerMessages,
   type JetStreamClient,
   type JetStreamManager,
   type JsMsg,
@@ -288,6 +289,7 @@ class NatsSubscription {
   /** Stopped at once by close(): nothing more is acknowledged or put back. */
   private abandoned = false;
   private loop: Promise<void> | undefined;
+  private messages: ConsumerMessages | undefined;
   private readonly maxAttempts: number;
 
   constructor(
@@ -307,16 +309,20 @@ class NatsSubscription {
 
   private async run(): Promise<void> {
     while (!this.stopped) {
-      let message: JsMsg | null;
       try {
-        message = await this.consumer.next({ expires: 1000 });
+        // One message at a time (the consumer allows one outstanding anyway).
+        const messages = await this.consumer.consume({ max_messages: 1, expires: 5000 });
+        this.messages = messages;
+        if (this.stopped) await messages.close();
+        for await (const message of messages) {
+          if (this.stopped) break;
+          await this.handle(message).catch(() => undefined); // not acknowledged: redelivered
+        }
       } catch {
-        if (this.stopped) return;
-        await new Promise((resolve) => setTimeout(resolve, 500));
-        continue;
+        // The consumer or the connection went away; try again unless stopping.
       }
-      if (!message || this.stopped) continue;
-      await this.handle(message).catch(() => undefined); // not acknowledged: redelivered
+      this.messages = undefined;
+      if (!this.stopped) await new Promise((resolve) => setTimeout(resolve, 500));
     }
   }
 
@@ -364,12 +370,15 @@ class NatsSubscription {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    await this.messages?.close().catch(() => undefined);
     await this.loop;
   }
 
   abandon(): void {
     this.stopped = true;
     this.abandoned = true;
+    // Its pull requests and heartbeat timers go with it; a running handler is left behind.
+    this.messages?.stop();
   }
 }
 

@@ -16,8 +16,11 @@ export const OUTBOX_CHANNEL = 'outbox';
  * - `position` orders the whole outbox; since a service writes an aggregate's event in the
  *   transaction that changed (and so locked) the aggregate, positions follow each aggregate's
  *   commit order, which the relay keeps when publishing. It becomes the envelope's `sequence`.
- * - `sent_at` is set by the relay once the broker confirmed; unsent rows are found through a
- *   partial index, so sent rows cost nothing until the relay deletes them (after `retainSentMs`).
+ * - `sent_at` is set by the relay once the broker confirmed; unsent rows (`sent_at IS NULL`) are
+ *   found in position order through the (sent_at, position) index, a plain index Prisma knows
+ *   about (a partial one would be dropped by the next generated migration). Sent rows are deleted
+ *   by the relay after `retainSentMs`.
+ * - The trigger and its function are invisible to Prisma, which leaves them alone.
  * - The trigger NOTIFYs `outbox` once per inserting statement; PostgreSQL delivers it at COMMIT
  *   (never for a rolled-back transaction), which is what wakes the relay.
  */
@@ -41,7 +44,7 @@ CREATE TABLE "outbox" (
 );
 
 CREATE UNIQUE INDEX "outbox_event_id_key" ON "outbox"("event_id");
-CREATE INDEX "outbox_unsent_idx" ON "outbox"("position") WHERE "sent_at" IS NULL;
+CREATE INDEX "outbox_sent_at_position_idx" ON "outbox"("sent_at", "position");
 
 CREATE FUNCTION "outbox_notify"() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -85,6 +88,7 @@ export const outboxModels = `model Outbox {
   lastError   String?   @map("last_error")
   sentAt      DateTime? @map("sent_at") @db.Timestamptz(3)
 
+  @@index([sentAt, position])
   @@map("outbox")
 }
 
@@ -126,8 +130,8 @@ export async function appendToOutbox(tx: Queryable, envelope: Envelope): Promise
 
 /**
  * The outbox's backlog, for the relay's metrics: unsent events (`outbox_backlog_events`) and how
- * long the oldest has waited (`outbox_oldest_unsent_seconds`, 0 when none). Reads the partial
- * index of unsent rows only.
+ * long the oldest has waited (`outbox_oldest_unsent_seconds`, 0 when none). Reads the unsent rows'
+ * entries of the (sent_at, position) index only.
  */
 export async function outboxBacklog(
   db: Queryable,
