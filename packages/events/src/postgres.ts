@@ -51,6 +51,12 @@ export interface PostgresTransportOptions {
   concurrency?: number;
   /** Pool size (default 5). */
   maxConnections?: number;
+  /**
+   * How long the broker keeps an event (default 7 days, JetStream's max age here): older ones are
+   * deleted, hourly, with their unacknowledged deliveries, unless dead-lettered (dead letters stay
+   * until replayed, as in JetStream's dead-letter stream). It is also the de-duplication window.
+   */
+  maxAgeMs?: number;
 }
 
 const NOTIFY_CHANNEL = 'events_published';
@@ -168,8 +174,15 @@ class PostgresTransport implements Transport {
     private readonly options: PostgresTransportOptions,
   ) {}
 
+  private pruneTimer: NodeJS.Timeout | undefined;
+
   async start(): Promise<void> {
     await migrateBroker(this.pool);
+    const prune = () => {
+      this.pruneMessages(this.options.maxAgeMs ?? 7 * 24 * 3600_000).catch(() => undefined);
+    };
+    prune();
+    this.pruneTimer = setInterval(prune, 3600_000).unref();
     // One LISTEN connection per transport wakes every subscription of this process.
     const listener = new Client({ connectionString: this.options.url });
     listener.on('error', () => undefined); // subscriptions fall back on polling
@@ -317,9 +330,21 @@ class PostgresTransport implements Transport {
     });
   }
 
+  /** Deletes events older than `olderThanMs` that are not dead letters; returns how many. */
+  async pruneMessages(olderThanMs: number): Promise<number> {
+    const result = await this.pool.query(
+      `DELETE FROM events_messages m
+       WHERE m.published_at < now() - make_interval(secs => $1::double precision / 1000)
+         AND NOT EXISTS (SELECT 1 FROM events_dead_letters d WHERE d.seq = m.seq)`,
+      [olderThanMs],
+    );
+    return result.rowCount ?? 0;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.pruneTimer);
     for (const subscription of this.subscriptions) subscription.abandon();
     this.subscriptions.clear();
     await this.listener?.end().catch(() => undefined);
@@ -413,18 +438,20 @@ class PgSubscription {
       this.options.onError?.(error, delivery);
       const message = errorMessage(error);
       if (delivery.attempt >= this.maxAttempts) {
-        await inTx(pool, async (client) => {
+        const moved = await inTx(pool, async (client) => {
           const removed = await client.query(
             'DELETE FROM events_deliveries WHERE consumer = $1 AND seq = $2 AND attempts = $3',
             [this.consumer, row.seq, row.attempts],
           );
-          if (!removed.rowCount) return; // our lease expired and someone else has it now
+          if (!removed.rowCount) return false; // our lease expired and someone else has it now
           await client.query(
             `INSERT INTO events_dead_letters (consumer, seq, attempts, last_error)
              VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
             [this.consumer, row.seq, delivery.attempt, message],
           );
-        }).catch(() => undefined);
+          return true;
+        }).catch(() => false); // not moved: the lease expires and the next attempt dead-letters it
+        if (!moved) return;
         this.options.onDeadLetter?.({
           consumer: this.consumer,
           envelope: delivery.envelope,
@@ -479,7 +506,9 @@ class PgSubscription {
 /** Connects to (and creates, unless told not to) the broker database and its tables. */
 export async function createPostgresTransport(
   options: PostgresTransportOptions,
-): Promise<Transport & { readonly pool: Pool }> {
+): Promise<
+  Transport & { readonly pool: Pool; pruneMessages(olderThanMs: number): Promise<number> }
+> {
   if (options.createDatabase ?? true) {
     const name = decodeURIComponent(new URL(options.url).pathname.slice(1));
     await ensureDatabase(options.url, name);
