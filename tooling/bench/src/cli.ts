@@ -79,7 +79,7 @@ function parseOptions(argv: string[]): Options {
     orderConnections: number('--order-connections', 20),
     // Registrations in flight: twice the hashes one user service runs at once, so two replicas
     // have every hashing slot busy while one holds at most as many waiting as running: its queue's
-    // expected wait stays one hash long, far from the 500 ms at which it sheds (503).
+    // expected wait stays one hash long (it sheds with 503 beyond HASH_QUEUE_WAIT_MAX_MS).
     registrationConnections: number('--registration-connections', 2 * hashConcurrency()),
     hashConcurrency: hashConcurrency(),
     scenarios: new Set(scenarios),
