@@ -90,6 +90,54 @@ describe('tracing', () => {
     );
   });
 
+  it('records nothing for an unsampled caller, samples new traces at the ratio, and follows a sampled caller', async () => {
+    const { logger } = capturingLogger();
+    // The endpoint is a closed port: what is exported (one span, below) is lost, as it may be.
+    const unsampled = setupTracing(
+      {
+        OTEL_SERVICE_NAME: 'test',
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9',
+        OTEL_TRACES_SAMPLER_ARG: 0,
+      },
+      logger,
+    );
+    const fromCaller = startServerSpan('GET /x', {
+      traceparent: `00-${TRACE_ID}-${CALLER_SPAN_ID}-00`,
+    })!;
+    // Served in the caller's own context: no span of its own, nothing below recorded either.
+    expect(fromCaller.span.isRecording()).toBe(false);
+    expect(fromCaller.span.spanContext()).toMatchObject({
+      traceId: TRACE_ID,
+      spanId: CALLER_SPAN_ID,
+    });
+    expect(startChildSpan('SELECT users', SpanKind.CLIENT, {}, fromCaller.context)).toBeUndefined();
+    // A new trace at ratio 0: ids for the logs and the next hop, nothing recorded.
+    const fresh = startServerSpan('GET /x', {})!;
+    expect(fresh.span.isRecording()).toBe(false);
+    expect(fresh.span.spanContext().traceId).toMatch(/^[0-9a-f]{32}$/);
+    expect(fresh.span.spanContext().traceId).not.toBe(TRACE_ID);
+    // A sampled caller is followed whatever the ratio.
+    const sampledCaller = startServerSpan('GET /x', {
+      traceparent: `00-${TRACE_ID}-${CALLER_SPAN_ID}-01`,
+    })!;
+    expect(sampledCaller.span.isRecording()).toBe(true);
+    sampledCaller.span.end();
+    await unsampled.shutdown().catch(() => undefined);
+
+    const everything = setupTracing(
+      {
+        OTEL_SERVICE_NAME: 'test',
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9',
+        OTEL_TRACES_SAMPLER_ARG: 1,
+      },
+      logger,
+    );
+    const root = startServerSpan('GET /x', {})!;
+    expect(root.span.isRecording()).toBe(true);
+    expect(root.span.spanContext().traceFlags).toBe(1);
+    await everything.shutdown().catch(() => undefined);
+  });
+
   it('logs nothing for a request faster than TRACE_SLOW_MS', () => {
     const { logger, lines } = capturingLogger();
     const provider = new TracerProvider({ spanProcessors: [new SlowRequestLog(60_000, logger)] });
