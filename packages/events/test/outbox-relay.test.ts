@@ -8,11 +8,12 @@ import {
   outboxBacklog,
   outboxMigrationSql,
 } from '../src/outbox';
+import { createNatsTransport } from '../src/nats';
 import { createPostgresTransport } from '../src/postgres';
 import { Relay } from '../src/relay';
 import { subjectOf } from '../src/subjects';
 import type { Delivery, PublishResult, Transport } from '../src/transport';
-import { bodyOf, createDatabase, deferred, testEvent, unique, waitFor } from './helpers';
+import { NATS_URL, bodyOf, createDatabase, deferred, testEvent, unique, waitFor } from './helpers';
 
 /** A transport that only publishes, through `publish`; the relay needs nothing else. */
 function publishOnly(publish: (envelope: Envelope) => Promise<PublishResult>): Transport {
@@ -250,6 +251,48 @@ describe('outbox, relay and inbox (real PostgreSQL)', () => {
       }
       expect((await rows()).every((row) => row.sent_at !== null)).toBe(true);
     } finally {
+      await transport.close();
+    }
+  });
+
+  it('end to end over NATS JetStream: outbox, relay, consumer with an inbox, applied once per event', async () => {
+    const stream = unique('TEST_RELAY');
+    const prefix = unique('test_relay');
+    const transport = await createNatsTransport({ servers: NATS_URL, stream, prefix });
+    try {
+      const consumerDb = await database(
+        `${inboxMigrationSql()}; CREATE TABLE effects (event_id TEXT NOT NULL);`,
+      );
+      const type = `test.v1.${unique('Relayed')}`;
+      let deliveries = 0;
+      const subscription = await transport.subscribe(
+        'projection',
+        [subjectOf(type, prefix)],
+        async ({ envelope }) => {
+          deliveries++;
+          await inTransaction(consumerDb, (tx) =>
+            handleOnce(tx, 'projection', envelope.id, async (effectTx) => {
+              await effectTx.query('INSERT INTO effects VALUES ($1)', [envelope.id]);
+            }),
+          );
+        },
+        { ackWaitMs: 2000 },
+      );
+      relayFor(transport).start();
+      const events = [];
+      for (let i = 0; i < 5; i++) events.push(await commitEvent(type, `agg${i % 2}`, String(i)));
+      await waitFor('every event applied', async () => {
+        const { rows: applied } = await consumerDb.query('SELECT event_id FROM effects');
+        return applied.length === events.length;
+      });
+      // The relay re-sends one (as after a crash); JetStream de-duplicates it by id.
+      expect(await transport.publish(events[0]!)).toEqual({ duplicate: true });
+      await subscription.stop();
+      expect(deliveries).toBe(5);
+      expect((await rows()).every((row) => row.sent_at !== null)).toBe(true);
+    } finally {
+      await transport.jsm.streams.delete(stream).catch(() => undefined);
+      await transport.jsm.streams.delete(`${stream}_DEAD`).catch(() => undefined);
       await transport.close();
     }
   });
