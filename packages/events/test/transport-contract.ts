@@ -12,7 +12,7 @@ export interface TransportUnderTest {
 
 /** Short timings so the suite stays fast; production defaults are much longer. */
 const FAST: SubscribeOptions = {
-  ackWaitMs: 1000,
+  ackWaitMs: 2000,
   maxAttempts: 3,
   backoff: { initialMs: 50, maxMs: 200 },
 };
