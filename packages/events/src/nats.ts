@@ -331,7 +331,33 @@ class NatsSubscription {
       await message.ackAck(); // another consumer's replay, or a subject not ours (NATS 2.9)
       return;
     }
-    const envelope = decodeEnvelope(message.data);
+    let envelope: Envelope;
+    try {
+      envelope = decodeEnvelope(message.data);
+    } catch (error) {
+      // Not an envelope (published by something else on our subjects): it would hold the consumer
+      // back forever, so it is terminated and reported, not retried.
+      message.term();
+      this.options.onError?.(
+        new Error(`not an event envelope on ${message.subject}`, { cause: error }),
+        {
+          envelope: {
+            id: message.headers?.get('Nats-Msg-Id') ?? '',
+            type: '',
+            aggregateId: '',
+            occurredAt: undefined,
+            traceparent: '',
+            tracestate: '',
+            payload: Buffer.alloc(0),
+            source: '',
+            sequence: 0,
+          },
+          subject: message.subject,
+          attempt: message.info.deliveryCount,
+        },
+      );
+      return;
+    }
     const delivery: Delivery = {
       envelope,
       subject: message.subject.startsWith(`${this.transport.prefix}.replay.`)

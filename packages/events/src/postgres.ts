@@ -412,11 +412,13 @@ class PgSubscription {
     ]);
     const rows = [...claimed.rows].sort((a, b) => Number(a.seq) - Number(b.seq));
     for (const row of rows) {
-      const handling = this.handle(row).finally(() => {
-        this.inFlight.delete(handling);
-        this.running--;
-        this.wake();
-      });
+      const handling = this.handle(row)
+        .catch(() => undefined) // not acknowledged: delivered again once the lease expires
+        .finally(() => {
+          this.inFlight.delete(handling);
+          this.running--;
+          this.wake();
+        });
       this.running++;
       this.inFlight.add(handling);
     }
