@@ -8,6 +8,9 @@
 //   pnpm bench --quick --check       exit 1 if any scenario had errors or unexpected statuses
 //   pnpm bench --compare-node /path/to/node   also run B1, S1-S3 on a second system under that
 //                                    Node.js binary, interleaved with the rest (runtime upgrades)
+//   pnpm bench --compare-tracing     also run S1 and S2 on two more systems, tracing at the
+//                                    default sampling ratio and at 100% into a local OTLP sink,
+//                                    interleaved with the rest (what tracing costs)
 //   pnpm bench --scenario s1,x1,r1,r2   scale: S1 through 2 gateways (X1), registrations on 1 and
 //                                    2 user services (R1, R2), on a second, scaled system
 import { execFileSync } from 'node:child_process';
@@ -16,9 +19,11 @@ import { availableParallelism, cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Metadata, credentials } from '@grpc/grpc-js';
 import { OrderServiceClient } from '@repo/contracts/order/v1';
+import { DEFAULT_TRACE_RATIO } from '@repo/service-kit/config';
 import { exitGuard } from '@repo/system/lifecycle';
 import type { AppName, RunningSystem } from '@repo/system/system';
 import { callLoad, httpLoad, summarize, type HttpRequestSpec, type LoadSample } from './load';
+import { startOtlpSink } from './otlp-sink';
 import { startBaseline, type Baseline } from './processes';
 import { ProcessSampler } from './procstats';
 import { renderMarkdown, type Report, type ScenarioReport } from './report';
@@ -40,7 +45,15 @@ interface Options {
   check: boolean;
   /** Another Node.js binary to run a second system on, measured side by side. */
   compareNode: string | undefined;
+  /** S1 and S2 also on systems that trace (at the default ratio, and everything). */
+  compareTracing: boolean;
 }
+
+/** --compare-tracing's systems: scenario ids `<id>@<id>`, processes `<app>@<id>`. */
+const TRACING = [
+  { id: 'sampled', ratio: DEFAULT_TRACE_RATIO },
+  { id: 'all', ratio: 1 },
+] as const;
 
 /** In the order of a round: each scale variant right after the one it is compared with. */
 const ALL_SCENARIOS = ['b0', 'b1', 's1', 'x1', 'b2', 's2', 's3', 'r1', 'r2'];
@@ -87,6 +100,7 @@ function parseOptions(argv: string[]): Options {
     quick,
     check: argv.includes('--check'),
     compareNode: value('--compare-node'),
+    compareTracing: argv.includes('--compare-tracing'),
   };
 }
 
@@ -185,6 +199,26 @@ async function main(): Promise<void> {
       })
     : undefined;
   if (startingOther) guard.defer(async () => (await startingOther.catch(() => undefined))?.stop());
+  // Tracing at the default ratio and at 100%, exporting to a sink in this process: systems of their
+  // own, started beside the first and measured in the same rounds.
+  const sink = options.compareTracing ? await startOtlpSink() : undefined;
+  if (sink) guard.defer(() => sink.close());
+  const startingTraced = sink
+    ? TRACING.map((level) =>
+        startBenchSystem({
+          users: options.users,
+          signal: guard.signal,
+          label: `[tracing ${level.ratio * 100}%] `,
+          env: {
+            OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
+            OTEL_TRACES_SAMPLER_ARG: String(level.ratio),
+          },
+        }),
+      )
+    : [];
+  for (const starting of startingTraced) {
+    guard.defer(async () => (await starting.catch(() => undefined))?.stop());
+  }
   const baselines: Baseline[] = [];
   guard.defer(async () => {
     for (const baseline of baselines) await baseline.stop();
@@ -374,8 +408,32 @@ async function main(): Promise<void> {
       });
       all.splice(0, all.length, ...interleaved);
     }
+    const traced = await Promise.all(startingTraced);
+    if (sink) {
+      const onTraced = (id: string): Scenario[] => {
+        const base = all.find((scenario) => scenario.id === id);
+        if (!base || (id !== 's1' && id !== 's2')) return [];
+        return TRACING.map((level, index) => {
+          const bench = traced[index]!;
+          return {
+            id: `${id}@${level.id}`,
+            title: `${base.title} [tracing ${level.ratio * 100}%]`,
+            processes: Object.fromEntries(
+              (id === 's1' ? (['gateway', 'order'] as const) : (['gateway', 'user'] as const)).map(
+                (app) => [`${app}@${level.id}`, bench.system.apps[app]!.pid!],
+              ),
+            ),
+            connections: options.connections,
+            load: http(bench.gatewayUrl, scenarioRequest(id, bench)),
+          };
+        });
+      };
+      // Each tracing level right after the same scenario without tracing.
+      const interleaved = all.flatMap((scenario) => [scenario, ...onTraced(scenario.id)]);
+      all.splice(0, all.length, ...interleaved);
+    }
     const selected = all.filter((scenario) =>
-      options.scenarios.has(scenario.id.replace(/@other$/, '')),
+      options.scenarios.has(scenario.id.replace(/@.*$/, '')),
     );
     const scenarios = await measure(selected, options);
     orderClient.close();
@@ -390,15 +448,20 @@ async function main(): Promise<void> {
     let oversold = mismatches.length;
     if (other) oversold += (await stockMismatches(other)).length;
 
-    // Readiness: with the database up, how long each app takes from spawn to ready.
+    // Readiness: with the database up, how long each app takes from spawn to ready (tracing too).
     const readyMs: Record<string, number> = {};
-    for (const app of ['user', 'order', 'gateway'] as const) {
-      const process = system.apps[app]!;
-      await process.stop();
-      const started = Date.now();
-      await process.start();
-      readyMs[app] = Date.now() - started;
-    }
+    const timeRestarts = async (running: RunningSystem, suffix = '') => {
+      for (const app of ['user', 'order', 'gateway'] as const) {
+        const process = running.apps[app]!;
+        await process.stop();
+        const started = Date.now();
+        await process.start();
+        readyMs[`${app}${suffix}`] = Date.now() - started;
+      }
+    };
+    await timeRestarts(system);
+    const tracingAll = traced[TRACING.length - 1];
+    if (tracingAll) await timeRestarts(tracingAll.system, ' (tracing 100%)');
 
     const report: Report = {
       date: new Date().toISOString(),
@@ -423,6 +486,14 @@ async function main(): Promise<void> {
       oversold,
       readyMs,
       ...(otherVersion ? { compareNode: otherVersion } : {}),
+      ...(sink
+        ? {
+            tracing: {
+              levels: TRACING.map(({ id, ratio }) => ({ id, ratio })),
+              exported: sink.stats(),
+            },
+          }
+        : {}),
     };
     const markdown = renderMarkdown(report);
     process.stdout.write(`\n${markdown}\n`);

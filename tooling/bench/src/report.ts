@@ -30,7 +30,18 @@ export interface Report {
   readyMs: Record<string, number>;
   /** With --compare-node: the other runtime's version (its scenarios have ids `<id>@other`). */
   compareNode?: string;
+  /**
+   * With --compare-tracing: the sampling ratio of each tracing system (its scenarios have ids
+   * `<scenario>@<level id>`) and what their OTLP exports came to.
+   */
+  tracing?: {
+    levels: { id: string; ratio: number }[];
+    exported: { requests: number; bytes: number };
+  };
 }
+
+/** Tracing's budget: throughput kept against tracing off, at the default ratio and at 100%. */
+const TRACING_BUDGET = (ratio: number) => (ratio >= 1 ? 0.75 : 0.9);
 
 const ratio = (a: ScenarioReport | undefined, b: ScenarioReport | undefined) =>
   a && b && b.requestsPerSecond > 0 ? a.requestsPerSecond / b.requestsPerSecond : undefined;
@@ -224,6 +235,55 @@ export function renderMarkdown(report: Report): string {
     lines.push('');
   }
 
+  // Tracing: the same scenario on systems that trace, measured in the same rounds.
+  const tracing = report.tracing;
+  const cpuPerRequest = (s: ScenarioReport) =>
+    Math.round(
+      (Object.values(s.processes).reduce((sum, p) => sum + p.cpuPercent, 0) * 1e4) /
+        Math.max(1, s.requestsPerSecond),
+    );
+  if (tracing) {
+    lines.push(
+      ...markdownTable(
+        [
+          'tracing',
+          'sampled',
+          'req/s',
+          'ratio to off',
+          'CPU µs per request (its two apps)',
+          'p99 ms',
+          'peak RSS MB',
+        ],
+        ['left', 'right', 'right', 'right', 'right', 'right', 'left'],
+        ['s1', 's2'].flatMap((id) => {
+          const off = byId.get(id);
+          if (!off) return [];
+          const rows = [{ label: 'off', ratio: 0, s: off }];
+          for (const level of tracing.levels) {
+            const s = byId.get(`${id}@${level.id}`);
+            if (s) rows.push({ label: 'on', ratio: level.ratio, s });
+          }
+          return rows.map(({ label, ratio: sampled, s }) => [
+            `${id.toUpperCase()} ${label}`,
+            label === 'off' ? '–' : `${sampled * 100}%`,
+            s.requestsPerSecond,
+            fmt(ratio(s, off)),
+            cpuPerRequest(s),
+            s.p99,
+            Object.entries(s.processes)
+              .map(([name, p]) => `${name.replace(/@.*$/, '')} ${p.peakRssMb}`)
+              .join(', '),
+          ]);
+        }),
+      ),
+    );
+    lines.push('');
+    lines.push(
+      `Exported to the OTLP sink: ${tracing.exported.requests} requests, ${(tracing.exported.bytes / 2 ** 20).toFixed(1)} MiB.`,
+    );
+    lines.push('');
+  }
+
   // Over every replica of the app, in the scenarios that do (hashing) or do not (the rest) register.
   const appPeak = (app: string, hashing = false) =>
     Math.max(
@@ -265,6 +325,17 @@ export function renderMarkdown(report: Report): string {
         s ? `${cpu.join(' + ')} % of a core` : '–',
       ];
     }),
+    ...(tracing?.levels ?? []).flatMap((level) =>
+      ['s1', 's2'].map((id): [string, boolean | undefined, string] => {
+        const kept = ratio(byId.get(`${id}@${level.id}`), byId.get(id));
+        const budget = TRACING_BUDGET(level.ratio);
+        return [
+          `${id.toUpperCase()} tracing ${level.ratio * 100}% >= ${budget} x tracing off req/s`,
+          kept === undefined ? undefined : kept >= budget,
+          fmt(kept),
+        ];
+      }),
+    ),
     ['no oversell', report.oversold === 0, `${report.oversold} products off`],
     [
       'no errors or unexpected statuses',

@@ -38,6 +38,8 @@ export async function startBenchSystem(options: {
   nodePath?: string;
   /** Prefix of this system's log lines (two systems run side by side with --compare-node). */
   label?: string;
+  /** More environment for every app (--compare-tracing's OTEL_* settings). */
+  env?: Record<string, string>;
 }): Promise<BenchSystem> {
   const dataDir = mkdtempSync(join(tmpdir(), 'bench-'));
   chmodSync(dataDir, 0o755);
@@ -58,6 +60,7 @@ export async function startBenchSystem(options: {
         JWT_SECRET: jwtSecret,
         RATE_LIMIT_MAX: process.env.RATE_LIMIT_MAX || '1000000000',
         ...nodeOptions,
+        ...options.env,
       },
       // Registrations (R1, R2) keep the hashing queue at most HASH_CONCURRENCY long; on a starved
       // machine one hash alone can outlast the 500 ms wait limit, which would then shed them
@@ -65,8 +68,9 @@ export async function startBenchSystem(options: {
       user: {
         HASH_QUEUE_WAIT_MAX_MS: process.env.HASH_QUEUE_WAIT_MAX_MS || '5000',
         ...nodeOptions,
+        ...options.env,
       },
-      order: nodeOptions,
+      order: { ...nodeOptions, ...options.env },
     },
     replicas: options.replicas,
     nodeArgs: options.nodeArgs,
