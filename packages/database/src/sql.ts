@@ -38,15 +38,24 @@ export function querySummary(sql: string): { operation: string; table?: string; 
   const main = sql.slice(start);
   const operation = (/^\s*(\w+)/.exec(main)?.[1] ?? 'QUERY').toUpperCase();
   const target = {
-    SELECT: /\bfrom\s+"([^"]+)"/i,
-    INSERT: /^\s*insert\s+into\s+"([^"]+)"/i,
-    UPDATE: /^\s*update\s+"([^"]+)"/i,
-    DELETE: /^\s*delete\s+from\s+"([^"]+)"/i,
+    SELECT: /\bfrom\s+"([^"]+)"/gi,
+    INSERT: /^\s*insert\s+into\s+"([^"]+)"/gi,
+    UPDATE: /^\s*update\s+"([^"]+)"/gi,
+    DELETE: /^\s*delete\s+from\s+"([^"]+)"/gi,
   }[operation];
-  const table = target?.exec(main)?.[1];
+  const table = target && topLevelMatch(main, target);
   return table
     ? { operation, table, summary: `${operation} ${table}` }
     : { operation, summary: operation };
+}
+
+/** The first capture of `pattern` outside parentheses (not in a subquery of the select list). */
+function topLevelMatch(sql: string, pattern: RegExp): string | undefined {
+  for (const match of sql.matchAll(pattern)) {
+    const before = sql.slice(0, match.index);
+    if (before.split('(').length === before.split(')').length) return match[1];
+  }
+  return undefined;
 }
 
 /** A Kysely that compiles PostgreSQL and never connects: only for building statements. */

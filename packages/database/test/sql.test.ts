@@ -11,6 +11,11 @@ describe('querySummary (the span name of a statement)', () => {
       'with "locked" as (select "id" from "products" where "id" = any($1::uuid[]) for no key update) update "products" as "p" set "stock" = 1',
       'UPDATE products',
     ],
+    // The main FROM, not a subquery's in the select list.
+    [
+      'select "o"."id", (select json_agg("i") from "order_items" as "i" where "i"."order_id" = "o"."id") as "items" from "orders" as "o" where "o"."id" = $1',
+      'SELECT orders',
+    ],
     // No table: the operation alone.
     ['select pg_try_advisory_xact_lock(hashtextextended($1, 0)) as "locked"', 'SELECT'],
   ])('%s -> %s', (sql, summary) => {
