@@ -185,7 +185,9 @@ function randomId(bytes: number): string {
 
 /**
  * Starts the span of a request or call arriving here (kind SERVER), continuing the caller's trace
- * when `carrier` holds a `traceparent`. Returns undefined when tracing is off. Otherwise the span,
+ * when `carrier` holds a `traceparent`; for an event being handled, kind CONSUMER with the event's
+ * `traceparent`/`tracestate` (from its envelope), so the handling is a child of the request that
+ * wrote the event. Returns undefined when tracing is off. Otherwise the span,
  * recorded or not (its ids are what the logs and the next hop carry), and the context to serve the
  * request in: a sampled caller's trace is recorded here too, an unsampled caller's is not (its
  * context is served in as it came), and a new trace is sampled at the configured ratio.
@@ -193,6 +195,7 @@ function randomId(bytes: number): string {
 export function startServerSpan(
   name: string,
   carrier: Carrier,
+  kind: SpanKind = SpanKind.SERVER,
 ): { span: Span; context: Context } | undefined {
   if (!tracer) return undefined;
   const parent =
@@ -214,7 +217,7 @@ export function startServerSpan(
   }
   const span = tracer.startSpan(
     name,
-    { kind: SpanKind.SERVER },
+    { kind },
     caller ? parent : parent.setValue(SAMPLED_ROOT, sampled),
   );
   return { span, context: trace.setSpan(parent, span) };
@@ -242,6 +245,21 @@ export function injectTraceContext(
   carrier: { set(key: string, value: string): void },
 ): void {
   if (context) propagator.inject(context, carrier, setter);
+}
+
+/**
+ * The `traceparent` (and `tracestate`) of the work being done here, for what carries it on by other
+ * means than a gRPC call: an event's envelope, written in the request that causes it. Empty when
+ * tracing is off or no request is being served.
+ */
+export function currentTraceHeaders(): { traceparent?: string; tracestate?: string } {
+  const headers: { traceparent?: string; tracestate?: string } = {};
+  injectTraceContext(activeTraceContext(), {
+    set: (key, value) => {
+      if (key === 'traceparent' || key === 'tracestate') headers[key] = value;
+    },
+  });
+  return headers;
 }
 
 /** Ends a span with an error status (the message is never sent to clients; it may name internals). */

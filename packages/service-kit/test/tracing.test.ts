@@ -5,6 +5,7 @@ import { createLogger } from '../src/logger';
 import {
   SlowRequestLog,
   SpanKind,
+  currentTraceHeaders,
   injectTraceContext,
   setupTracing,
   startChildSpan,
@@ -136,6 +137,31 @@ describe('tracing', () => {
     expect(root.span.isRecording()).toBe(true);
     expect(root.span.spanContext().traceFlags).toBe(1);
     await everything.shutdown().catch(() => undefined);
+  });
+
+  it("hands a request's trace context to an event, whose handling continues the trace", async () => {
+    const { logger } = capturingLogger();
+    expect(currentTraceHeaders()).toEqual({});
+    const tracing = setupTracing(
+      { OTEL_SERVICE_NAME: 'test', OTEL_TRACES_SAMPLER_ARG: 1, TRACE_SLOW_MS: 60_000 },
+      logger,
+    );
+    const request = startServerSpan('POST /v1/orders', {})!;
+    const headers = runWithContext({ requestId: 'r-2', trace: request.context }, () =>
+      currentTraceHeaders(),
+    );
+    const { traceId, spanId } = request.span.spanContext();
+    expect(headers).toEqual({ traceparent: `00-${traceId}-${spanId}-01` });
+    // Later, elsewhere: the consumer's span is a child of the request that wrote the event.
+    const handling = startServerSpan('order.placed process', headers, SpanKind.CONSUMER)!;
+    expect(handling.span.isRecording()).toBe(true);
+    expect(handling.span.spanContext().traceId).toBe(traceId);
+    expect(
+      (handling.span as unknown as { parentSpanContext?: { spanId: string } }).parentSpanContext
+        ?.spanId,
+    ).toBe(spanId);
+    expect((handling.span as unknown as { kind: SpanKind }).kind).toBe(SpanKind.CONSUMER);
+    await tracing.shutdown();
   });
 
   it('logs nothing for a request faster than TRACE_SLOW_MS', () => {
