@@ -50,7 +50,7 @@ describe('what a changed file means (plan)', () => {
   it('a shared package: it, then its dependents, in build order; their apps in start order', () => {
     expect(planFor('packages/database/src/migrate.ts')).toEqual({
       generate: [],
-      build: ['database', 'user', 'order'],
+      build: ['database', 'events', 'user', 'order'],
       restart: ['user', 'order'],
     });
     expect(planFor('packages/service-kit/src/logger.ts').restart).toEqual([
@@ -63,7 +63,7 @@ describe('what a changed file means (plan)', () => {
   it('a .proto: generate the contracts, rebuild everything', () => {
     expect(planFor('proto/order/v1/order.proto')).toEqual({
       generate: ['contracts'],
-      build: ['contracts', 'service-kit', 'database', 'user', 'order', 'gateway'],
+      build: ['contracts', 'service-kit', 'database', 'events', 'user', 'order', 'gateway'],
       restart: ['user', 'order', 'gateway'],
     });
   });
@@ -272,7 +272,7 @@ describe('`pnpm dev` watch mode', () => {
     edit('packages/service-kit/src/text.ts', (text) => `${text}// edited by watch.test.ts\n`);
     const line = await nextLine(/service-kit: .* changed -> /, from);
     expect(line).toMatch(
-      /service-kit: packages\/service-kit\/src\/text\.ts changed -> rebuilt service-kit, database, user, order, gateway in .*, restarted user, order, gateway in /,
+      /service-kit: packages\/service-kit\/src\/text\.ts changed -> rebuilt service-kit, database, events, user, order, gateway in .*, restarted user, order, gateway in /,
     );
     const after = pids();
     for (const app of ['user', 'order', 'gateway'] as const) {
@@ -288,7 +288,7 @@ describe('`pnpm dev` watch mode', () => {
     edit('proto/order/v1/order.proto', (text) => `${text}// edited by watch.test.ts\n`);
     const line = await nextLine(/contracts: .* changed -> /, from, 90_000);
     expect(line).toMatch(
-      /contracts: proto\/order\/v1\/order\.proto changed -> regenerated contracts, rebuilt contracts, service-kit, database, user, order, gateway in .*, restarted user, order, gateway in /,
+      /contracts: proto\/order\/v1\/order\.proto changed -> regenerated contracts, rebuilt contracts, service-kit, database, events, user, order, gateway in .*, restarted user, order, gateway in /,
     );
     // Regenerating writes packages/contracts/src/generated/: ignored, it makes no second round.
     await new Promise((resolve) => setTimeout(resolve, 1_500));
