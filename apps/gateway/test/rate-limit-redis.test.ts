@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import { freePort } from '@repo/service-kit/ports';
+import { TcpProxy } from '@repo/service-kit/testing';
 import { CLOCK_SKEW_ALLOWANCE_MS, SharedWindowLimiter } from '../src/http/rate-limit';
 import { RedisRateLimitStore } from '../src/http/rate-limit-redis';
 import { logger } from './harness';
@@ -11,7 +12,6 @@ import {
   describeWithRedis,
   uniquePrefix,
 } from './redis';
-import { TcpProxy } from './tcp-proxy';
 
 describeWithRedis('SharedWindowLimiter on Redis', () => {
   let redis: Redis;
@@ -113,7 +113,11 @@ describeWithRedis('SharedWindowLimiter on Redis', () => {
     const proxy = new TcpProxy(await freePort(), TEST_REDIS_ADDRESS);
     await proxy.start();
     try {
-      const limiter = new SharedWindowLimiter(100, 3_600_000, await store(proxy.url, 50));
+      const limiter = new SharedWindowLimiter(
+        100,
+        3_600_000,
+        await store(`redis://${proxy.address}`, 50),
+      );
       await expect(limiter.hit('192.0.2.2')).resolves.toMatchObject({ remaining: 99 });
 
       proxy.hang();

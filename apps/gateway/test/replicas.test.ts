@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import request from 'supertest';
 import { freePort } from '@repo/service-kit/ports';
+import { TcpProxy } from '@repo/service-kit/testing';
 import { GatewayProcess, counterValue } from './gateway-process';
 import { MOUSE } from './harness';
 import {
@@ -11,7 +12,6 @@ import {
   describeWithRedis,
   uniquePrefix,
 } from './redis';
-import { TcpProxy } from './tcp-proxy';
 
 // Gateway replicas as real processes (apps/gateway/dist/main.js) in front of the test run's user and
 // order services: the rate limit they share through Redis, what happens when Redis fails, and
@@ -93,7 +93,7 @@ describeWithRedis('gateway replicas sharing a rate limit in Redis', () => {
     await proxy.start();
     const timeoutMs = 50;
     const gateway = await start({
-      REDIS_URL: proxy.url,
+      REDIS_URL: `redis://${proxy.address}`,
       RATE_LIMIT_MAX: '1000',
       RATE_LIMIT_WINDOW_MS: '3600000',
       REDIS_COMMAND_TIMEOUT_MS: String(timeoutMs),
@@ -132,7 +132,7 @@ describeWithRedis('gateway replicas sharing a rate limit in Redis', () => {
   it('starts and serves while Redis is unreachable, and counts once it appears', async () => {
     const proxy = new TcpProxy(await freePort(), TEST_REDIS_ADDRESS); // not started: nothing listens
     const gateway = await start({
-      REDIS_URL: proxy.url,
+      REDIS_URL: `redis://${proxy.address}`,
       RATE_LIMIT_MAX: '1000',
       RATE_LIMIT_WINDOW_MS: '3600000',
     });

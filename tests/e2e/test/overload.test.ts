@@ -1,4 +1,5 @@
 import type { RunningSystem } from '@repo/system/system';
+import { percentile } from './load';
 import { api, startTestSystem, type Api } from './system';
 
 const PASSWORD = 'correct horse battery staple';
@@ -16,11 +17,6 @@ async function timed(call: () => Promise<{ status: number }>): Promise<Timed> {
   const { status } = await call();
   return { status, at: Date.now(), ms: Date.now() - started };
 }
-
-const percentile = (values: number[], p: number) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-};
 
 /** CreateUser and VerifyCredentials calls the user service finished, with when (from its logs). */
 function rpcLog() {

@@ -1,4 +1,5 @@
-import { createServer, connect, type Server, type Socket } from 'node:net';
+import { freePort } from '@repo/service-kit/ports';
+import { TcpProxy } from '@repo/service-kit/testing';
 import type { AppProcess, RunningSystem } from '@repo/system/system';
 import { failures, percentile, startLoad } from './load';
 import { MOUSE, api, signUp, sleep, startTestSystem, type Api } from './system';
@@ -33,32 +34,6 @@ function rpcCounter() {
         0,
       ),
   };
-}
-
-/** A TCP proxy in front of PostgreSQL that a test can cut: a replica's network partition. */
-function databaseProxy(target: URL): Promise<{ url: string; cut(): void; close(): void }> {
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((client) => {
-    const upstream = connect(Number(target.port || 5432), target.hostname);
-    for (const socket of [client, upstream]) {
-      sockets.add(socket);
-      socket.on('close', () => sockets.delete(socket));
-      socket.on('error', () => socket.destroy());
-    }
-    client.pipe(upstream).pipe(client);
-  });
-  const cut = () => {
-    server.close();
-    for (const socket of sockets) socket.destroy();
-  };
-  return new Promise((resolve) =>
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as { port: number }).port;
-      const url = new URL(target.href);
-      url.host = `127.0.0.1:${port}`;
-      resolve({ url: url.href, cut, close: cut });
-    }),
-  );
 }
 
 const GET_PRODUCT = 'order.v1.OrderService/GetProduct';
@@ -167,13 +142,21 @@ describe('two replicas of each service behind client-side balancing', () => {
   });
 
   it('ejects a replica whose database is cut off: no failed read, and it stops getting calls', async () => {
-    const proxy = await databaseProxy(new URL(system.envs.order.DATABASE_URL!));
-    const cutOff = await system.addReplica('order', { env: { DATABASE_URL: proxy.url } });
+    // A TCP proxy in front of PostgreSQL for this replica alone: cutting it is its network partition.
+    const database = new URL(system.envs.order.DATABASE_URL!);
+    const proxy = new TcpProxy(await freePort(), {
+      host: database.hostname,
+      port: Number(database.port || 5432),
+    });
+    await proxy.start();
+    const proxied = new URL(database.href);
+    proxied.host = proxy.address;
+    const cutOff = await system.addReplica('order', { env: { DATABASE_URL: proxied.href } });
     try {
       const load = startLoad(product(system.gatewayUrl!), { clients: 4 });
       await sleep(500);
       expect(rpcs.count(cutOff.label, GET_PRODUCT)).toBeGreaterThan(0);
-      proxy.cut();
+      await proxy.stop();
       await sleep(3_000);
       const callsAt3s = rpcs.total(cutOff.label, GET_PRODUCT);
       await sleep(2_000);
@@ -185,7 +168,7 @@ describe('two replicas of each service behind client-side balancing', () => {
       expect(rpcs.total(cutOff.label, GET_PRODUCT)).toBe(callsAt3s);
     } finally {
       await system.removeReplica(cutOff);
-      proxy.close();
+      await proxy.stop();
     }
   });
 
