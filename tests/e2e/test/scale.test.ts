@@ -119,7 +119,6 @@ describe('two replicas of each service behind client-side balancing', () => {
     const load = startLoad(product(system.gatewayUrl!), { clients: 6 });
     await sleep(1_000);
     process.kill(second.pid!, 'SIGSTOP');
-    const stoppedAt = Date.now();
     try {
       await sleep(6_000);
     } finally {
@@ -138,7 +137,6 @@ describe('two replicas of each service behind client-side balancing', () => {
         99,
       ),
     ).toBeLessThan(500);
-    expect(Date.now() - stoppedAt).toBeGreaterThanOrEqual(6_000);
   });
 
   it('ejects a replica whose database is cut off: no failed read, and it stops getting calls', async () => {
