@@ -120,6 +120,24 @@ export function tracingEnv(serviceName: string) {
   };
 }
 
+/**
+ * Events settings (see @repo/events), the same in every app that publishes or consumes events.
+ * `postgres` (the default, what `pnpm dev` uses) keeps the broker in a database of its own on
+ * PostgreSQL; `nats` is NATS JetStream, for compose and production.
+ */
+export function eventsEnv() {
+  return {
+    EVENTS_TRANSPORT: z.enum(['postgres', 'nats']).default('postgres'),
+    /**
+     * The broker database of the `postgres` transport, shared by every service of the system and
+     * owned by none. Unset: a database named `events` on this service's own PostgreSQL server.
+     */
+    EVENTS_DATABASE_URL: env.optionalDatabaseUrl(),
+    /** NATS server(s) of the `nats` transport, comma-separated. */
+    NATS_URL: z.string().trim().min(1).default('nats://127.0.0.1:4222'),
+  };
+}
+
 /** `VAR=` means unset, not 0 (which is what coercing '' to a number would make of it). */
 const blankAsUnset = <S extends z.ZodType>(schema: S) =>
   z.preprocess((value) => (value === '' ? undefined : value), schema);
