@@ -49,11 +49,19 @@ interface Options {
   compareTracing: boolean;
 }
 
-/** --compare-tracing's systems: scenario ids `<id>@<id>`, processes `<app>@<id>`. */
+/**
+ * --compare-tracing's systems: scenario ids `<id>@<id>`, processes `<app>@<id>`. The first traces
+ * nothing: the A/A control, a second untraced system measured exactly like the traced ones, which
+ * shows how far two systems differ when nothing does (and is half of what they are compared with).
+ */
 const TRACING = [
+  { id: 'control', ratio: undefined },
   { id: 'sampled', ratio: DEFAULT_TRACE_RATIO },
   { id: 'all', ratio: 1 },
 ] as const;
+
+const tracingLabel = (ratio: number | undefined) =>
+  ratio === undefined ? 'A/A control, tracing off' : `tracing ${ratio * 100}%`;
 
 /** In the order of a round: each scale variant right after the one it is compared with. */
 const ALL_SCENARIOS = ['b0', 'b1', 's1', 'x1', 'b2', 's2', 's3', 'r1', 'r2'];
@@ -107,6 +115,11 @@ function parseOptions(argv: string[]): Options {
 interface Scenario {
   id: string;
   title: string;
+  /**
+   * Consecutive scenarios of one group (a scenario on each --compare-tracing system) take turns
+   * going first: their order rotates by one every round.
+   */
+  group?: string;
   /** The processes whose CPU and memory the scenario is about. */
   processes: Record<string, number>;
   connections: number;
@@ -114,11 +127,31 @@ interface Scenario {
 }
 
 /**
+ * The scenarios of round `round` (from 1): `selected`, each run of consecutive scenarios of one
+ * group rotated by `round - 1`. Measured always in the same order, a system would always follow
+ * the same other one (and whatever that one left behind: a batch of spans being exported, garbage
+ * to collect), or always come first after another scenario's load.
+ */
+function roundOrder(selected: Scenario[], round: number): Scenario[] {
+  const order: Scenario[] = [];
+  for (let start = 0; start < selected.length;) {
+    const group = selected[start]!.group;
+    let end = start + 1;
+    while (group !== undefined && selected[end]?.group === group) end++;
+    const run = selected.slice(start, end);
+    const shift = (round - 1) % run.length;
+    order.push(...run.slice(shift), ...run.slice(0, shift));
+    start = end;
+  }
+  return order;
+}
+
+/**
  * Warms every scenario up once, then runs them all in `rounds` interleaved rounds (b0 b1 s1 ... b0
  * b1 s1 ...) of `duration / rounds` seconds each, and merges each scenario's rounds. On a shared
  * machine the speed drifts by tens of percent within a minute; interleaving puts a scenario and
  * its baseline in the same stretches of time, so their ratio holds still where one long run each
- * would compare two different machines.
+ * would compare two different machines. Each round's req/s is kept too, for ratios per round.
  */
 async function measure(selected: Scenario[], options: Options): Promise<ScenarioReport[]> {
   for (const scenario of selected) {
@@ -131,7 +164,7 @@ async function measure(selected: Scenario[], options: Options): Promise<Scenario
     selected.map((scenario) => [scenario.id, [] as ReturnType<ProcessSampler['stop']>[]]),
   );
   for (let round = 1; round <= options.rounds; round++) {
-    for (const scenario of selected) {
+    for (const scenario of roundOrder(selected, round)) {
       const sampler = new ProcessSampler(scenario.processes);
       sampler.start();
       const sample = await scenario.load(roundSec, scenario.connections);
@@ -161,6 +194,9 @@ async function measure(selected: Scenario[], options: Options): Promise<Scenario
       title: scenario.title,
       connections: scenario.connections,
       ...summarize(samples.get(scenario.id)!),
+      roundRequestsPerSecond: samples
+        .get(scenario.id)!
+        .map((sample) => Math.round(sample.ok / sample.seconds)),
       processes,
     };
   });
@@ -199,8 +235,9 @@ async function main(): Promise<void> {
       })
     : undefined;
   if (startingOther) guard.defer(async () => (await startingOther.catch(() => undefined))?.stop());
-  // Tracing at the default ratio and at 100%, exporting to a sink in this process: systems of their
-  // own, started beside the first and measured in the same rounds.
+  // Tracing at the default ratio and at 100%, exporting to a sink in this process, and the A/A
+  // control tracing nothing: systems of their own, started beside the first and measured in the
+  // same rounds.
   const sink = options.compareTracing ? await startOtlpSink() : undefined;
   if (sink) guard.defer(() => sink.close());
   const startingTraced = sink
@@ -208,11 +245,14 @@ async function main(): Promise<void> {
         startBenchSystem({
           users: options.users,
           signal: guard.signal,
-          label: `[tracing ${level.ratio * 100}%] `,
-          env: {
-            OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
-            OTEL_TRACES_SAMPLER_ARG: String(level.ratio),
-          },
+          label: `[${tracingLabel(level.ratio)}] `,
+          env:
+            level.ratio === undefined
+              ? {}
+              : {
+                  OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
+                  OTEL_TRACES_SAMPLER_ARG: String(level.ratio),
+                },
         }),
       )
     : [];
@@ -417,7 +457,8 @@ async function main(): Promise<void> {
           const bench = traced[index]!;
           return {
             id: `${id}@${level.id}`,
-            title: `${base.title} [tracing ${level.ratio * 100}%]`,
+            title: `${base.title} [${tracingLabel(level.ratio)}]`,
+            group: `tracing ${id}`,
             processes: Object.fromEntries(
               (id === 's1' ? (['gateway', 'order'] as const) : (['gateway', 'user'] as const)).map(
                 (app) => [`${app}@${level.id}`, bench.system.apps[app]!.pid!],
@@ -428,8 +469,13 @@ async function main(): Promise<void> {
           };
         });
       };
-      // Each tracing level right after the same scenario without tracing.
-      const interleaved = all.flatMap((scenario) => [scenario, ...onTraced(scenario.id)]);
+      // The same scenario on every system in a row, taking turns going first (`group`).
+      const interleaved = all.flatMap((scenario) => {
+        const twins = onTraced(scenario.id);
+        return twins.length > 0
+          ? [{ ...scenario, group: `tracing ${scenario.id}` }, ...twins]
+          : [scenario];
+      });
       all.splice(0, all.length, ...interleaved);
     }
     const selected = all.filter((scenario) =>
@@ -489,7 +535,10 @@ async function main(): Promise<void> {
       ...(sink
         ? {
             tracing: {
-              levels: TRACING.map(({ id, ratio }) => ({ id, ratio })),
+              levels: TRACING.flatMap(({ id, ratio }) =>
+                ratio === undefined ? [] : [{ id, ratio }],
+              ),
+              control: TRACING.find(({ ratio }) => ratio === undefined)!.id,
               exported: sink.stats(),
             },
           }

@@ -4,6 +4,8 @@ export interface ScenarioReport extends LoadResult {
   id: string;
   title: string;
   connections: number;
+  /** Each round's req/s, in round order (absent from reports written before it was kept). */
+  roundRequestsPerSecond?: number[];
   processes: Record<string, { cpuPercent: number; peakRssMb: number }>;
 }
 
@@ -36,6 +38,8 @@ export interface Report {
    */
   tracing?: {
     levels: { id: string; ratio: number }[];
+    /** The A/A control: a second system that does not trace, measured like the tracing ones. */
+    control?: string;
     exported: { requests: number; bytes: number };
   };
 }
@@ -45,6 +49,40 @@ const TRACING_BUDGET = (ratio: number) => (ratio >= 1 ? 0.75 : 0.9);
 
 const ratio = (a: ScenarioReport | undefined, b: ScenarioReport | undefined) =>
   a && b && b.requestsPerSecond > 0 ? a.requestsPerSecond / b.requestsPerSecond : undefined;
+
+const median = (values: readonly number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length / 2;
+  return sorted.length % 2
+    ? sorted[Math.floor(middle)]!
+    : (sorted[middle - 1]! + sorted[middle]!) / 2;
+};
+
+/**
+ * `a`'s req/s over the mean of `of`'s, round by round (scenarios measured in the same rounds): the
+ * median and the range. A ratio per round compares the same stretch of time; the median leaves out
+ * a round that something else on the machine spoilt for one of them, which a ratio of merged req/s
+ * takes in whole.
+ */
+function roundRatios(
+  a: ScenarioReport | undefined,
+  of: readonly (ScenarioReport | undefined)[],
+): { median: number; min: number; max: number } | undefined {
+  const rounds = a?.roundRequestsPerSecond;
+  if (!rounds || of.some((s) => s?.roundRequestsPerSecond?.length !== rounds.length))
+    return undefined;
+  const ratios = rounds.flatMap((value, round) => {
+    const reference =
+      of.reduce((sum, s) => sum + s!.roundRequestsPerSecond![round]!, 0) / of.length;
+    return reference > 0 ? [value / reference] : [];
+  });
+  return ratios.length > 0
+    ? { median: median(ratios), min: Math.min(...ratios), max: Math.max(...ratios) }
+    : undefined;
+}
+
+const fmtRange = (r: ReturnType<typeof roundRatios>) =>
+  r ? `${fmt(r.median)} (${fmt(r.min)}-${fmt(r.max)})` : '–';
 /** Registration scenarios: each request is a scrypt hash. */
 const HASHING = new Set(['r1', 'r2']);
 /** What one scrypt hash holds while it runs: 128 x N x r bytes (apps/user/src/domain/password.ts). */
@@ -242,6 +280,16 @@ export function renderMarkdown(report: Report): string {
       (Object.values(s.processes).reduce((sum, p) => sum + p.cpuPercent, 0) * 1e4) /
         Math.max(1, s.requestsPerSecond),
     );
+  /** What a tracing system is compared with: the system off, and the A/A control with it. */
+  const untraced = (id: string) =>
+    [byId.get(id), tracing?.control ? byId.get(`${id}@${tracing.control}`) : undefined].filter(
+      (s): s is ScenarioReport => s !== undefined,
+    );
+  /** A tracing system's req/s kept: the median per round against the untraced systems, else merged. */
+  const tracingKept = (id: string, level: string) => {
+    const s = byId.get(`${id}@${level}`);
+    return roundRatios(s, untraced(id))?.median ?? ratio(s, byId.get(id));
+  };
   if (tracing) {
     lines.push(
       ...markdownTable(
@@ -250,24 +298,42 @@ export function renderMarkdown(report: Report): string {
           'sampled',
           'req/s',
           'ratio to off',
+          'per round: median (range)',
           'CPU µs per request (its two apps)',
           'p99 ms',
           'peak RSS MB',
         ],
-        ['left', 'right', 'right', 'right', 'right', 'right', 'left'],
+        ['left', 'right', 'right', 'right', 'left', 'right', 'right', 'left'],
         ['s1', 's2'].flatMap((id) => {
           const off = byId.get(id);
           if (!off) return [];
-          const rows = [{ label: 'off', ratio: 0, s: off }];
+          const control = tracing.control ? byId.get(`${id}@${tracing.control}`) : undefined;
+          const rows = [{ label: 'off', sampled: '–', s: off, perRound: '–' }];
+          if (control) {
+            rows.push({
+              label: 'off, A/A control',
+              sampled: '–',
+              s: control,
+              perRound: fmtRange(roundRatios(control, [off])),
+            });
+          }
           for (const level of tracing.levels) {
             const s = byId.get(`${id}@${level.id}`);
-            if (s) rows.push({ label: 'on', ratio: level.ratio, s });
+            if (s) {
+              rows.push({
+                label: 'on',
+                sampled: `${level.ratio * 100}%`,
+                s,
+                perRound: fmtRange(roundRatios(s, untraced(id))),
+              });
+            }
           }
-          return rows.map(({ label, ratio: sampled, s }) => [
+          return rows.map(({ label, sampled, s, perRound }) => [
             `${id.toUpperCase()} ${label}`,
-            label === 'off' ? '–' : `${sampled * 100}%`,
+            sampled,
             s.requestsPerSecond,
             fmt(ratio(s, off)),
+            perRound,
             cpuPerRequest(s),
             s.p99,
             Object.entries(s.processes)
@@ -278,6 +344,15 @@ export function renderMarkdown(report: Report): string {
       ),
     );
     lines.push('');
+    if (tracing.control) {
+      lines.push(
+        'Per round: the A/A control against tracing off, a tracing system against the mean of both ' +
+          'untraced systems, each round measured in the same stretch of time (the order of the ' +
+          'systems rotates every round). The targets take the median; the control shows how far ' +
+          'two identical systems differ.',
+      );
+      lines.push('');
+    }
     lines.push(
       `Exported to the OTLP sink: ${tracing.exported.requests} requests, ${(tracing.exported.bytes / 2 ** 20).toFixed(1)} MiB.`,
     );
@@ -327,7 +402,7 @@ export function renderMarkdown(report: Report): string {
     }),
     ...(tracing?.levels ?? []).flatMap((level) =>
       ['s1', 's2'].map((id): [string, boolean | undefined, string] => {
-        const kept = ratio(byId.get(`${id}@${level.id}`), byId.get(id));
+        const kept = tracingKept(id, level.id);
         const budget = TRACING_BUDGET(level.ratio);
         return [
           `${id.toUpperCase()} tracing ${level.ratio * 100}% >= ${budget} x tracing off req/s`,
