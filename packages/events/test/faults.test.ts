@@ -1,0 +1,349 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { Pool, type PoolClient } from 'pg';
+import { withDatabase } from '@repo/database/admin';
+import { inTransaction } from '@repo/database/transaction';
+import { freePort } from '@repo/service-kit/ports';
+import { TcpProxy } from '@repo/service-kit/testing';
+import type { Envelope } from '../src/envelope';
+import { handleOnce } from '../src/inbox';
+import { createNatsTransport } from '../src/nats';
+import {
+  appendToOutbox,
+  inboxMigrationSql,
+  outboxBacklog,
+  outboxMigrationSql,
+} from '../src/outbox';
+import { createPostgresTransport } from '../src/postgres';
+import { subjectOf } from '../src/subjects';
+import type { DeadLetter, Transport } from '../src/transport';
+import { NATS_URL, bodyOf, createDatabase, testEvent, unique, waitFor } from './helpers';
+
+/**
+ * The faults of issue 15, part 6, with real processes, for both transports: a relay killed between
+ * publishing and marking sent, the broker cut off for 20 s, a consumer killed while 1,000 events
+ * are produced, and a poison event. Relays and consumers run as child processes (test/fixtures)
+ * on a producer database (the outbox) and a consumer database (inbox + effects), each test its own.
+ */
+
+const FIXTURES = join(__dirname, 'fixtures');
+
+/** How a child process reaches the broker: see fixtures/common.cjs. */
+type TransportConfig =
+  | { kind: 'postgres'; url: string }
+  | { kind: 'nats'; servers: string; stream: string; prefix: string };
+
+interface Broker {
+  /** The address of the real broker, for a proxy in front of it. */
+  target: { host: string; port: number };
+  /** The children's transport settings, through `address` (host:port) when given. */
+  config(address?: string): TransportConfig;
+  /** A transport in this process, on the same namespace. */
+  open(): Promise<Transport>;
+  prefix: string;
+  cleanup(): Promise<void>;
+}
+
+async function postgresBroker(): Promise<Broker> {
+  const database = await createDatabase();
+  const url = new URL(database.url);
+  return {
+    target: { host: url.hostname, port: Number(url.port || 5432) },
+    config: (address) => {
+      const through = new URL(database.url);
+      if (address) through.host = address;
+      return { kind: 'postgres', url: through.toString() };
+    },
+    open: () => createPostgresTransport({ url: database.url, pollMs: 100 }),
+    prefix: 'events',
+    cleanup: database.drop,
+  };
+}
+
+async function natsBroker(): Promise<Broker> {
+  const stream = unique('TEST_FAULTS');
+  const prefix = unique('test_faults');
+  const url = new URL(NATS_URL);
+  const open = () => createNatsTransport({ servers: NATS_URL, stream, prefix });
+  return {
+    target: { host: url.hostname, port: Number(url.port || 4222) },
+    config: (address) => ({
+      kind: 'nats',
+      servers: address ? `nats://${address}` : NATS_URL,
+      stream,
+      prefix,
+    }),
+    open,
+    prefix,
+    cleanup: async () => {
+      const admin = await open();
+      await admin.jsm.streams.delete(stream).catch(() => undefined);
+      await admin.jsm.streams.delete(`${stream}_DEAD`).catch(() => undefined);
+      await admin.close();
+    },
+  };
+}
+
+/** A fixture running in a child process; its stdout is JSON facts, one a line. */
+class Child {
+  readonly facts: Record<string, unknown>[] = [];
+  private stderr = '';
+  private exitCode: number | null | undefined;
+  private readonly process: ChildProcess;
+  private readonly exited: Promise<void>;
+
+  constructor(
+    readonly script: string,
+    readonly argument: Record<string, unknown>,
+  ) {
+    this.process = spawn(process.execPath, [join(FIXTURES, script), JSON.stringify(argument)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    createInterface({ input: this.process.stdout! }).on('line', (line) => {
+      this.facts.push(JSON.parse(line) as Record<string, unknown>);
+    });
+    this.process.stderr!.on('data', (chunk: Buffer) => (this.stderr += chunk.toString()));
+    this.exited = new Promise((resolve) =>
+      this.process.once('exit', (code) => {
+        this.exitCode = code;
+        resolve();
+      }),
+    );
+  }
+
+  /** Resolves once the child printed a fact `matches` accepts; fails at once if it exited. */
+  async waitForFact(
+    what: string,
+    matches: (fact: Record<string, unknown>) => boolean,
+    timeoutMs = 30_000,
+  ): Promise<void> {
+    await waitFor(
+      `${this.script}: ${what}`,
+      () => {
+        if (this.exitCode !== undefined) {
+          throw new Error(`${this.script} exited (${this.exitCode}): ${this.stderr}`);
+        }
+        return this.facts.some(matches);
+      },
+      timeoutMs,
+    );
+  }
+
+  /** kill -9, and wait until it is gone. */
+  async kill(): Promise<void> {
+    if (this.exitCode === undefined) this.process.kill('SIGKILL');
+    await this.exited;
+  }
+}
+
+interface Effect {
+  event_id: string;
+  aggregate_id: string;
+  sequence: string;
+}
+
+describe.each([
+  ['postgres', postgresBroker],
+  ['nats', natsBroker],
+] as const)('faults, %s transport (real processes)', (_name, makeBroker) => {
+  let broker: Broker;
+  const children: Child[] = [];
+  const pools: Pool[] = [];
+  const drops: (() => Promise<void>)[] = [];
+  const cleanups: (() => Promise<void>)[] = [];
+
+  beforeAll(async () => {
+    broker = await makeBroker();
+  });
+  afterEach(async () => {
+    await Promise.all(children.splice(0).map((child) => child.kill()));
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+  afterAll(async () => {
+    await Promise.all(pools.map((pool) => pool.end()));
+    for (const drop of drops) await drop();
+    await broker.cleanup();
+  });
+
+  const start = (script: string, argument: Record<string, unknown>) => {
+    const child = new Child(script, argument);
+    children.push(child);
+    return child;
+  };
+
+  async function database(sql: string): Promise<{ url: string; pool: Pool }> {
+    const created = await createDatabase();
+    drops.push(created.drop);
+    const pool = new Pool({ connectionString: created.url, max: 4 });
+    pools.push(pool);
+    await pool.query(sql);
+    return { url: created.url, pool };
+  }
+
+  /** A producer (outbox) and a consumer (inbox + effects) database, and this test's event type. */
+  async function services() {
+    const producer = await database(outboxMigrationSql());
+    const consumer = await database(
+      `${inboxMigrationSql()};
+       CREATE TABLE effects (
+         id BIGSERIAL PRIMARY KEY, event_id TEXT NOT NULL, aggregate_id TEXT NOT NULL,
+         sequence BIGINT NOT NULL
+       );`,
+    );
+    const type = `test.v1.${unique('Fault')}`;
+    const name = unique('consumer');
+
+    /** A change and its event in one transaction, the aggregate locked first (as a service does). */
+    const commitEvent = (aggregateId: string, body = '', eventType = type) =>
+      inTransaction(producer.pool, async (tx) => {
+        await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [aggregateId]);
+        const event = testEvent(eventType, aggregateId, body);
+        await appendToOutbox(tx, event);
+        return event;
+      });
+
+    const startRelay = (transport: TransportConfig = broker.config()) =>
+      start('relay.cjs', {
+        serviceUrl: producer.url,
+        applicationName: unique('faults_relay'),
+        transport,
+      });
+
+    const startConsumer = async (transport: TransportConfig = broker.config()) => {
+      const child = start('consumer.cjs', {
+        consumerUrl: consumer.url,
+        consumer: name,
+        subjects: [subjectOf(type, broker.prefix)],
+        transport,
+      });
+      await child.waitForFact('subscribed', (fact) => fact.ready === true);
+      return child;
+    };
+
+    const effects = async () =>
+      (
+        await consumer.pool.query<Effect>(
+          'SELECT event_id, aggregate_id, sequence FROM effects ORDER BY id',
+        )
+      ).rows;
+
+    /**
+     * Every event applied exactly once (effect and inbox row), and each aggregate's in the order
+     * of its outbox positions (the envelope's sequence).
+     */
+    const expectAppliedOnceInOrder = async (events: Envelope[]) => {
+      const applied = await effects();
+      expect(applied.map((e) => e.event_id).sort()).toEqual(events.map((e) => e.id).sort());
+      const inbox = await consumer.pool.query<{ n: number }>(
+        'SELECT count(*)::int AS n FROM inbox WHERE consumer = $1',
+        [name],
+      );
+      expect(inbox.rows[0]!.n).toBe(events.length);
+      const byAggregate = new Map<string, number[]>();
+      for (const effect of applied) {
+        byAggregate.set(effect.aggregate_id, [
+          ...(byAggregate.get(effect.aggregate_id) ?? []),
+          Number(effect.sequence),
+        ]);
+      }
+      for (const sequences of byAggregate.values()) {
+        expect(sequences).toEqual([...sequences].sort((a, b) => a - b));
+      }
+    };
+
+    const appliedCount = async () =>
+      (await consumer.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM effects')).rows[0]!
+        .n;
+
+    return {
+      producer,
+      consumer,
+      type,
+      name,
+      commitEvent,
+      startRelay,
+      startConsumer,
+      effects,
+      appliedCount,
+      expectAppliedOnceInOrder,
+    };
+  }
+
+  it('kill -9 of the relay between publish and mark: the event is re-sent, de-duplicated, applied once', async () => {
+    const s = await services();
+    await s.startConsumer();
+    const event = await s.commitEvent('a', 'first');
+
+    // The relay's mark-sent UPDATE will wait on this row lock; reading the row does not.
+    const locker: PoolClient = await s.producer.pool.connect();
+    let locked = true;
+    cleanups.push(async () => {
+      if (locked) await locker.query('ROLLBACK');
+      locker.release();
+    });
+    await locker.query('BEGIN');
+    await locker.query('SELECT 1 FROM outbox WHERE event_id = $1 FOR UPDATE', [event.id]);
+
+    const first = s.startRelay();
+    await first.waitForFact(
+      'the broker confirmed the event',
+      (fact) => fact.published === event.id,
+    );
+    await waitFor('the consumer applied it (the broker holds it)', async () =>
+      (await s.effects()).some((e) => e.event_id === event.id),
+    );
+    const applicationName = first.argument.applicationName;
+    await waitFor('the relay waiting to mark it sent', async () => {
+      const waiting = await s.producer.pool.query(
+        `SELECT 1 FROM pg_stat_activity
+         WHERE application_name = $1 AND wait_event_type = 'Lock' AND query LIKE 'UPDATE "outbox"%'`,
+        [applicationName],
+      );
+      return waiting.rowCount === 1;
+    });
+
+    await first.kill();
+    // PostgreSQL notices a vanished client only when it next talks to it: its UPDATE, still waiting
+    // on the lock, would commit once the lock goes. The crashed host's connections are closed
+    // first, as TCP keepalive would close them.
+    await s.producer.pool.query(
+      'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1',
+      [applicationName],
+    );
+    await waitFor('the dead relay has no connection left', async () => {
+      const left = await s.producer.pool.query(
+        'SELECT 1 FROM pg_stat_activity WHERE application_name = $1',
+        [applicationName],
+      );
+      return left.rowCount === 0;
+    });
+    await locker.query('ROLLBACK');
+    locked = false;
+    const unsent = await s.producer.pool.query('SELECT sent_at FROM outbox WHERE event_id = $1', [
+      event.id,
+    ]);
+    expect(unsent.rows).toEqual([{ sent_at: null }]);
+
+    const second = s.startRelay();
+    await second.waitForFact('the re-send', (fact) => fact.published === event.id);
+    expect(second.facts.find((fact) => fact.published === event.id)).toEqual({
+      published: event.id,
+      duplicate: true,
+    });
+    await waitFor('the event marked sent', async () => {
+      const row = await s.producer.pool.query(
+        'SELECT 1 FROM outbox WHERE event_id = $1 AND sent_at IS NOT NULL',
+        [event.id],
+      );
+      return row.rowCount === 1;
+    });
+    // A later event of the same aggregate comes after any copy of the first: once it is applied,
+    // a second delivery of the first would have been applied too.
+    const later = await s.commitEvent('a', 'second');
+    await waitFor('the later event applied', async () =>
+      (await s.effects()).some((e) => e.event_id === later.id),
+    );
+    await s.expectAppliedOnceInOrder([event, later]);
+  });
+});
