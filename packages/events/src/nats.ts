@@ -16,6 +16,7 @@ import { EVENTS_PREFIX, subjectOf } from './subjects';
 import {
   DEFAULT_ACK_WAIT_MS,
   DEFAULT_MAX_ATTEMPTS,
+  LIVE_INACTIVE_MS,
   backoffMs,
   checkConsumerName,
   errorMessage,
@@ -46,6 +47,10 @@ import {
  *   subject `<prefix>_dead.<consumer>`, with the attempts and the error in headers) and terminated
  *   (`term`) in the consumer. Replaying publishes it again on `<prefix>.replay.<consumer>`, which
  *   only that consumer reads, and deletes it from the dead letters.
+ * - A live subscription's consumer delivers only new events (`DeliverPolicy.New`) and has an
+ *   `inactive_threshold`: the server deletes it once no pull request has come for that long (its
+ *   process is gone). `stop()` deletes it at once. A subscription that finds its consumer gone
+ *   (cut off for longer than the threshold) makes it again.
  */
 export interface NatsTransportOptions {
   /** NATS server(s), default nats://127.0.0.1:4222. */
@@ -60,6 +65,8 @@ export interface NatsTransportOptions {
   maxAgeMs?: number;
   /** Connection name shown by the server. */
   name?: string;
+  /** When the server removes a live consumer nobody pulls from (default `LIVE_INACTIVE_MS`). */
+  liveInactiveMs?: number;
 }
 
 const nanos = (ms: number) => ms * 1_000_000;
@@ -157,28 +164,36 @@ class NatsTransport implements Transport {
     if (subjects.length === 0) throw new Error('subscribe needs at least one subject');
     const wanted = new Set([...subjects, this.replaySubject(consumer)]);
     const ackWaitMs = options.ackWaitMs ?? DEFAULT_ACK_WAIT_MS;
+    const live = options.live ?? false;
     // NATS 2.9 (the CI machines) takes one filter subject per consumer: there the consumer reads the
     // whole stream and skips (acknowledges) what it did not subscribe to.
     const filter = supportsFilterSubjects(this.nc.info?.version ?? '0')
       ? { filter_subjects: [...wanted] }
       : { filter_subject: `${this.prefix}.>` };
-    try {
-      await this.jsm.consumers.info(this.stream, consumer);
-    } catch (error) {
-      if (!isNotFound(error)) throw error;
-      await this.jsm.consumers.add(this.stream, {
-        durable_name: consumer,
-        ack_policy: AckPolicy.Explicit,
-        deliver_policy: DeliverPolicy.All,
-        ack_wait: nanos(ackWaitMs),
-        max_ack_pending: 1,
-        max_deliver: -1, // dead-lettering is ours, at maxAttempts (see handle)
-        ...filter,
-      });
-    }
+    const ensureConsumer = async (): Promise<Consumer> => {
+      try {
+        await this.jsm.consumers.info(this.stream, consumer);
+      } catch (error) {
+        if (!isNotFound(error)) throw error;
+        await this.jsm.consumers.add(this.stream, {
+          durable_name: consumer,
+          ack_policy: AckPolicy.Explicit,
+          deliver_policy: live ? DeliverPolicy.New : DeliverPolicy.All,
+          ack_wait: nanos(ackWaitMs),
+          max_ack_pending: 1,
+          max_deliver: -1, // dead-lettering is ours, at maxAttempts (see handle)
+          ...(live
+            ? { inactive_threshold: nanos(this.options.liveInactiveMs ?? LIVE_INACTIVE_MS) }
+            : {}),
+          ...filter,
+        });
+      }
+      return this.js.consumers.get(this.stream, consumer);
+    };
     const subscription = new NatsSubscription(
       this,
-      await this.js.consumers.get(this.stream, consumer),
+      await ensureConsumer(),
+      live ? ensureConsumer : undefined,
       consumer,
       wanted,
       handler,
@@ -190,8 +205,17 @@ class NatsTransport implements Transport {
       stop: async () => {
         await subscription.stop();
         this.subscriptions.delete(subscription);
+        if (live) await this.deleteConsumer(consumer);
       },
     };
+  }
+
+  private async deleteConsumer(consumer: string): Promise<void> {
+    try {
+      await this.jsm.consumers.delete(this.stream, consumer);
+    } catch (error) {
+      if (!isNotFound(error)) throw error;
+    }
   }
 
   /**
@@ -294,7 +318,9 @@ class NatsSubscription {
 
   constructor(
     private readonly transport: NatsTransport,
-    private readonly consumer: Consumer,
+    private consumer: Consumer,
+    /** Makes the consumer again if it is gone (live subscriptions only; see NatsTransport). */
+    private readonly recreate: (() => Promise<Consumer>) | undefined,
     private readonly name: string,
     private readonly wanted: ReadonlySet<string>,
     private readonly handler: Handler,
@@ -308,10 +334,18 @@ class NatsSubscription {
   }
 
   private async run(): Promise<void> {
+    let first = true;
     while (!this.stopped) {
       try {
-        // One message at a time (the consumer allows one outstanding anyway).
-        const messages = await this.consumer.consume({ max_messages: 1, expires: 5000 });
+        if (this.recreate && !first) this.consumer = await this.recreate();
+        first = false;
+        // One message at a time (the consumer allows one outstanding anyway). A live consumer
+        // removed by the server ends the loop, to be made again, instead of being waited for.
+        const messages = await this.consumer.consume({
+          max_messages: 1,
+          expires: 5000,
+          ...(this.recreate ? { abort_on_missing_resource: true } : {}),
+        });
         this.messages = messages;
         if (this.stopped) await messages.close();
         for await (const message of messages) {

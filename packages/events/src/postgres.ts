@@ -5,6 +5,7 @@ import { EVENTS_PREFIX, subjectOf } from './subjects';
 import {
   DEFAULT_ACK_WAIT_MS,
   DEFAULT_MAX_ATTEMPTS,
+  LIVE_INACTIVE_MS,
   backoffMs,
   checkConsumerName,
   errorMessage,
@@ -37,6 +38,11 @@ import {
  * with a backoff. Since only an aggregate's head can be claimed, its next event waits until the head
  * is acknowledged or dead-lettered: per-aggregate order for any number of replicas. A handler that
  * dies loses its lease when `ackWaitMs` passes, and the event is delivered again.
+ *
+ * A live consumer has an `expires_at` that its subscription pushes forward (a heartbeat every third
+ * of `liveInactiveMs`) and starts with no backlog. Publishing skips expired consumers; `stop()`
+ * deletes the consumer, and every transport deletes the expired ones (with their deliveries, by
+ * cascade) every third of `liveInactiveMs`, which removes those of processes that vanished.
  */
 export interface PostgresTransportOptions {
   /** The broker database's connection string (created when missing, see `createDatabase`). */
@@ -57,6 +63,8 @@ export interface PostgresTransportOptions {
    * until replayed, as in JetStream's dead-letter stream). It is also the de-duplication window.
    */
   maxAgeMs?: number;
+  /** When a live consumer whose subscription stopped refreshing it expires (default `LIVE_INACTIVE_MS`). */
+  liveInactiveMs?: number;
 }
 
 const NOTIFY_CHANNEL = 'events_published';
@@ -79,6 +87,8 @@ CREATE TABLE IF NOT EXISTS events_consumers (
   subjects   TEXT[] NOT NULL,
   created_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+-- Live consumers only (NULL for durable ones); added after the table first shipped.
+ALTER TABLE events_consumers ADD COLUMN IF NOT EXISTS expires_at TIMESTAMPTZ;
 CREATE TABLE IF NOT EXISTS events_deliveries (
   consumer     TEXT NOT NULL REFERENCES events_consumers (name) ON DELETE CASCADE,
   seq          BIGINT NOT NULL REFERENCES events_messages (seq) ON DELETE CASCADE,
@@ -175,6 +185,7 @@ class PostgresTransport implements Transport {
   ) {}
 
   private pruneTimer: NodeJS.Timeout | undefined;
+  private reapTimer: NodeJS.Timeout | undefined;
 
   async start(): Promise<void> {
     await migrateBroker(this.pool);
@@ -183,6 +194,11 @@ class PostgresTransport implements Transport {
     };
     prune();
     this.pruneTimer = setInterval(prune, 3600_000).unref();
+    const reap = () => {
+      this.reapLiveConsumers().catch(() => undefined);
+    };
+    reap();
+    this.reapTimer = setInterval(reap, this.liveInactiveMs / 3).unref();
     // One LISTEN connection per transport wakes every subscription of this process.
     const listener = new Client({ connectionString: this.options.url });
     listener.on('error', () => undefined); // subscriptions fall back on polling
@@ -211,7 +227,8 @@ class PostgresTransport implements Transport {
       if (seq === undefined) return { duplicate: true };
       await client.query(
         `INSERT INTO events_deliveries (consumer, seq, aggregate_id)
-         SELECT name, $1, $2 FROM events_consumers WHERE $3 = ANY (subjects)`,
+         SELECT name, $1, $2 FROM events_consumers
+         WHERE $3 = ANY (subjects) AND (expires_at IS NULL OR expires_at > now())`,
         [seq, envelope.aggregateId, subject],
       );
       await client.query(`SELECT pg_notify('${NOTIFY_CHANNEL}', $1)`, [subject]);
@@ -227,6 +244,72 @@ class PostgresTransport implements Transport {
   ): Promise<Subscription> {
     checkConsumerName(consumer);
     if (subjects.length === 0) throw new Error('subscribe needs at least one subject');
+    const live = options.live ?? false;
+    if (live) await this.createLiveConsumer(consumer, subjects);
+    else await this.createDurableConsumer(consumer, subjects);
+    const subscription = new PgSubscription(
+      this,
+      consumer,
+      handler,
+      options,
+      live ? () => this.refreshLiveConsumer(consumer, subjects) : undefined,
+    );
+    this.subscriptions.add(subscription);
+    subscription.start();
+    return {
+      stop: async () => {
+        await subscription.stop();
+        this.subscriptions.delete(subscription);
+        if (live) await this.pool.query('DELETE FROM events_consumers WHERE name = $1', [consumer]);
+      },
+    };
+  }
+
+  get liveInactiveMs(): number {
+    return this.options.liveInactiveMs ?? LIVE_INACTIVE_MS;
+  }
+
+  /** A live consumer starts with nothing: only what is published from now on is delivered to it. */
+  private async createLiveConsumer(consumer: string, subjects: readonly string[]): Promise<void> {
+    await inTx(this.pool, async (client) => {
+      // Waits for publications in flight: one that committed before this is not ours, one after is.
+      await client.query('SELECT pg_advisory_xact_lock($1)', [FANOUT_LOCK]);
+      const created = await client.query(
+        `INSERT INTO events_consumers (name, subjects, expires_at)
+         VALUES ($1, $2, now() + make_interval(secs => $3::double precision / 1000))
+         ON CONFLICT (name) DO NOTHING RETURNING name`,
+        [consumer, subjects, this.liveInactiveMs],
+      );
+      if (!created.rowCount) {
+        throw new Error(`consumer "${consumer}" exists: a live consumer needs a name of its own`);
+      }
+    });
+  }
+
+  /**
+   * The live subscription's heartbeat: pushes its expiry forward, or, if it expired and was reaped
+   * meanwhile (the database was away for longer than `liveInactiveMs`), makes it again.
+   */
+  private async refreshLiveConsumer(consumer: string, subjects: readonly string[]): Promise<void> {
+    const refreshed = await this.pool.query(
+      `UPDATE events_consumers
+       SET expires_at = now() + make_interval(secs => $2::double precision / 1000)
+       WHERE name = $1`,
+      [consumer, this.liveInactiveMs],
+    );
+    if (!refreshed.rowCount) await this.createLiveConsumer(consumer, subjects);
+  }
+
+  /** Deletes the live consumers that expired, with their deliveries; returns how many. */
+  async reapLiveConsumers(): Promise<number> {
+    const result = await this.pool.query('DELETE FROM events_consumers WHERE expires_at < now()');
+    return result.rowCount ?? 0;
+  }
+
+  private async createDurableConsumer(
+    consumer: string,
+    subjects: readonly string[],
+  ): Promise<void> {
     await inTx(this.pool, async (client) => {
       // Waits for publications in flight, so none falls between the consumer and its backfill.
       await client.query('SELECT pg_advisory_xact_lock($1)', [FANOUT_LOCK]);
@@ -256,15 +339,6 @@ class PostgresTransport implements Transport {
         }
       }
     });
-    const subscription = new PgSubscription(this, consumer, handler, options);
-    this.subscriptions.add(subscription);
-    subscription.start();
-    return {
-      stop: async () => {
-        await subscription.stop();
-        this.subscriptions.delete(subscription);
-      },
-    };
   }
 
   onPublished(wake: () => void): () => void {
@@ -345,6 +419,7 @@ class PostgresTransport implements Transport {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.pruneTimer);
+    clearInterval(this.reapTimer);
     for (const subscription of this.subscriptions) subscription.abandon();
     this.subscriptions.clear();
     await this.listener?.end().catch(() => undefined);
@@ -358,6 +433,7 @@ class PgSubscription {
   /** Stopped at once by close(): nothing more is acknowledged or put back. */
   private abandoned = false;
   private timer: NodeJS.Timeout | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
   private polling: Promise<void> | undefined;
   private again = false;
   private readonly inFlight = new Set<Promise<void>>();
@@ -370,6 +446,8 @@ class PgSubscription {
     private readonly consumer: string,
     private readonly handler: Handler,
     private readonly options: SubscribeOptions,
+    /** Keeps a live consumer from expiring (see PostgresTransport). */
+    private readonly refresh: (() => Promise<void>) | undefined,
   ) {
     this.maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
     this.ackWaitMs = options.ackWaitMs ?? DEFAULT_ACK_WAIT_MS;
@@ -377,6 +455,12 @@ class PgSubscription {
 
   start(): void {
     this.unlisten = this.transport.onPublished(() => this.wake());
+    const refresh = this.refresh;
+    if (refresh) {
+      this.heartbeat = setInterval(() => {
+        refresh().catch(() => undefined); // the database is away: the next beat tries again
+      }, this.transport.liveInactiveMs / 3);
+    }
     this.wake();
   }
 
@@ -492,6 +576,7 @@ class PgSubscription {
     this.stopped = true;
     this.unlisten();
     clearTimeout(this.timer);
+    clearInterval(this.heartbeat);
     await this.polling;
     await Promise.allSettled([...this.inFlight]);
   }
@@ -502,14 +587,17 @@ class PgSubscription {
     this.abandoned = true;
     this.unlisten();
     clearTimeout(this.timer);
+    clearInterval(this.heartbeat);
   }
 }
 
 /** Connects to (and creates, unless told not to) the broker database and its tables. */
-export async function createPostgresTransport(
-  options: PostgresTransportOptions,
-): Promise<
-  Transport & { readonly pool: Pool; pruneMessages(olderThanMs: number): Promise<number> }
+export async function createPostgresTransport(options: PostgresTransportOptions): Promise<
+  Transport & {
+    readonly pool: Pool;
+    pruneMessages(olderThanMs: number): Promise<number>;
+    reapLiveConsumers(): Promise<number>;
+  }
 > {
   if (options.createDatabase ?? true) {
     const name = decodeURIComponent(new URL(options.url).pathname.slice(1));

@@ -68,7 +68,23 @@ export interface SubscribeOptions {
   onDeadLetter?: (deadLetter: DeadLetter) => void;
   /** Called when a handler throws (before any retry or dead-lettering). */
   onError?: (error: unknown, delivery: Delivery) => void;
+  /**
+   * A live subscription, for per-process fan-out (each gateway replica needs every order event for
+   * the streams it holds), instead of a durable consumer:
+   * - it receives only the events published after `subscribe` resolved (nothing older);
+   * - its broker-side state (the consumer and its undelivered events) is removed by `stop()`, and,
+   *   if its process vanished without stopping, by the broker once it has been inactive for
+   *   `LIVE_INACTIVE_MS` (so a fresh, unique consumer name per process is what the caller gives);
+   * - if that happened while the process was merely cut off, the consumer is made again when the
+   *   broker is back: the events in between are lost, which is what "live" means.
+   * Within its life it keeps every other guarantee (acknowledgement, retries, per-aggregate order,
+   * dead letters until it is removed).
+   */
+  live?: boolean;
 }
+
+/** How long a live consumer may go unseen before the broker removes it (see `live`). */
+export const LIVE_INACTIVE_MS = 30_000;
 
 export interface Subscription {
   /** Stops taking new deliveries and waits for the running handlers to finish. */

@@ -23,7 +23,7 @@ describe(`NATS JetStream transport (${NATS_URL})`, () => {
     };
     return {
       prefix,
-      open: () => createNatsTransport({ servers: NATS_URL, stream, prefix }),
+      open: (options) => createNatsTransport({ servers: NATS_URL, stream, prefix, ...options }),
     };
   });
 });

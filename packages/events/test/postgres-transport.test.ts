@@ -1,6 +1,6 @@
 import { createPostgresTransport } from '../src/postgres';
 import { transportContract } from './transport-contract';
-import { createDatabase, testEvent, unique, waitFor } from './helpers';
+import { createDatabase, sleep, testEvent, unique, waitFor } from './helpers';
 import { subjectOf } from '../src/subjects';
 
 describe('PostgreSQL transport (broker database of its own)', () => {
@@ -14,7 +14,7 @@ describe('PostgreSQL transport (broker database of its own)', () => {
     drop = database.drop;
     return {
       prefix: 'events',
-      open: () => createPostgresTransport({ url: database.url, pollMs: 100 }),
+      open: (options) => createPostgresTransport({ url: database.url, pollMs: 100, ...options }),
     };
   });
 });
@@ -48,6 +48,50 @@ describe('PostgreSQL transport: retention', () => {
       ]);
       // Pruned, its id can be published again (the de-duplication window is the retention).
       expect(await transport.publish(fine)).toEqual({ duplicate: false });
+    } finally {
+      await transport.close();
+      await database.drop();
+    }
+  });
+});
+
+describe('PostgreSQL transport: live consumers', () => {
+  it('keeps a running live consumer alive by its heartbeat and deletes its rows on stop', async () => {
+    const database = await createDatabase();
+    const transport = await createPostgresTransport({
+      url: database.url,
+      pollMs: 50,
+      liveInactiveMs: 1500,
+    });
+    try {
+      const type = `test.v1.${unique('Live')}`;
+      const consumer = unique('live');
+      const acked: string[] = [];
+      const subscription = await transport.subscribe(
+        consumer,
+        [subjectOf(type)],
+        async ({ envelope }) => {
+          acked.push(envelope.id);
+        },
+        { live: true },
+      );
+      const rows = async () => {
+        const result = await transport.pool.query<{ consumers: number; deliveries: number }>(
+          `SELECT (SELECT count(*)::int FROM events_consumers WHERE name = $1) AS consumers,
+                  (SELECT count(*)::int FROM events_deliveries WHERE consumer = $1) AS deliveries`,
+          [consumer],
+        );
+        return result.rows[0]!;
+      };
+      // Well past its expiry, reaped every 0.5 s: only the heartbeat keeps it.
+      await sleep(4500);
+      const event = testEvent(type, 'a');
+      await transport.publish(event);
+      await waitFor('the event', () => acked.includes(event.id));
+      expect((await rows()).consumers).toBe(1);
+      await subscription.stop();
+      await transport.publish(testEvent(type, 'a'));
+      expect(await rows()).toEqual({ consumers: 0, deliveries: 0 });
     } finally {
       await transport.close();
       await database.drop();

@@ -4,8 +4,11 @@ import { bodyOf, deferred, testEvent, unique, waitFor } from './helpers';
 
 /** What the contract needs from a transport under test. */
 export interface TransportUnderTest {
-  /** A connected transport on this file's broker namespace (several may be open at once). */
-  open(): Promise<Transport>;
+  /**
+   * A connected transport on this file's broker namespace (several may be open at once);
+   * `liveInactiveMs` shortens how long a live consumer outlives its vanished process.
+   */
+  open(options?: { liveInactiveMs?: number }): Promise<Transport>;
   /** The subject prefix of that namespace. */
   prefix: string;
 }
@@ -24,8 +27,8 @@ const FAST: SubscribeOptions = {
 export function transportContract(setUp: () => Promise<TransportUnderTest>): void {
   let subject: TransportUnderTest;
   const open: Transport[] = [];
-  const connect = async () => {
-    const transport = await subject.open();
+  const connect = async (options?: { liveInactiveMs?: number }) => {
+    const transport = await subject.open(options);
     open.push(transport);
     return transport;
   };
@@ -259,5 +262,82 @@ export function transportContract(setUp: () => Promise<TransportUnderTest>): voi
     const ids = (list: Delivery[]) => list.map((d) => d.envelope.id).sort();
     expect(ids(first.acked)).toEqual(events.map((e) => e.id).sort());
     expect(ids(late.acked)).toEqual(events.map((e) => e.id).sort());
+  });
+
+  describe('live subscriptions', () => {
+    const LIVE: SubscribeOptions = { ...FAST, live: true };
+
+    it('delivers only what is published after subscribing', async () => {
+      const type = newType();
+      const before = testEvent(type, 'a', 'before');
+      await transport.publish(before);
+      const live = await record(transport, unique('live'), type, undefined, LIVE);
+      const after = [testEvent(type, 'a', 'after'), testEvent(type, 'b', 'after')];
+      for (const event of after) await transport.publish(event);
+      await waitFor('the events published after', () => live.acked.length >= 2);
+      // A durable consumer would have had `before` first: give it the time of one more event.
+      const sentinel = testEvent(type, 'a', 'sentinel');
+      await transport.publish(sentinel);
+      await waitFor('the sentinel', () => live.acked.some((d) => d.envelope.id === sentinel.id));
+      await live.subscription.stop();
+      expect(live.acked.map((d) => d.envelope.id).sort()).toEqual(
+        [...after, sentinel].map((e) => e.id).sort(),
+      );
+    });
+
+    it('gives every live subscriber every event', async () => {
+      const type = newType();
+      const first = await record(transport, unique('live1'), type, undefined, LIVE);
+      const second = await record(await connect(), unique('live2'), type, undefined, LIVE);
+      const events = [
+        testEvent(type, 'a', '1'),
+        testEvent(type, 'b', '2'),
+        testEvent(type, 'a', '3'),
+      ];
+      for (const event of events) await transport.publish(event);
+      await waitFor(
+        'both subscribers',
+        () => first.acked.length === 3 && second.acked.length === 3,
+      );
+      await first.subscription.stop();
+      await second.subscription.stop();
+      const ids = (list: Delivery[]) => list.map((d) => d.envelope.id).sort();
+      expect(ids(first.acked)).toEqual(events.map((e) => e.id).sort());
+      expect(ids(second.acked)).toEqual(events.map((e) => e.id).sort());
+    });
+
+    it('removes its consumer on stop: nothing published later waits for it', async () => {
+      const type = newType();
+      const consumer = unique('live');
+      const live = await record(transport, consumer, type, undefined, LIVE);
+      await transport.publish(testEvent(type, 'a', '1'));
+      await waitFor('the event', () => live.acked.length === 1);
+      await live.subscription.stop();
+      await transport.publish(testEvent(type, 'a', '2'));
+      // A consumer that survived its subscription would now count that event (see `pending`).
+      expect(await transport.pending(consumer)).toBe(0);
+      // And the name is free again: a new live subscription starts from scratch.
+      const again = await record(transport, consumer, type, undefined, LIVE);
+      const next = testEvent(type, 'a', '3');
+      await transport.publish(next);
+      await waitFor('the next event', () => again.acked.length === 1);
+      await again.subscription.stop();
+      expect(again.acked.map((d) => d.envelope.id)).toEqual([next.id]);
+    });
+
+    it('is removed by the broker once its process vanished without stopping', async () => {
+      const type = newType();
+      const consumer = unique('live');
+      const doomed = await connect({ liveInactiveMs: 5000 });
+      await doomed.subscribe(consumer, [subjectFor(type)], async () => undefined, LIVE);
+      await doomed.close(); // the crash: nothing stopped, nothing removed
+      await transport.publish(testEvent(type, 'a', 'after the crash'));
+      expect(await transport.pending(consumer)).toBe(1);
+      await waitFor(
+        'the consumer removed',
+        async () => (await transport.pending(consumer)) === 0,
+        45_000,
+      );
+    }, 60_000);
   });
 }
