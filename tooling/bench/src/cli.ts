@@ -13,6 +13,8 @@
 //                                    interleaved with the rest (what tracing costs)
 //   pnpm bench --scenario s1,x1,r1,r2   scale: S1 through 2 gateways (X1), registrations on 1 and
 //                                    2 user services (R1, R2), on a second, scaled system
+//   pnpm bench --scenario e1 --users 20   events through outbox -> broker -> inbox (E1), over the
+//                                    first system's PostgreSQL broker and on a system using NATS
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, totalmem } from 'node:os';
@@ -23,6 +25,7 @@ import { DEFAULT_TRACE_RATIO } from '@repo/service-kit/config';
 import { exitGuard } from '@repo/system/lifecycle';
 import type { AppName, RunningSystem } from '@repo/system/system';
 import { callLoad, httpLoad, summarize, type HttpRequestSpec, type LoadSample } from './load';
+import { measureEvents, type EventsResult } from './events';
 import { startOtlpSink } from './otlp-sink';
 import { startBaseline, type Baseline } from './processes';
 import { ProcessSampler } from './procstats';
@@ -47,6 +50,8 @@ interface Options {
   compareNode: string | undefined;
   /** S1 and S2 also on systems that trace (at the default ratio, and everything). */
   compareTracing: boolean;
+  /** E1's burst: events written into the outbox at once. */
+  eventsBurst: number;
 }
 
 /**
@@ -64,7 +69,7 @@ const tracingLabel = (ratio: number | undefined) =>
   ratio === undefined ? 'A/A control, tracing off' : `tracing ${ratio * 100}%`;
 
 /** In the order of a round: each scale variant right after the one it is compared with. */
-const ALL_SCENARIOS = ['b0', 'b1', 's1', 'x1', 'b2', 's2', 's3', 'r1', 'r2'];
+const ALL_SCENARIOS = ['b0', 'b1', 's1', 'x1', 'b2', 's2', 's3', 'r1', 'r2', 'e1'];
 
 /** HASH_CONCURRENCY of the user services (unset: the cores, at most 4, as apps/user/src/config.ts has it). */
 const hashConcurrency = () =>
@@ -109,6 +114,7 @@ function parseOptions(argv: string[]): Options {
     check: argv.includes('--check'),
     compareNode: value('--compare-node'),
     compareTracing: argv.includes('--compare-tracing'),
+    eventsBurst: number('--events-burst', quick ? 200 : 2000),
   };
 }
 
@@ -223,6 +229,21 @@ async function main(): Promise<void> {
       : undefined;
   if (startingScaled)
     guard.defer(async () => (await startingScaled.catch(() => undefined))?.stop());
+  // E1 over NATS runs on a system of its own whose apps all use the NATS transport (the first
+  // system's use the runner's default: a broker database on its PostgreSQL). Its events are the
+  // ones E1 writes.
+  const startingNats = options.scenarios.has('e1')
+    ? startBenchSystem({
+        users: 0,
+        signal: guard.signal,
+        label: '[nats] ',
+        env: {
+          EVENTS_TRANSPORT: 'nats',
+          NATS_URL: process.env.NATS_URL || 'nats://127.0.0.1:4222',
+        },
+      })
+    : undefined;
+  if (startingNats) guard.defer(async () => (await startingNats.catch(() => undefined))?.stop());
   const otherVersion = options.compareNode
     ? execFileSync(options.compareNode, ['--version'], { encoding: 'utf8' }).trim()
     : undefined;
@@ -484,6 +505,20 @@ async function main(): Promise<void> {
     const scenarios = await measure(selected, options);
     orderClient.close();
 
+    // E1 after the interleaved rounds: its figures are not ratios to a baseline, and a burst's
+    // backlog must not slow the scenarios measured beside it.
+    const events: EventsResult[] = [];
+    for (const running of startingNats ? [bench, await startingNats] : []) {
+      events.push(
+        ...(await measureEvents(running, {
+          durationSec: options.durationSec,
+          connections: options.registrationConnections,
+          burst: options.eventsBurst,
+        })),
+      );
+    }
+    const lost = events.reduce((sum, e) => sum + e.lost, 0);
+
     // autocannon abandons requests still in flight when its time is up; let them land first.
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     const mismatches = await stockMismatches(bench);
@@ -531,6 +566,7 @@ async function main(): Promise<void> {
       scenarios,
       oversold,
       readyMs,
+      ...(events.length > 0 ? { events } : {}),
       ...(otherVersion ? { compareNode: otherVersion } : {}),
       ...(sink
         ? {
@@ -555,13 +591,13 @@ async function main(): Promise<void> {
 
     if (options.check) {
       const failing = scenarios.filter((s) => s.errors > 0 || s.non2xx > 0);
-      if (failing.length > 0 || oversold > 0) {
+      if (failing.length > 0 || oversold > 0 || lost > 0) {
         log(
-          `CHECK FAILED: ${failing.map((s) => `${s.id} (${s.errors} errors, ${s.non2xx} non-2xx, ${s.shed} of them 503)`).join(', ')}${oversold ? `; ${oversold} products oversold` : ''}`,
+          `CHECK FAILED: ${failing.map((s) => `${s.id} (${s.errors} errors, ${s.non2xx} non-2xx, ${s.shed} of them 503)`).join(', ')}${oversold ? `; ${oversold} products oversold` : ''}${lost ? `; ${lost} events lost` : ''}`,
         );
         return guard.exit(1);
       }
-      log('check passed: no errors, no unexpected statuses, no oversell');
+      log('check passed: no errors, no unexpected statuses, no oversell, no event lost');
     }
     return guard.exit(0);
   } catch (error) {

@@ -114,7 +114,8 @@ export async function httpLoad(options: {
   };
 }
 
-function percentile(sorted: number[], p: number): number {
+/** The value at percentile `p` of sorted values (0 when there are none). */
+export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return 0;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }

@@ -1,3 +1,4 @@
+import type { EventsResult } from './events';
 import type { LoadResult } from './load';
 
 export interface ScenarioReport extends LoadResult {
@@ -42,10 +43,21 @@ export interface Report {
     control?: string;
     exported: { requests: number; bytes: number };
   };
+  /** E1 (events through outbox -> broker -> inbox), per transport and load. */
+  events?: EventsResult[];
 }
 
 /** Tracing's budget: throughput kept against tracing off, at the default ratio and at 100%. */
 const TRACING_BUDGET = (ratio: number) => (ratio >= 1 ? 0.75 : 0.9);
+
+/**
+ * S3 / B1 before the services wrote events: tooling/bench/results/latest.md as committed in
+ * 2abbdd4 (the full run of 2026-11-29T11:24:29Z, S3 561 req/s, B1 3942 req/s). Placing an order
+ * now also writes OrderPlaced into the order service's outbox; S3 may lose at most
+ * S3_OUTBOX_BUDGET of this ratio to it.
+ */
+const S3_PER_B1_BEFORE_EVENTS = 561 / 3942;
+const S3_OUTBOX_BUDGET = 0.1;
 
 const ratio = (a: ScenarioReport | undefined, b: ScenarioReport | undefined) =>
   a && b && b.requestsPerSecond > 0 ? a.requestsPerSecond / b.requestsPerSecond : undefined;
@@ -118,6 +130,85 @@ export function markdownTable(
   return [line(cells[0]!), line(rule), ...cells.slice(1).map(line)];
 }
 
+const percentChange = (kept: number) =>
+  `${kept >= 1 ? '+' : '-'}${Math.abs(Math.round((kept - 1) * 100))}%`;
+
+/**
+ * E1's table (one row per transport and load) and S3 against its figure before events; nothing
+ * for what did not run.
+ */
+function renderEvents(events: readonly EventsResult[], s3Kept: number | undefined): string[] {
+  const lines: string[] = [];
+  if (events.length > 0) {
+    lines.push(
+      ...markdownTable(
+        [
+          'E1 events: outbox -> broker -> inbox',
+          'load',
+          'events',
+          'written/s',
+          'applied/s',
+          'p50 ms',
+          'p90 ms',
+          'p99 ms',
+          'max ms',
+          'lost',
+          'CPU % (of one core)',
+        ],
+        [
+          'left',
+          'left',
+          'right',
+          'right',
+          'right',
+          'right',
+          'right',
+          'right',
+          'right',
+          'right',
+          'left',
+        ],
+        events.map((e) => [
+          `E1 ${e.transport}`,
+          e.load === 'registrations'
+            ? `registrations (${e.failed} not 201)`
+            : 'burst into the outbox',
+          e.events,
+          e.writtenPerSecond,
+          e.appliedPerSecond,
+          e.p50,
+          e.p90,
+          e.p99,
+          e.max,
+          e.lost,
+          Object.entries(e.processes)
+            .map(([name, cpu]) => `${name} ${cpu}`)
+            .join(', '),
+        ]),
+      ),
+    );
+    lines.push('');
+  }
+  if (s3Kept !== undefined) {
+    lines.push(
+      ...markdownTable(
+        ['S3 / B1 (req/s)', 'before events', 'now', 'change'],
+        ['left', 'right', 'right', 'right'],
+        [
+          [
+            'S3 POST /v1/orders, OrderPlaced in the outbox',
+            fmt(S3_PER_B1_BEFORE_EVENTS),
+            fmt(s3Kept * S3_PER_B1_BEFORE_EVENTS),
+            percentChange(s3Kept),
+          ],
+        ],
+      ),
+    );
+    lines.push('');
+  }
+  return lines;
+}
+
 export function renderMarkdown(report: Report): string {
   const byId = new Map(report.scenarios.map((s) => [s.id, s]));
   const lines: string[] = [];
@@ -186,6 +277,10 @@ export function renderMarkdown(report: Report): string {
     ),
   );
   lines.push('');
+
+  // Events, and what writing them costs the order path.
+  const s3Kept = ratio(s3, b1) === undefined ? undefined : ratio(s3, b1)! / S3_PER_B1_BEFORE_EVENTS;
+  lines.push(...renderEvents(report.events ?? [], s3Kept));
 
   // Scale: the same load through 2 replicas of one app against 1, measured in the same rounds.
   const scale = (
@@ -411,6 +506,16 @@ export function renderMarkdown(report: Report): string {
         ];
       }),
     ),
+    ...(report.events ?? []).map((e): [string, boolean, string] => [
+      `E1 ${e.transport} ${e.load}: every event applied once`,
+      e.lost === 0,
+      `${e.events} events, ${e.lost} lost`,
+    ]),
+    [
+      `S3 keeps >= ${1 - S3_OUTBOX_BUDGET} x its S3 / B1 before events (${fmt(S3_PER_B1_BEFORE_EVENTS)})`,
+      s3Kept === undefined ? undefined : s3Kept >= 1 - S3_OUTBOX_BUDGET,
+      s3Kept === undefined ? '–' : `${fmt(ratio(s3, b1))}, ${percentChange(s3Kept)}`,
+    ],
     ['no oversell', report.oversold === 0, `${report.oversold} products off`],
     [
       'no errors or unexpected statuses',
