@@ -25,7 +25,7 @@ import { DEFAULT_TRACE_RATIO } from '@repo/service-kit/config';
 import { exitGuard } from '@repo/system/lifecycle';
 import type { AppName, RunningSystem } from '@repo/system/system';
 import { callLoad, httpLoad, summarize, type HttpRequestSpec, type LoadSample } from './load';
-import { measureEvents, type EventsResult } from './events';
+import { defaultTransport, measureEvents, type EventsResult } from './events';
 import { startOtlpSink } from './otlp-sink';
 import { startBaseline, type Baseline } from './processes';
 import { ProcessSampler } from './procstats';
@@ -508,9 +508,15 @@ async function main(): Promise<void> {
     // E1 after the interleaved rounds: its figures are not ratios to a baseline, and a burst's
     // backlog must not slow the scenarios measured beside it.
     const events: EventsResult[] = [];
-    for (const running of startingNats ? [bench, await startingNats] : []) {
+    const eventSystems = startingNats
+      ? ([
+          [bench, defaultTransport(bench)],
+          [await startingNats, 'nats'],
+        ] as const)
+      : [];
+    for (const [running, transport] of eventSystems) {
       events.push(
-        ...(await measureEvents(running, {
+        ...(await measureEvents(running, transport, {
           durationSec: options.durationSec,
           connections: options.registrationConnections,
           burst: options.eventsBurst,

@@ -68,17 +68,24 @@ export interface EventsOptions {
   burst: number;
 }
 
-/** The transport a bench system's apps were started with (the runner's default is postgres). */
-export function transportOf(bench: BenchSystem): EventsTransport {
-  return bench.system.envs.user.EVENTS_TRANSPORT === 'nats' ? 'nats' : 'postgres';
+/**
+ * The transport of a system started without EVENTS_TRANSPORT of its own: the runner's, or else
+ * the environment's, which its apps inherit (default postgres).
+ */
+export function defaultTransport(bench: BenchSystem): EventsTransport {
+  const setting = bench.system.envs.user.EVENTS_TRANSPORT ?? process.env.EVENTS_TRANSPORT;
+  return setting === 'nats' ? 'nats' : 'postgres';
 }
 
-/** E1 on one system: registrations for `durationSec`, then a burst, each until all are applied. */
+/**
+ * E1 on one system, whose apps use `transport`: registrations for `durationSec`, then a burst,
+ * each until all are applied.
+ */
 export async function measureEvents(
   bench: BenchSystem,
+  transport: EventsTransport,
   options: EventsOptions,
 ): Promise<EventsResult[]> {
-  const transport = transportOf(bench);
   const results: EventsResult[] = [];
   for (const load of ['registrations', 'burst'] as const) {
     log(
