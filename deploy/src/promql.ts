@@ -13,18 +13,6 @@ export const OBSERVABILITY_DIR = join(__dirname, '..', 'observability');
 export const PROMETHEUS_DIR = join(OBSERVABILITY_DIR, 'prometheus');
 export const DASHBOARDS_DIR = join(OBSERVABILITY_DIR, 'grafana', 'dashboards');
 
-/**
- * Metrics the dashboards and alerts read before anything exposes them: the events metrics of issue
- * 15 (the outbox relay and the consumers). Their panels and rules say "once events exist"; remove a
- * name from here when the code that exposes it lands, and the check holds it to the apps' names.
- */
-export const EVENTS_METRICS_NOT_YET_EXPOSED = [
-  'outbox_backlog_events',
-  'outbox_oldest_unsent_seconds',
-  'consumer_lag_events',
-  'dead_letters_total',
-];
-
 /** Series Prometheus makes itself: scrape health and the alerts' state. */
 export const PROMETHEUS_SERIES = ['up', 'ALERTS', 'ALERTS_FOR_STATE'];
 
@@ -155,15 +143,15 @@ export function exposedInScrape(text: string): string[] {
 /**
  * The metric names of `expressions` that the apps do not expose, one line each: a name a selector
  * reads from some job (`x{job="user"}`, `x{job=~"user|order"}`) must be exposed by each of them; a
- * name read from no job in particular, by one app at least. Recorded rules' names, Prometheus's own
- * series and the events metrics still to come are known without being exposed.
+ * name read from no job in particular, by one app at least. Recorded rules' names and Prometheus's
+ * own series are known without being exposed.
  */
 export function unknownMetricNames(
   expressions: Expression[],
   exposed: Record<string, string[]>,
   recorded: string[],
 ): string[] {
-  const known = new Set([...recorded, ...PROMETHEUS_SERIES, ...EVENTS_METRICS_NOT_YET_EXPOSED]);
+  const known = new Set([...recorded, ...PROMETHEUS_SERIES]);
   return expressions.flatMap(({ where, expr }) =>
     metricNames(expr).flatMap((name) => {
       if (known.has(name)) return [];

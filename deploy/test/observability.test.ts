@@ -15,10 +15,10 @@ import {
   grpcClientMetrics,
   grpcServerMetrics,
 } from '@repo/service-kit/metrics';
+import { eventsMetrics } from '@repo/events/metrics';
 import { createMetrics } from '../../apps/gateway/src/metrics';
 import {
   DASHBOARDS_DIR,
-  EVENTS_METRICS_NOT_YET_EXPOSED,
   OBSERVABILITY_DIR,
   PROMETHEUS_DIR,
   dashboardExpressions,
@@ -42,18 +42,32 @@ import {
 
 const APPS = ['gateway', 'user', 'order'] as const;
 
+/** What @repo/events/metrics exposes; the dashboards and alerts of events read these. */
+const EVENTS_METRICS = [
+  'outbox_backlog_events',
+  'outbox_oldest_unsent_seconds',
+  'consumer_lag_events',
+  'dead_letters_total',
+];
+
 /**
  * What each app's registry exposes, as queries name the series: the gateway's own (createMetrics),
- * and the services' as their main.ts assembles them from @repo/service-kit/metrics (their registries
- * are built in main.ts, which starts the server; tests/e2e/test/metrics.test.ts scrapes the real
- * endpoints).
+ * and the services' as their main.ts assembles them from @repo/service-kit/metrics and
+ * @repo/events/metrics (their registries are built in main.ts, which starts the server;
+ * tests/e2e/test/metrics.test.ts and dashboards.test.ts scrape the real endpoints). Both services
+ * write an outbox; order consumes the user service's events.
  */
 async function exposedByApp(): Promise<Record<string, string[]>> {
-  const service = (callsUser: boolean) => {
+  const service = (consumes: boolean) => {
     const registry = createRegistry();
     grpcServerMetrics(registry, 'user');
     dbPoolMetrics(registry, () => ({ inUse: 0, idle: 0, waiting: 0 }));
-    if (callsUser) grpcClientMetrics(registry);
+    if (consumes) grpcClientMetrics(registry);
+    eventsMetrics(registry, {
+      outbox: { query: () => Promise.resolve({ rows: [], rowCount: 0 }) },
+      transport: { pending: () => Promise.resolve(0) },
+      consumers: consumes ? ['order-users'] : [],
+    });
     return exposedNames(registry);
   };
   return {
@@ -113,7 +127,7 @@ describe('alert rules (observability/prometheus/alerts.yml)', () => {
     }
   });
 
-  it('every alert has a severity (page or ticket) and a summary; the events alerts are marked', () => {
+  it('every alert has a severity (page or ticket) and a summary', () => {
     for (const group of ruleGroups()) {
       for (const rule of group.rules as {
         alert?: string;
@@ -127,15 +141,25 @@ describe('alert rules (observability/prometheus/alerts.yml)', () => {
           expect.stringMatching(/^(page|ticket)$/),
         ]);
         expect(rule.annotations?.summary).toBeTruthy();
-        const events = metricNames(rule.expr).some((name) =>
-          EVENTS_METRICS_NOT_YET_EXPOSED.includes(name),
-        );
-        expect([rule.alert, rule.labels?.once_events_exist]).toEqual([
-          rule.alert,
-          events ? 'true' : undefined,
-        ]);
       }
     }
+  });
+
+  it('the events alerts watch the oldest unsent event, each consumer’s lag and its dead letters', () => {
+    const events = ruleGroups().find((group) => group.name === 'events')!;
+    expect(
+      Object.fromEntries(events.rules.map((rule) => [rule.alert, metricNames(rule.expr)])),
+    ).toEqual({
+      OutboxBacklog: ['outbox_oldest_unsent_seconds'],
+      ConsumerLag: ['consumer_lag_events'],
+      DeadLetters: ['dead_letters_total'],
+    });
+    // Per consumer, and the replicas' identical readings of one consumer taken once (max).
+    expect(events.rules.map((rule) => rule.expr)).toEqual([
+      expect.stringMatching(/^max by \(job\) /),
+      expect.stringMatching(/^max by \(job, consumer\) /),
+      expect.stringMatching(/^sum by \(job, consumer\) /),
+    ]);
   });
 });
 
@@ -198,7 +222,7 @@ describe('every PromQL expression of the dashboards and rules', () => {
     }
   });
 
-  it("reads only metrics the apps expose (each from the apps its job matcher names), recorded rules', Prometheus's own, or the events metrics to come", async () => {
+  it("reads only metrics the apps expose (each from the apps its job matcher names), recorded rules' or Prometheus's own", async () => {
     const exposed = await exposedByApp();
     expect(unknownNames(expressions, exposed)).toEqual([]);
   });
@@ -220,11 +244,22 @@ describe('every PromQL expression of the dashboards and rules', () => {
     ).toEqual(['x: gateway exposes no db_pool_waiting_requests']);
   });
 
-  it('the events allow-list holds only metrics that no app exposes yet, and each is used', async () => {
-    const exposed = Object.values(await exposedByApp()).flat();
-    expect(EVENTS_METRICS_NOT_YET_EXPOSED.filter((name) => exposed.includes(name))).toEqual([]);
+  it('the events metrics are exposed by both services, and each is read', async () => {
+    const exposed = await exposedByApp();
+    expect(EVENTS_METRICS.filter((name) => !exposed.order!.includes(name))).toEqual([]);
+    expect(exposed.user).toEqual(expect.arrayContaining(['outbox_backlog_events']));
     const used = new Set(expressions.flatMap(({ expr }) => metricNames(expr)));
-    expect(EVENTS_METRICS_NOT_YET_EXPOSED.filter((name) => !used.has(name))).toEqual([]);
+    expect(EVENTS_METRICS.filter((name) => !used.has(name))).toEqual([]);
+    // Without them, the events panels and alerts fail the check.
+    const withoutEvents = Object.fromEntries(
+      Object.entries(exposed).map(([app, names]) => [
+        app,
+        names.filter((name) => !EVENTS_METRICS.includes(name)),
+      ]),
+    );
+    expect(unknownNames(expressions, withoutEvents)).toContain(
+      'alerts.yml: ConsumerLag: order exposes no consumer_lag_events',
+    );
   });
 
   it('a scrape names the same series as the registry it comes from', async () => {
@@ -287,19 +322,13 @@ describe('Grafana dashboards (observability/grafana/dashboards)', () => {
       expect([metric, has(new RegExp(`\\b${metric}\\{job="${app}"`))]).toEqual([metric, true]);
   });
 
-  it('the overview has the events lag, marked "once events exist" wherever the metrics are still to come', () => {
-    const panels = (
-      JSON.parse(dashboards.overview!) as {
-        panels: { title: string; targets?: { expr: string }[] }[];
-      }
-    ).panels;
-    const events = panels.filter((panel) =>
-      panel.targets?.some(({ expr }) =>
-        metricNames(expr).some((name) => EVENTS_METRICS_NOT_YET_EXPOSED.includes(name)),
-      ),
-    );
-    expect(events.length).toBeGreaterThan(0);
-    expect(events.filter((panel) => !panel.title.endsWith('(once events exist)'))).toEqual([]);
+  it('the overview has the events lag: every events metric, the gauges never summed over replicas', () => {
+    const queries = exprs('overview').map(({ expr }) => expr);
+    const read = new Set(queries.flatMap((expr) => metricNames(expr)));
+    expect(EVENTS_METRICS.filter((name) => !read.has(name))).toEqual([]);
+    // Every replica reads the same outbox and consumers: a sum would count them once per replica.
+    expect(queries.filter((expr) => /\bsum\b[^(]*\((outbox_|consumer_lag)/.test(expr))).toEqual([]);
+    expect(dashboards.overview).not.toContain('once events exist');
   });
 
   it('every panel reads a provisioned data source', () => {

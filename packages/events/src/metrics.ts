@@ -8,8 +8,11 @@ export const DEFAULT_READ_TIMEOUT_MS = 1_000;
 export interface EventsMetricsOptions {
   /** The service's own pool, whose database holds its outbox: the outbox gauges. */
   outbox?: Queryable;
-  /** The transport its consumers subscribe through: their lag. */
-  transport?: Transport;
+  /**
+   * The transport its consumers subscribe through: their lag. Only `pending` is used, so a
+   * transport still connecting can be given as `{ pending: (consumer) => ... }`.
+   */
+  transport?: Pick<Transport, 'pending'>;
   /** The service's consumer names: each gets a `consumer_lag_events` and a `dead_letters_total`. */
   consumers?: readonly string[];
   /** Default DEFAULT_READ_TIMEOUT_MS. */
@@ -71,7 +74,7 @@ function outboxGauges(registry: Registry, outbox: Queryable, timeoutMs: number):
 
 function lagGauge(
   registry: Registry,
-  transport: Transport,
+  transport: Pick<Transport, 'pending'>,
   consumers: readonly string[],
   timeoutMs: number,
 ): void {

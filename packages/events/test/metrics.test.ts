@@ -8,7 +8,6 @@ import { eventsMetrics, lastKnown } from '../src/metrics';
 import { appendToOutbox, outboxMigrationSql } from '../src/outbox';
 import { createPostgresTransport } from '../src/postgres';
 import { subjectOf } from '../src/subjects';
-import type { Transport } from '../src/transport';
 import { createDatabase, testEvent, unique, waitFor } from './helpers';
 
 /** The value of one series of a scrape (`name` or `name{label="value"}`), as Prometheus reads it. */
@@ -172,7 +171,7 @@ describe('events metrics (real PostgreSQL)', () => {
         asked++;
         return unanswered;
       },
-    } as unknown as Transport;
+    };
     const registry = new Registry();
     eventsMetrics(registry, { transport, consumers: ['c'], readTimeoutMs: 100 });
     for (let scrape = 0; scrape < 3; scrape++) {
@@ -197,7 +196,7 @@ describe('events metrics (real PostgreSQL)', () => {
     const registry = createRegistry();
     const metrics = eventsMetrics(registry, {
       outbox: pool,
-      transport: { pending: () => Promise.resolve(4) } as unknown as Transport,
+      transport: { pending: () => Promise.resolve(4) },
       consumers: ['order-user-projection'],
     });
     metrics.onDeadLetter({
