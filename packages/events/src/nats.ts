@@ -71,6 +71,23 @@ export interface NatsTransportOptions {
 
 const nanos = (ms: number) => ms * 1_000_000;
 
+/** How long a publish waits for a lost connection to come back before failing. */
+const PUBLISH_WAIT_MS = 5000;
+
+async function waitAtMost(promise: Promise<void>, ms: number, failure: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      promise,
+      new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => reject(new Error(failure)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 function isNotFound(error: unknown): boolean {
   return error instanceof JetStreamApiError && error.status === 404;
 }
@@ -93,6 +110,24 @@ class NatsTransport implements Transport {
     private readonly options: NatsTransportOptions,
   ) {
     this.js = jetstream(nc);
+    void this.watchConnection();
+  }
+
+  /** Set while the connection is down, resolved once it is back (see publish). */
+  private outage: { back: Promise<void>; resolve(): void } | undefined;
+
+  private async watchConnection(): Promise<void> {
+    for await (const status of this.nc.status()) {
+      if (status.type === 'disconnect' && !this.outage) {
+        let resolve!: () => void;
+        const back = new Promise<void>((done) => (resolve = done));
+        this.outage = { back, resolve };
+      } else if (status.type === 'reconnect') {
+        this.outage?.resolve();
+        this.outage = undefined;
+      }
+    }
+    this.outage?.resolve(); // closed: publish fails on the closed connection
   }
 
   get stream(): string {
@@ -147,6 +182,11 @@ class NatsTransport implements Transport {
 
   async publish(envelope: Envelope): Promise<PublishResult> {
     const subject = subjectOf(envelope.type, this.prefix);
+    // nats.js discards what is written while it reconnects (each dial attempt clears its buffer),
+    // so a publish sent during an outage only times out, possibly seconds after the server is
+    // back, and the relay then backs off on top: a 20 s outage's backlog took over 10 s to flow
+    // after recovery (test/faults.test.ts). A publish waits for the connection instead.
+    if (this.outage) await waitAtMost(this.outage.back, PUBLISH_WAIT_MS, 'NATS is unreachable');
     const ack = await this.js.publish(subject, encodeEnvelope(envelope), {
       msgID: envelope.id,
       headers: traceHeaders(envelope),
