@@ -214,6 +214,31 @@ async function stopOrphanedServer(dataDir: string): Promise<void> {
   throw new Error(`a PostgreSQL (pid ${pid}) still holds ${dataDir}; stop it and retry`);
 }
 
+/**
+ * The superuser URL (no database) of the embedded PostgreSQL running on `dataDir`, for tools beside
+ * the process that started it (`pnpm events:tail` beside `pnpm dev`, which picks a free port): the
+ * server's own postmaster.pid names its pid and, on its fourth line, its port. Undefined when no
+ * live server holds the directory.
+ */
+export function runningServerUrl(dataDir: string): string | undefined {
+  let lines: string[];
+  try {
+    lines = readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n');
+  } catch {
+    return undefined;
+  }
+  const pid = Number(lines[0]);
+  const port = Number(lines[3]);
+  if (!Number.isInteger(pid) || pid <= 0 || !Number.isInteger(port) || port <= 0) return undefined;
+  try {
+    process.kill(pid, 0);
+  } catch (error) {
+    // EPERM: alive, but another user's process.
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return undefined;
+  }
+  return `postgresql://${USER}:${PASSWORD}@127.0.0.1:${port}`;
+}
+
 /** Messages in English whatever the machine's locale: readiness is read from the log. */
 const SERVER_ENV = { LC_MESSAGES: 'C' };
 

@@ -1,4 +1,4 @@
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import {
@@ -9,12 +9,14 @@ import {
   mkdtempSync,
   realpathSync,
   rmSync,
+  writeFileSync,
 } from 'node:fs';
 import { arch, platform, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { databaseName, withDatabase } from '../src/admin';
+import { runningServerUrl } from '../src/embedded';
 import { processesMatching, processTree, stillRunning } from '../src/testing';
 
 const fixture = join(__dirname, 'fixtures', 'server.cjs');
@@ -135,5 +137,25 @@ describe('connection strings', () => {
     const url = withDatabase('postgresql://u:p@127.0.0.1:5432/postgres?sslmode=disable', 'order');
     expect(url).toBe('postgresql://u:p@127.0.0.1:5432/order?sslmode=disable');
     expect(databaseName(url)).toBe('order');
+  });
+});
+
+describe('the URL of a running embedded server (runningServerUrl)', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'pg-running-test-'));
+  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+  /** A postmaster.pid as PostgreSQL writes it: pid, data directory, start time, port, ... */
+  const pidFile = (pid: number, port: number) =>
+    writeFileSync(
+      join(dataDir, 'postmaster.pid'),
+      `${pid}\n${dataDir}\n1764417600\n${port}\n/tmp\n127.0.0.1\n  5432001    65538\nready   \n`,
+    );
+
+  it('reads the port of the server holding the directory, and nothing once it is gone', () => {
+    expect(runningServerUrl(dataDir)).toBeUndefined(); // no postmaster.pid
+    pidFile(process.pid, 54_321);
+    expect(runningServerUrl(dataDir)).toBe('postgresql://postgres:postgres@127.0.0.1:54321');
+    const exited = spawnSync(process.execPath, ['-e', '']).pid;
+    pidFile(exited, 54_321);
+    expect(runningServerUrl(dataDir)).toBeUndefined();
   });
 });
