@@ -4,6 +4,7 @@ import express, { type Express } from 'express';
 import type { Logger } from '@repo/service-kit/logger';
 import type { TokenService } from './auth/tokens';
 import { BACKEND_SERVICES, type BackendName, type Backends } from './backends';
+import { OrderStreams } from './events/order-streams';
 import {
   closeWhenDraining,
   errorHandler,
@@ -48,6 +49,11 @@ export interface AppOptions {
   /** '' disables CORS, '*' allows any origin, otherwise a comma-separated list. */
   corsOrigins: string;
   trustProxyHops: number;
+  /**
+   * The live order events of `GET /v1/orders/events` (main.ts connects them to the broker).
+   * Absent: that route answers 503.
+   */
+  orderStreams?: OrderStreams | undefined;
 }
 
 export interface GatewayApp {
@@ -64,7 +70,10 @@ export function createApp(options: AppOptions): GatewayApp {
   const routes = [
     ...userRoutes(backends, options.tokens),
     ...catalogRoutes(backends),
-    ...orderRoutes(backends),
+    ...orderRoutes(
+      backends,
+      options.orderStreams ?? new OrderStreams({ logger, heartbeatMs: 15_000, maxStreams: 0 }),
+    ),
   ];
   const openApi = JSON.stringify(buildOpenApiDocument(routes));
   let draining = false;

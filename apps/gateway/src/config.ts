@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { env, loadConfigOrExit, tracingEnv } from '@repo/service-kit/config';
+import { env, eventsEnv, loadConfigOrExit, tracingEnv } from '@repo/service-kit/config';
 
 /** Every setting of the gateway. Nothing else in the gateway reads process.env. */
 export const configSchema = z
@@ -58,6 +58,16 @@ export const configSchema = z
     SHUTDOWN_GRACE_MS: env.millis(10_000),
     /** On SIGTERM, /readyz answers 503 this long before the gateway stops accepting (see env.drainDelay). */
     DRAIN_DELAY_MS: env.drainDelay(),
+    /**
+     * The events broker, for `GET /v1/orders/events`. The gateway has no database of its own: with
+     * the postgres transport, EVENTS_DATABASE_URL must name the broker database, or the stream
+     * answers 503 (the rest of the API is unaffected).
+     */
+    ...eventsEnv(),
+    /** A comment line on every open event stream this often (keeps proxies from timing it out). */
+    SSE_HEARTBEAT_MS: env.millis(15_000),
+    /** Event streams one gateway process holds at most; one more is refused with 503. */
+    SSE_MAX_STREAMS: z.coerce.number().int().min(0).default(1_000),
   })
   .superRefine((config, context) => {
     if (config.NODE_ENV === 'production' && !config.JWT_SECRET) {

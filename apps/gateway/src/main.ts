@@ -1,6 +1,7 @@
-// Composition root of the gateway: config -> logger -> backends (gRPC clients) -> tokens ->
-// Express app -> HTTP server, with graceful shutdown.
+// Composition root of the gateway: config -> logger -> backends (gRPC clients) -> tokens -> order
+// event streams (events broker) -> Express app -> HTTP server, with graceful shutdown.
 import { randomBytes } from 'node:crypto';
+import { connectTransport } from '@repo/events/connect';
 import { drainDelayMs } from '@repo/service-kit/config';
 import { createLogger } from '@repo/service-kit/logger';
 import { onShutdownSignal } from '@repo/service-kit/shutdown';
@@ -10,6 +11,7 @@ import { createApp } from './app';
 import { TokenService } from './auth/tokens';
 import { createBackends } from './backends';
 import { loadConfig } from './config';
+import { OrderStreams } from './events/order-streams';
 import { RedisRateLimitStore } from './http/rate-limit-redis';
 import { createHttpServer } from './http/server';
 import { createMetrics } from './metrics';
@@ -55,6 +57,21 @@ async function main(): Promise<void> {
         })
       : undefined;
   await rateLimitStore?.connected();
+  // Live order events: connected in the background, so a broker that is down (or not configured)
+  // only makes GET /v1/orders/events answer 503; start-up and /readyz do not wait for it.
+  const orderStreams = new OrderStreams({
+    logger,
+    heartbeatMs: config.SSE_HEARTBEAT_MS,
+    maxStreams: config.SSE_MAX_STREAMS,
+  });
+  if (config.EVENTS_TRANSPORT === 'postgres' && !config.EVENTS_DATABASE_URL) {
+    orderStreams.disable(
+      'EVENTS_DATABASE_URL is not set (the gateway has no database of its own: with ' +
+        'EVENTS_TRANSPORT=postgres it must name the broker database)',
+    );
+  } else {
+    orderStreams.start(() => connectTransport(config, { name: 'gateway' }));
+  }
   const gateway = createApp({
     backends,
     tokens,
@@ -69,6 +86,7 @@ async function main(): Promise<void> {
     },
     corsOrigins: config.CORS_ORIGINS,
     trustProxyHops: config.TRUST_PROXY_HOPS,
+    orderStreams,
   });
 
   // Slow clients cannot hold sockets for long (timeouts enforced within a second of their expiry).
@@ -86,10 +104,14 @@ async function main(): Promise<void> {
         await new Promise((resolve) => setTimeout(resolve, drainDelay));
       }
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // Event streams never finish by themselves: ended now, their clients reconnect to another
+      // gateway (each stream's connection closes with it).
+      const streamsClosed = orderStreams.close();
       server.closeIdleConnections();
       const forced = setTimeout(() => server.closeAllConnections(), config.SHUTDOWN_GRACE_MS);
       await closed;
       clearTimeout(forced);
+      await streamsClosed;
       backends.close();
       await rateLimitStore?.close();
       await tracing.shutdown();

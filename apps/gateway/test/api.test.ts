@@ -92,6 +92,34 @@ describe('the public API against the real user and order services', () => {
       expectProblem(response, 401);
       expect(response.headers['www-authenticate']).toBe('Bearer');
     });
+
+    it('deletes the caller with DELETE /v1/users/me (204); the token then identifies nobody', async () => {
+      const user = await signUp(gateway.app);
+      const other = await signUp(gateway.app);
+      const deleted = await request(gateway.app).delete('/v1/users/me').set(user.auth).expect(204);
+      expect(deleted.text).toBe('');
+      // A token outlives its user (no revocation), but is refused from then on: 401, as for any
+      // token whose user no longer exists.
+      const me = await request(gateway.app).get('/v1/users/me').set(user.auth);
+      expectProblem(me, 401);
+      expect(me.body.detail).toBe('the user this token was issued to no longer exists');
+      expectProblem(await request(gateway.app).delete('/v1/users/me').set(user.auth), 401);
+      // The account is gone: its email and password open nothing.
+      expectProblem(
+        await request(gateway.app)
+          .post('/v1/auth/token')
+          .send({ email: user.email, password: 'correct horse battery staple' }),
+        401,
+      );
+      // Nobody else's.
+      await request(gateway.app).get('/v1/users/me').set(other.auth).expect(200);
+    });
+
+    it('answers 401 to DELETE /v1/users/me without a token', async () => {
+      const response = await request(gateway.app).delete('/v1/users/me');
+      expectProblem(response, 401);
+      expect(response.headers['www-authenticate']).toBe('Bearer');
+    });
   });
 
   describe('catalog', () => {
@@ -343,12 +371,14 @@ describe('the public API against the real user and order services', () => {
           'POST /v1/users',
           'POST /v1/auth/token',
           'GET /v1/users/me',
+          'DELETE /v1/users/me',
           'GET /v1/users/{id}',
           'GET /v1/products',
           'GET /v1/products/{id}',
           'POST /v1/orders',
           'GET /v1/orders',
           'GET /v1/orders/{id}',
+          'GET /v1/orders/events',
           'POST /v1/orders/{id}/cancel',
           'GET /healthz',
           'GET /readyz',

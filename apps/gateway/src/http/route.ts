@@ -12,6 +12,10 @@ type Infer<S extends Schema> = S extends z.ZodType ? z.output<S> : undefined;
 export interface ResponseSpec {
   description: string;
   schema?: z.ZodType;
+  /** The answer's media type when it is not JSON (a `stream` route's). */
+  mediaType?: string;
+  /** Headers of the successful answer besides the common ones, for the document. */
+  headers?: Record<string, { description: string; schema: Record<string, unknown> }>;
 }
 
 export interface RouteContext<
@@ -43,7 +47,7 @@ export interface RouteSpec<
   A extends boolean = boolean,
 > {
   operationId: string;
-  method: 'get' | 'post';
+  method: 'get' | 'post' | 'delete';
   /** Express-style path, e.g. `/v1/orders/:id`. */
   path: string;
   summary: string;
@@ -56,8 +60,13 @@ export interface RouteSpec<
   body?: B;
   /** Request headers the route reads, lower-case names. */
   headers?: H;
-  /** Status of a successful answer. */
+  /** Status of a successful answer; 204 sends no body (whatever `handle` returns). */
   status: number;
+  /**
+   * `handle` writes the successful answer itself (a stream that stays open) and what it returns is
+   * ignored; it still throws HttpErrors, before writing, for the problem answers.
+   */
+  stream?: boolean;
   /** The successful answer's body schema. */
   response: ResponseSpec;
   /**
@@ -178,6 +187,12 @@ export function mountRoutes(
       const context = currentContext();
       if (context) context.deadline = new Date(Date.now() + options.routeDeadlineMs);
       const result = await route.handle({ params, query, body, headers, user, req, res });
+      if (route.stream) return;
+      if (route.status === 204) {
+        res.statusCode = 204;
+        res.end();
+        return;
+      }
       if (route.location) {
         const id = (result as { id?: unknown }).id;
         res.setHeader('Location', route.location.replace('{id}', encodeURIComponent(String(id))));

@@ -173,7 +173,6 @@ export function buildOpenApiDocument(routes: readonly AnyRoute[]): JsonSchema {
     const problems: Partial<Record<number, string>> = {
       400: 'The request is invalid; `errors` names each bad field.',
       ...(route.auth ? { 401: 'Missing, invalid or expired access token.' } : {}),
-      ...route.errors,
       ...(route.body ? { 413: 'The body is too large.', 415: 'The body is not JSON.' } : {}),
       429: 'Too many requests from this client; see Retry-After.',
       500: 'An internal error (nothing about it is disclosed).',
@@ -181,6 +180,8 @@ export function buildOpenApiDocument(routes: readonly AnyRoute[]): JsonSchema {
         'A backend service is unavailable, or shedding load (e.g. password hashing is saturated); ' +
         'nothing was done: retry after Retry-After.',
       504: 'A backend service did not answer in time; the request was not carried out.',
+      // A route's own descriptions win (its 503 may have causes of its own).
+      ...route.errors,
     };
     const responses: Record<string, unknown> = {
       [route.status]: {
@@ -188,9 +189,16 @@ export function buildOpenApiDocument(routes: readonly AnyRoute[]): JsonSchema {
         headers: {
           ...API_HEADERS,
           ...(route.location ? { Location: header('Location') } : {}),
+          ...route.response.headers,
         },
         ...(route.response.schema
-          ? { content: json(jsonSchema(route.response.schema, 'output')) }
+          ? {
+              content: {
+                [route.response.mediaType ?? 'application/json']: {
+                  schema: jsonSchema(route.response.schema, 'output'),
+                },
+              },
+            }
           : {}),
       },
       ...Object.fromEntries(

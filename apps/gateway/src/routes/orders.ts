@@ -1,4 +1,5 @@
 import type { Backends } from '../backends';
+import type { OrderStreams } from '../events/order-streams';
 import { defineRoute, type AnyRoute } from '../http/route';
 import { nextToken, pageRequest, presentOrder } from './present';
 import {
@@ -6,11 +7,12 @@ import {
   IdParams,
   IdempotencyHeaders,
   Order,
+  OrderEventStream,
   OrderList,
   PageQuery,
 } from './schemas';
 
-export function orderRoutes(backends: Backends): AnyRoute[] {
+export function orderRoutes(backends: Backends, streams: OrderStreams): AnyRoute[] {
   return [
     defineRoute({
       operationId: 'createOrder',
@@ -62,6 +64,44 @@ export function orderRoutes(backends: Backends): AnyRoute[] {
           nextPageToken: nextToken(page.nextPageToken),
         };
       },
+    }),
+    // Before getOrder, whose `/v1/orders/:id` would take `events` for an id.
+    defineRoute({
+      operationId: 'streamOrderEvents',
+      method: 'get',
+      path: '/v1/orders/events',
+      tag: 'orders',
+      summary: "A live stream of the caller's order updates (Server-Sent Events)",
+      description:
+        'Server-Sent Events (`text/event-stream`, for `EventSource`): an `order.placed` or ' +
+        "`order.cancelled` event, `id` being the event id, whenever one of the caller's orders is " +
+        'placed or cancelled, from the moment the stream opens (there is no replay: `Last-Event-ID` ' +
+        'is ignored; read `GET /v1/orders` after reconnecting to catch up). A `: heartbeat` comment ' +
+        'comes every SSE_HEARTBEAT_MS (15 s by default) and a `retry:` hint first. The stream stays ' +
+        'open until the client leaves or the gateway shuts down (reconnect then). Works with any ' +
+        'number of gateway replicas: each one receives every order event. Answers 503 when the ' +
+        'events broker is not reachable from this gateway, or when it holds SSE_MAX_STREAMS streams.',
+      auth: true,
+      status: 200,
+      stream: true,
+      response: {
+        description: 'The event stream, open until the client leaves or the gateway shuts down.',
+        mediaType: 'text/event-stream',
+        schema: OrderEventStream,
+        headers: {
+          'X-Accel-Buffering': {
+            description: 'Asks proxies (nginx) not to buffer the stream.',
+            schema: { type: 'string', const: 'no' },
+          },
+        },
+      },
+      errors: {
+        503:
+          'The order event stream is unavailable from this gateway (the events broker is not ' +
+          'reachable or not configured, or the gateway holds its maximum of streams, or it is ' +
+          'shutting down): `detail` says which; retry after Retry-After.',
+      },
+      handle: ({ user, req, res }) => Promise.resolve(streams.open(user.id, req, res)),
     }),
     defineRoute({
       operationId: 'getOrder',

@@ -1,6 +1,7 @@
 import {
   OrderStatus as ProtoOrderStatus,
   type Order,
+  type OrderItem,
   type Product,
 } from '@repo/contracts/order/v1';
 import type { User } from '@repo/contracts/user/v1';
@@ -35,17 +36,22 @@ const STATUS: Record<ProtoOrderStatus, z.input<typeof schemas.OrderStatus>> = {
   [ProtoOrderStatus.UNRECOGNIZED]: 'PENDING',
 };
 
+export const presentStatus = (status: ProtoOrderStatus): z.input<typeof schemas.OrderStatus> =>
+  STATUS[status];
+
+export const presentItem = (item: OrderItem): z.input<typeof schemas.Order>['items'][number] => ({
+  productId: item.productId,
+  sku: item.sku,
+  name: item.name,
+  quantity: item.quantity,
+  unitPriceCents: item.unitPriceCents,
+});
+
 export const presentOrder = (order: Order | undefined): z.input<typeof schemas.Order> => ({
   id: order?.id ?? '',
   userId: order?.userId ?? '',
-  status: STATUS[order?.status ?? ProtoOrderStatus.ORDER_STATUS_UNSPECIFIED],
-  items: (order?.items ?? []).map((item) => ({
-    productId: item.productId,
-    sku: item.sku,
-    name: item.name,
-    quantity: item.quantity,
-    unitPriceCents: item.unitPriceCents,
-  })),
+  status: presentStatus(order?.status ?? ProtoOrderStatus.ORDER_STATUS_UNSPECIFIED),
+  items: (order?.items ?? []).map(presentItem),
   totalCents: order?.totalCents ?? 0,
   currency: order?.currency ?? '',
   createdAt: iso(order?.createTime),

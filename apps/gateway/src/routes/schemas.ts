@@ -197,6 +197,22 @@ export const Order = z.object({
 
 export const OrderList = z.object({ orders: z.array(Order), nextPageToken: z.string().nullable() });
 
+/** The body of `GET /v1/orders/events`, for the document: SSE text, described, not validated. */
+export const OrderEventStream = z.string().meta({
+  description:
+    'Frames separated by a blank line. `order.placed` data: `orderId`, `status` (PENDING or ' +
+    'CONFIRMED), `totalCents`, `currency`, `items` (as in an Order), `occurredAt`. ' +
+    '`order.cancelled` data: `orderId`, `status` (CANCELLED), `reason` (USER_REQUESTED or ' +
+    'USER_DELETED), `previousStatus`, `occurredAt`. Lines starting with `:` are comments ' +
+    '(heartbeats).',
+  example:
+    'retry: 3000\n: connected\n\n' +
+    'id: 5f0c6b1e-8a0f-4c57-9d1e-2b7c3a4d5e6f\nevent: order.placed\n' +
+    'data: {"orderId":"0b7d3e4a-1c2f-4a5b-8c6d-00000000000a","status":"CONFIRMED",' +
+    '"totalCents":2500,"currency":"EUR","items":[],"occurredAt":"2026-01-01T12:00:00.000Z"}\n\n' +
+    ': heartbeat\n\n',
+});
+
 export const Problem = z
   .object({
     type: z.string().meta({

@@ -9,10 +9,10 @@ import { presentUser } from './present';
 import { CreateUserBody, IdParams, IdempotencyHeaders, Token, TokenBody, User } from './schemas';
 
 export function userRoutes(backends: Backends, tokens: TokenService): AnyRoute[] {
-  /** The authenticated caller's account. */
-  const currentUser = async (id: string) => {
+  /** Calls the user service about the caller's own account. */
+  const asCaller = async <T>(call: () => Promise<T>): Promise<T> => {
     try {
-      return presentUser((await backends.users.getUser({ id })).user);
+      return await call();
     } catch (error) {
       // A valid token for a user who has since been deleted no longer identifies anyone.
       if (isServiceError(error) && error.code === status.NOT_FOUND) {
@@ -21,6 +21,9 @@ export function userRoutes(backends: Backends, tokens: TokenService): AnyRoute[]
       throw error;
     }
   };
+  /** The authenticated caller's account. */
+  const currentUser = async (id: string) =>
+    asCaller(async () => presentUser((await backends.users.getUser({ id })).user));
   return [
     defineRoute({
       operationId: 'createUser',
@@ -82,6 +85,23 @@ export function userRoutes(backends: Backends, tokens: TokenService): AnyRoute[]
       status: 200,
       response: { description: 'The caller.', schema: User },
       handle: async ({ user }) => currentUser(user.id),
+    }),
+    defineRoute({
+      operationId: 'deleteCurrentUser',
+      method: 'delete',
+      path: '/v1/users/me',
+      tag: 'users',
+      summary: 'Delete the authenticated user',
+      description:
+        'Deletes the account the access token was issued to; from then on its tokens are refused ' +
+        "(401). The user's open orders are cancelled and their stock returned, asynchronously " +
+        '(the order service acts on the `user.v1.UserDeleted` event, once).',
+      auth: true,
+      status: 204,
+      response: { description: 'Deleted.' },
+      handle: async ({ user }) => {
+        await asCaller(() => backends.users.deleteUser({ id: user.id }));
+      },
     }),
     defineRoute({
       operationId: 'getUser',
