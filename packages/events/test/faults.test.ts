@@ -6,6 +6,7 @@ import { inTransaction } from '@repo/database/transaction';
 import { freePort } from '@repo/service-kit/ports';
 import { TcpProxy } from '@repo/service-kit/testing';
 import type { Envelope } from '../src/envelope';
+import { handleOnce } from '../src/inbox';
 import { createNatsTransport } from '../src/nats';
 import {
   appendToOutbox,
@@ -15,8 +16,8 @@ import {
 } from '../src/outbox';
 import { createPostgresTransport } from '../src/postgres';
 import { subjectOf } from '../src/subjects';
-import type { Transport } from '../src/transport';
-import { NATS_URL, createDatabase, sleep, testEvent, unique, waitFor } from './helpers';
+import type { DeadLetter, Transport } from '../src/transport';
+import { NATS_URL, bodyOf, createDatabase, sleep, testEvent, unique, waitFor } from './helpers';
 
 /**
  * The faults of issue 15, part 6, with real processes, for both transports: a relay killed between
@@ -385,5 +386,121 @@ describe.each([
     const deliveredWithinMs = Date.now() - backAt;
     await s.expectAppliedOnceInOrder(written);
     expect(deliveredWithinMs).toBeLessThan(10_000);
+  });
+
+  it('consumer killed while 1,000 events are produced: all applied once after its restart, in order per aggregate', async () => {
+    const s = await services();
+    const consumer = await s.startConsumer();
+    s.startRelay();
+
+    // 1,000 events over 20 aggregates, a few per transaction (as a busy service writes them).
+    const written: Envelope[] = [];
+    const produce = async (count: number) => {
+      for (let end = written.length + count; written.length < end;) {
+        const batch = await inTransaction(s.producer.pool, async (tx) => {
+          const events = [];
+          for (let i = 0; i < 10; i++) {
+            const event = testEvent(s.type, `agg${(written.length + i) % 20}`, String(i));
+            await appendToOutbox(tx, event);
+            events.push(event);
+          }
+          return events;
+        });
+        written.push(...batch);
+      }
+    };
+    await produce(100);
+    // Killed mid-stream, with deliveries in flight: they come again after the restart.
+    await waitFor('the consumer applying', async () => (await s.appliedCount()) >= 20);
+    await consumer.kill();
+    await produce(900);
+    await waitFor(
+      'the relay published everything',
+      async () => (await outboxBacklog(s.producer.pool)).events === 0,
+      60_000,
+    );
+    expect(await s.appliedCount()).toBeLessThan(written.length);
+
+    await s.startConsumer();
+    await waitFor(
+      'every event applied after the restart',
+      async () => (await s.appliedCount()) >= written.length,
+      120_000,
+    );
+    await s.expectAppliedOnceInOrder(written);
+  });
+
+  it('a poison event is dead-lettered after N attempts while the events behind it flow; replayed once fixed, it applies once', async () => {
+    const s = await services();
+    const transport = await broker.open();
+    cleanups.push(() => transport.close());
+    s.startRelay();
+
+    // The handler decodes the payload as JSON: "poison" cannot be, until the handler is fixed.
+    let fixed = false;
+    const attempts = new Map<string, number>();
+    const deadLettered: DeadLetter[] = [];
+    const otherType = `test.v1.${unique('Other')}`;
+    const subscription = await transport.subscribe(
+      s.name,
+      [subjectOf(s.type, broker.prefix), subjectOf(otherType, broker.prefix)],
+      async ({ envelope }) => {
+        attempts.set(envelope.id, (attempts.get(envelope.id) ?? 0) + 1);
+        const body = bodyOf(envelope);
+        const decoded: unknown = fixed && body === 'poison' ? { poison: true } : JSON.parse(body);
+        await inTransaction(s.consumer.pool, (tx) =>
+          handleOnce(tx, s.name, envelope.id, (effectTx) =>
+            effectTx.query(
+              'INSERT INTO effects (event_id, aggregate_id, sequence) VALUES ($1, $2, $3)',
+              [envelope.id, envelope.aggregateId, envelope.sequence],
+            ),
+          ),
+        );
+        return void decoded;
+      },
+      {
+        maxAttempts: 3,
+        backoff: { initialMs: 100, maxMs: 400 },
+        ackWaitMs: 5000,
+        onDeadLetter: (deadLetter) => deadLettered.push(deadLetter),
+      },
+    );
+    cleanups.push(() => subscription.stop());
+
+    const poison = await s.commitEvent('p', 'poison');
+    const behind: Envelope[] = [];
+    for (let i = 0; i < 10; i++) behind.push(await s.commitEvent(`agg${i % 3}`, `{"n":${i}}`));
+    for (let i = 0; i < 5; i++) {
+      behind.push(await s.commitEvent(`other${i % 2}`, `{"n":${i}}`, otherType));
+    }
+    await waitFor('the events behind the poison applied', async () => {
+      const applied = new Set((await s.effects()).map((e) => e.event_id));
+      return behind.every((event) => applied.has(event.id));
+    });
+    await waitFor('the poison dead-lettered', () => deadLettered.length === 1);
+    expect(deadLettered[0]).toMatchObject({
+      consumer: s.name,
+      attempts: 3,
+      envelope: { id: poison.id },
+      error: expect.stringMatching(/JSON/),
+    });
+    expect(attempts.get(poison.id)).toBe(3);
+    const listed = await transport.deadLetters(s.name);
+    expect(listed.map((d) => [d.envelope.id, d.attempts])).toEqual([[poison.id, 3]]);
+    expect((await s.effects()).some((e) => e.event_id === poison.id)).toBe(false);
+
+    fixed = true;
+    await transport.replayDeadLetter(s.name, poison.id);
+    await waitFor('the replayed poison applied', async () =>
+      (await s.effects()).some((e) => e.event_id === poison.id),
+    );
+    expect(await transport.deadLetters(s.name)).toEqual([]);
+    expect(attempts.get(poison.id)).toBe(4);
+    expect(deadLettered).toHaveLength(1);
+    const applied = await s.effects();
+    expect(applied.filter((e) => e.event_id === poison.id)).toHaveLength(1);
+    expect(applied.map((e) => e.event_id).sort()).toEqual(
+      [poison, ...behind].map((e) => e.id).sort(),
+    );
   });
 });
