@@ -214,13 +214,28 @@ async function listDeadLetters(
   );
 }
 
-async function replay(transport: Transport, args: string[]): Promise<void> {
-  const [consumer, eventId] = args;
-  if (!consumer || !eventId || args.length > 2) {
+async function replay(transport: Transport, [consumer, eventId]: string[]): Promise<void> {
+  await transport.replayDeadLetter(consumer!, eventId!);
+  write(`replayed ${eventId} to ${consumer}`);
+}
+
+/** The arguments' mistakes, found before connecting to anything. */
+function checkArguments(command: 'tail' | 'dead-letters' | 'replay', args: string[]): void {
+  if (command === 'replay' && args.length !== 2) {
     throw new UsageError('events:replay takes a consumer and an event id');
   }
-  await transport.replayDeadLetter(consumer, eventId);
-  write(`replayed ${eventId} to ${consumer}`);
+  if (command === 'dead-letters' && args.length > 1) {
+    throw new UsageError('events:dead-letters takes one consumer at most');
+  }
+  if (command === 'tail') {
+    for (const type of args) {
+      try {
+        subjectOf(type);
+      } catch (error) {
+        throw new UsageError(errorMessage(error));
+      }
+    }
+  }
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -232,6 +247,7 @@ async function main(argv: string[]): Promise<void> {
   if (command !== 'tail' && command !== 'dead-letters' && command !== 'replay') {
     throw new UsageError(command ? `unknown command ${command}` : 'which command?');
   }
+  checkArguments(command, args);
   const { where, ...settings } = settingsFromEnv(process.env);
   const transport = await connectTransport(settings, { name: `events-cli-${command}` });
   process.stderr.write(`events on ${where}\n`);

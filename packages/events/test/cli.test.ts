@@ -181,7 +181,14 @@ describe('the events command line (pnpm events:*), on the PostgreSQL transport',
   });
 
   it('refuses what it does not know, saying how it is used', async () => {
-    for (const args of [['tail', '--follow'], ['replay', 'only-a-consumer'], ['nonsense'], []]) {
+    for (const args of [
+      ['tail', '--follow'],
+      ['tail', 'UserRegistered'],
+      ['replay', 'only-a-consumer'],
+      ['dead-letters', 'one', 'two'],
+      ['nonsense'],
+      [],
+    ]) {
       const result = await complete(args);
       expect([args, result.code]).toEqual([args, 2]);
       expect(result.stderr.join('\n')).toContain('usage:');
