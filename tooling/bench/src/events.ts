@@ -206,6 +206,9 @@ async function writeBurst(bench: BenchSystem, count: number): Promise<Written> {
   return { by: 'event_id', ids, seconds: (performance.now() - started) / 1000, failed: 0 };
 }
 
+/** A rate as reported: registrations come a few a second, so one decimal below 10. */
+const perSecond = (rate: number) => (rate < 10 ? Math.round(rate * 10) / 10 : Math.round(rate));
+
 /**
  * Waits until every event written is in the order service's inbox (generously: a starved machine
  * must not turn slowness into loss), then matches outbox and inbox rows by event id.
@@ -261,10 +264,10 @@ async function awaitApplied(
     if (lost > 0) log(`E1: ${lost} events not applied within ${Math.round(limitMs / 1000)} s`);
     return {
       events: outbox.length,
-      writtenPerSecond: Math.round(outbox.length / written.seconds),
+      writtenPerSecond: perSecond(outbox.length / written.seconds),
       appliedPerSecond:
         inbox.size > 0
-          ? Math.round((inbox.size * 1000) / Math.max(1, lastApplied - firstWritten))
+          ? perSecond((inbox.size * 1000) / Math.max(1, lastApplied - firstWritten))
           : 0,
       p50: Math.round(percentile(latencies, 50)),
       p90: Math.round(percentile(latencies, 90)),
