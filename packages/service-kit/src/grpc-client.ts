@@ -186,6 +186,8 @@ export function createServiceClient<C extends { close(): void }, S extends objec
     /** The span name: `user.v1.UserService/GetUser`. */
     const rpc = path.slice(1);
     const wireMethod = rpc.slice(rpc.indexOf('/') + 1);
+    /** Its span's attributes, the same for every call (made once, not for each call, sampled or not). */
+    const attributes = rpcAttributes(Client.serviceName, wireMethod);
 
     /** One attempt, cancelled if the request being served ends. */
     const attempt = (
@@ -227,12 +229,7 @@ export function createServiceClient<C extends { close(): void }, S extends objec
       const signal = context?.signal;
       // One span per logical call, its retries as events; unsampled calls pass the request's own
       // trace context on.
-      const traced = startChildSpan(
-        rpc,
-        SpanKind.CLIENT,
-        rpcAttributes(Client.serviceName, wireMethod),
-        context?.trace,
-      );
+      const traced = startChildSpan(rpc, SpanKind.CLIENT, attributes, context?.trace);
       const trace = traced?.context ?? context?.trace;
       const started = performance.now();
       const end = (code: number, attempts: number) => {

@@ -1,4 +1,12 @@
 import { Metadata } from '@grpc/grpc-js';
+import {
+  ROOT_CONTEXT,
+  defaultTextMapGetter,
+  isValidSpanId,
+  isValidTraceId,
+  trace,
+} from '@opentelemetry/api';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { TracerProvider } from '@opentelemetry/sdk-trace';
 import { runWithContext } from '../src/context';
 import { createLogger } from '../src/logger';
@@ -162,6 +170,67 @@ describe('tracing', () => {
     ).toBe(spanId);
     expect((handling.span as unknown as { kind: SpanKind }).kind).toBe(SpanKind.CONSUMER);
     await tracing.shutdown();
+  });
+
+  it("reads a caller's trace context as OpenTelemetry's W3C propagator does, and starts new traces on valid, distinct ids", async () => {
+    const { logger } = capturingLogger();
+    const tracing = setupTracing(
+      {
+        OTEL_SERVICE_NAME: 'test',
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9',
+        OTEL_TRACES_SAMPLER_ARG: 0,
+      },
+      logger,
+    );
+    const propagator = new W3CTraceContextPropagator();
+    const traceparents = [
+      `00-${TRACE_ID}-${CALLER_SPAN_ID}-00`,
+      ` 00-${TRACE_ID}-${CALLER_SPAN_ID}-00 `,
+      `01-${TRACE_ID}-${CALLER_SPAN_ID}-00-future`,
+      `00-${TRACE_ID}-${CALLER_SPAN_ID}-00-extra`,
+      `00-${'0'.repeat(32)}-${CALLER_SPAN_ID}-00`,
+      `00-${TRACE_ID.toUpperCase()}-${CALLER_SPAN_ID}-00`,
+      `ff-${TRACE_ID}-${CALLER_SPAN_ID}-00`,
+      '',
+    ];
+    for (const traceparent of traceparents) {
+      for (const tracestate of [undefined, 'vendor=a,other=b']) {
+        const headers = { traceparent, ...(tracestate ? { tracestate } : {}) };
+        const metadata = new Metadata();
+        metadata.set('traceparent', traceparent);
+        if (tracestate) metadata.set('tracestate', tracestate);
+        const expected = trace.getSpanContext(
+          propagator.extract(ROOT_CONTEXT, headers, defaultTextMapGetter),
+        );
+        for (const carrier of [headers, metadata]) {
+          const served = startServerSpan('GET /x', carrier)!;
+          const got = served.span.spanContext();
+          if (expected) {
+            expect(got).toEqual(expected);
+            // Passed on as it came, tracestate included.
+            expect(
+              runWithContext({ requestId: 'r', trace: served.context }, currentTraceHeaders),
+            ).toEqual({
+              traceparent: `00-${TRACE_ID}-${CALLER_SPAN_ID}-00`,
+              ...(tracestate ? { tracestate } : {}),
+            });
+          } else {
+            // Malformed or absent: a new trace.
+            expect(got.traceId).not.toBe(TRACE_ID);
+          }
+        }
+      }
+    }
+    // New traces: valid ids (32 and 16 hex digits, not all zero), never the same twice.
+    const ids = Array.from({ length: 2_000 }, () =>
+      startServerSpan('GET /x', {})!.span.spanContext(),
+    );
+    for (const { traceId, spanId } of ids) {
+      expect(isValidTraceId(traceId) && isValidSpanId(spanId)).toBe(true);
+    }
+    expect(new Set(ids.map(({ traceId }) => traceId)).size).toBe(ids.length);
+    expect(new Set(ids.map(({ spanId }) => spanId)).size).toBe(ids.length);
+    await tracing.shutdown().catch(() => undefined);
   });
 
   it('logs nothing for a request faster than TRACE_SLOW_MS', () => {
