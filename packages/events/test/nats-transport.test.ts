@@ -21,9 +21,17 @@ describe(`NATS JetStream transport (${NATS_URL})`, () => {
       await admin.jsm.streams.delete(`${stream}_DEAD`).catch(() => undefined);
       await admin.close();
     };
+    const target = new URL(NATS_URL);
     return {
       prefix,
-      open: (options) => createNatsTransport({ servers: NATS_URL, stream, prefix, ...options }),
+      target: { host: target.hostname, port: Number(target.port || 4222) },
+      open: ({ via, ...options } = {}) =>
+        createNatsTransport({
+          servers: via ? `nats://${via}` : NATS_URL,
+          stream,
+          prefix,
+          ...options,
+        }),
     };
   });
 });

@@ -12,9 +12,15 @@ describe('PostgreSQL transport (broker database of its own)', () => {
   transportContract(async () => {
     const database = await createDatabase();
     drop = database.drop;
+    const target = new URL(database.url);
     return {
       prefix: 'events',
-      open: (options) => createPostgresTransport({ url: database.url, pollMs: 100, ...options }),
+      target: { host: target.hostname, port: Number(target.port || 5432) },
+      open: ({ via, ...options } = {}) => {
+        const url = new URL(database.url);
+        if (via) url.host = via;
+        return createPostgresTransport({ url: url.toString(), pollMs: 100, ...options });
+      },
     };
   });
 });

@@ -1,3 +1,5 @@
+import { freePort } from '@repo/service-kit/ports';
+import { TcpProxy } from '@repo/service-kit/testing';
 import { subjectOf } from '../src/subjects';
 import type { DeadLetter, Delivery, SubscribeOptions, Transport } from '../src/transport';
 import { bodyOf, deferred, testEvent, unique, waitFor } from './helpers';
@@ -6,11 +8,19 @@ import { bodyOf, deferred, testEvent, unique, waitFor } from './helpers';
 export interface TransportUnderTest {
   /**
    * A connected transport on this file's broker namespace (several may be open at once);
-   * `liveInactiveMs` shortens how long a live consumer outlives its vanished process.
+   * `liveInactiveMs` shortens how long a live consumer outlives its vanished process, `via`
+   * (host:port) reaches the broker through that address instead of `target`'s.
    */
-  open(options?: { liveInactiveMs?: number }): Promise<Transport>;
+  open(options?: OpenOptions): Promise<Transport>;
+  /** The broker's address (for a proxy in front of it). */
+  target: { host: string; port: number };
   /** The subject prefix of that namespace. */
   prefix: string;
+}
+
+export interface OpenOptions {
+  liveInactiveMs?: number;
+  via?: string;
 }
 
 /** Short timings so the suite stays fast; production defaults are much longer. */
@@ -27,7 +37,7 @@ const FAST: SubscribeOptions = {
 export function transportContract(setUp: () => Promise<TransportUnderTest>): void {
   let subject: TransportUnderTest;
   const open: Transport[] = [];
-  const connect = async (options?: { liveInactiveMs?: number }) => {
+  const connect = async (options?: OpenOptions) => {
     const transport = await subject.open(options);
     open.push(transport);
     return transport;
@@ -339,5 +349,48 @@ export function transportContract(setUp: () => Promise<TransportUnderTest>): voi
         45_000,
       );
     }, 60_000);
+
+    it('is made again when its process comes back after being cut off for longer than that', async () => {
+      const type = newType();
+      const consumer = unique('live');
+      const proxy = new TcpProxy(await freePort(), subject.target);
+      await proxy.start();
+      try {
+        const cutOff = await connect({ liveInactiveMs: 3000, via: proxy.address });
+        const live = await record(cutOff, consumer, type, undefined, LIVE);
+        await transport.publish(testEvent(type, 'a', 'before'));
+        await waitFor('the first event', () => live.acked.length === 1);
+
+        await proxy.stop();
+        const lost = testEvent(type, 'a', 'lost');
+        await transport.publish(lost);
+        await waitFor(
+          'the consumer removed while cut off',
+          async () => (await transport.pending(consumer)) === 0,
+          45_000,
+        );
+
+        await proxy.start();
+        // Events published until the consumer is made again are not its own: publish until one
+        // arrives.
+        const published: string[] = [];
+        await waitFor(
+          'an event after the reconnection',
+          async () => {
+            const event = testEvent(type, 'a', 'after');
+            published.push(event.id);
+            await transport.publish(event);
+            await new Promise((resolve) => setTimeout(resolve, 250));
+            return live.acked.some((d) => published.includes(d.envelope.id));
+          },
+          45_000,
+        );
+        expect(live.acked.map((d) => d.envelope.id)).not.toContain(lost.id);
+        await live.subscription.stop();
+        expect(await transport.pending(consumer)).toBe(0);
+      } finally {
+        await proxy.stop();
+      }
+    }, 120_000);
   });
 }
