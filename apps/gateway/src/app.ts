@@ -67,13 +67,13 @@ export interface GatewayApp {
 /** Builds the Express app; never listens (main.ts does), so tests drive it with supertest. */
 export function createApp(options: AppOptions): GatewayApp {
   const { backends, logger, metrics } = options;
+  const orderStreams =
+    options.orderStreams ?? new OrderStreams({ logger, heartbeatMs: 15_000, maxStreams: 0 });
+  metrics.observeOrderStreams(() => orderStreams.size);
   const routes = [
     ...userRoutes(backends, options.tokens),
     ...catalogRoutes(backends),
-    ...orderRoutes(
-      backends,
-      options.orderStreams ?? new OrderStreams({ logger, heartbeatMs: 15_000, maxStreams: 0 }),
-    ),
+    ...orderRoutes(backends, orderStreams),
   ];
   const openApi = JSON.stringify(buildOpenApiDocument(routes));
   let draining = false;

@@ -1,4 +1,4 @@
-import { Counter, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import {
   countedLatency,
   createRegistry,
@@ -14,6 +14,8 @@ export interface Metrics {
   grpcClient: GrpcClientMetrics;
   /** Counts one request the shared rate-limit store could not count (it was served: fail-open). */
   countRateLimitStoreError(): void;
+  /** Reports `open()`, the order event streams this process holds, at each scrape. */
+  observeOrderStreams(open: () => number): void;
 }
 
 /**
@@ -40,5 +42,15 @@ export function createMetrics(): Metrics {
     ),
     grpcClient: grpcClientMetrics(registry),
     countRateLimitStoreError: () => rateLimitStoreErrors.inc(),
+    observeOrderStreams: (open) => {
+      new Gauge({
+        name: 'gateway_order_event_streams',
+        help: 'Open GET /v1/orders/events streams (Server-Sent Events) held by this process.',
+        registers: [registry],
+        collect() {
+          this.set(open());
+        },
+      });
+    },
   };
 }

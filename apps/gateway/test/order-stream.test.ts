@@ -11,7 +11,7 @@ import { EventTypes } from '@repo/events/subjects';
 import type { Transport } from '@repo/events/transport';
 import { freePort } from '@repo/service-kit/ports';
 import { TcpProxy } from '@repo/service-kit/testing';
-import { GatewayProcess } from './gateway-process';
+import { GatewayProcess, counterValue } from './gateway-process';
 import { MOUSE, buildGateway, expectProblem, forgeToken } from './harness';
 
 // GET /v1/orders/events: real gateway processes (apps/gateway/dist/main.js) subscribed to a real
@@ -21,6 +21,7 @@ import { MOUSE, buildGateway, expectProblem, forgeToken } from './harness';
 
 const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
 const CONNECTED = /order event stream connected to the events broker/;
+const STREAMS = 'gateway_order_event_streams';
 
 /** The test run's PostgreSQL server (the order service's database URL names it). */
 function serverUrl(): string {
@@ -263,17 +264,19 @@ describe('GET /v1/orders/events with the PostgreSQL transport', () => {
       'heartbeats',
       () => ownerStream.comments.filter((c) => c === 'heartbeat').length >= 3,
     );
+    expect(await counterValue(gateway.url, STREAMS)).toBe(2);
+    otherStream.close();
+    await waitFor(
+      'the closed stream to leave the count',
+      async () => (await counterValue(gateway.url, STREAMS)) === 1,
+    );
   });
 
   it('delivers to the clients of every gateway replica', async () => {
     const [first, second] = await Promise.all([start(), start()]);
     await Promise.all([first.waitFor(CONNECTED), second.waitFor(CONNECTED)]);
     const user = randomUUID();
-    const streams = [
-      await open(first, user),
-      await open(second, user),
-      await open(second, user),
-    ];
+    const streams = [await open(first, user), await open(second, user), await open(second, user)];
     const order = placed(user);
     await publisher.publish(order);
     await waitFor('every stream to receive the event', () =>

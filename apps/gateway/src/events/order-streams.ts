@@ -173,6 +173,7 @@ export class OrderStreams {
   }
 
   private write(res: Response, text: string): void {
+    if (res.writableEnded) return; // ended (too slow, or closing): leaves the registry on 'close'
     if (res.writableLength > MAX_BUFFERED_BYTES) {
       // It reconnects (EventSource does) and starts afresh, instead of holding memory here.
       res.end();
