@@ -1,10 +1,17 @@
 import { z } from 'zod';
-import { databaseServiceEnv, env, loadConfigOrExit, tracingEnv } from '@repo/service-kit/config';
+import {
+  databaseServiceEnv,
+  env,
+  loadConfigOrExit,
+  eventsEnv,
+  tracingEnv,
+} from '@repo/service-kit/config';
 
 /** Every setting of the order service. Nothing else in the service reads process.env. */
 export const configSchema = z.object({
   ...databaseServiceEnv(),
   ...tracingEnv('order'),
+  ...eventsEnv(),
   ORDER_GRPC_HOST: z.string().min(1).default('0.0.0.0'),
   ORDER_GRPC_PORT: env.port(50052),
   /** Prometheus `/metrics` on a port of its own (on ORDER_GRPC_HOST); 0 picks a free one. */

@@ -1,8 +1,10 @@
-// Composition root of the order service: config -> logger -> database -> repository and user
-// client -> gRPC server, and its metrics on a port of their own.
+// Composition root of the order service: config -> logger -> database -> repository, the users it
+// knows (from the user service's events, else asked over gRPC) -> gRPC server; its events (the relay
+// of its outbox, the consumer of user events); and its metrics on a port of their own.
 import { resolve } from 'node:path';
 import { UserServiceClient } from '@repo/contracts/user/v1';
 import { provisionDatabase } from '@repo/database/provision';
+import { startServiceEvents } from '@repo/events/service';
 import { createServiceClient } from '@repo/service-kit/grpc-client';
 import { drainDelayMs } from '@repo/service-kit/config';
 import { createLogger } from '@repo/service-kit/logger';
@@ -18,6 +20,8 @@ import { exitOnStartupError } from '@repo/service-kit/startup';
 import { setupTracing } from '@repo/service-kit/tracing';
 import { GrpcUserDirectory } from './clients/user-directory';
 import { loadConfig } from './config';
+import { KnownUsers } from './domain/known-users';
+import { userEventsConsumer } from './events/user-events';
 import { PrismaOrderRepository } from './data/order-repository';
 import { createDatabase } from './data/prisma';
 import { createOrderServer } from './server';
@@ -51,12 +55,22 @@ async function main(): Promise<void> {
     deadlineMs: config.USER_SERVICE_DEADLINE_MS,
     ...grpcClientMetrics(registry).hooks('user'),
   });
+  const repository = new PrismaOrderRepository(db);
+  const knownUsers = new KnownUsers(repository, new GrpcUserDirectory(userClient));
   const server = createOrderServer({
-    repository: new PrismaOrderRepository(db),
-    users: new GrpcUserDirectory(userClient),
+    repository,
+    users: knownUsers,
     logger,
     healthCheckIntervalMs: config.HEALTH_CHECK_INTERVAL_MS,
     onCallEnd: grpcServerMetrics(registry, 'order'),
+  });
+  const events = startServiceEvents({
+    settings: config,
+    service: 'order',
+    serverUrl: database.url,
+    outbox: db.pool,
+    consumers: [userEventsConsumer(knownUsers, logger)],
+    logger,
   });
   const metricsServer = await startMetricsServer(registry, {
     host: config.ORDER_GRPC_HOST,
@@ -66,6 +80,7 @@ async function main(): Promise<void> {
   onShutdownSignal(
     async () => {
       await server.stop(config.SHUTDOWN_GRACE_MS, drainDelayMs(config));
+      await events.stop();
       await metricsServer.close();
       userClient.close();
       await db.close();

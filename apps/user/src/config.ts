@@ -1,11 +1,18 @@
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
-import { databaseServiceEnv, env, loadConfigOrExit, tracingEnv } from '@repo/service-kit/config';
+import {
+  databaseServiceEnv,
+  env,
+  eventsEnv,
+  loadConfigOrExit,
+  tracingEnv,
+} from '@repo/service-kit/config';
 
 /** Every setting of the user service. Nothing else in the service reads process.env. */
 export const configSchema = z.object({
   ...databaseServiceEnv(),
   ...tracingEnv('user'),
+  ...eventsEnv(),
   USER_GRPC_HOST: z.string().min(1).default('0.0.0.0'),
   USER_GRPC_PORT: env.port(50051),
   /** Prometheus `/metrics` on a port of its own (on USER_GRPC_HOST); 0 picks a free one. */

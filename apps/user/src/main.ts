@@ -1,7 +1,8 @@
 // Composition root of the user service: config -> logger -> database -> repository -> gRPC server,
-// and its metrics on a port of their own.
+// the relay of its outbox (the events it publishes), and its metrics on a port of their own.
 import { resolve } from 'node:path';
 import { provisionDatabase } from '@repo/database/provision';
+import { startServiceEvents } from '@repo/events/service';
 import { drainDelayMs } from '@repo/service-kit/config';
 import { createLogger } from '@repo/service-kit/logger';
 import {
@@ -54,6 +55,13 @@ async function main(): Promise<void> {
       maxWaitMs: config.HASH_QUEUE_WAIT_MAX_MS,
     },
   });
+  const events = startServiceEvents({
+    settings: config,
+    service: 'user',
+    serverUrl: database.url,
+    outbox: db.pool,
+    logger,
+  });
   const metricsServer = await startMetricsServer(registry, {
     host: config.USER_GRPC_HOST,
     port: config.METRICS_PORT,
@@ -62,6 +70,7 @@ async function main(): Promise<void> {
   onShutdownSignal(
     async () => {
       await server.stop(config.SHUTDOWN_GRACE_MS, drainDelayMs(config));
+      await events.stop();
       await metricsServer.close();
       await db.close();
       await database.stop();
@@ -71,6 +80,7 @@ async function main(): Promise<void> {
   );
 
   const port = await server.start(config.USER_GRPC_PORT, config.USER_GRPC_HOST);
+  // UserRegistered and UserDeleted are written to the outbox with the change; this sends them.
   logger.info(
     {
       port,

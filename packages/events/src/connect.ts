@@ -1,6 +1,7 @@
 import { withDatabase } from '@repo/database/admin';
 import { createNatsTransport } from './nats';
 import { createPostgresTransport } from './postgres';
+import { EVENTS_PREFIX } from './subjects';
 import type { Transport } from './transport';
 
 /** The settings of `eventsEnv()` (@repo/service-kit/config), as an app's config holds them. */
@@ -8,6 +9,7 @@ export interface EventsSettings {
   EVENTS_TRANSPORT: 'postgres' | 'nats';
   EVENTS_DATABASE_URL?: string | undefined;
   NATS_URL: string;
+  EVENTS_NAMESPACE?: string | undefined;
 }
 
 /** The broker database's name when EVENTS_DATABASE_URL is not set. */
@@ -22,10 +24,15 @@ export async function connectTransport(
   settings: EventsSettings,
   { name, serverUrl }: { name: string; serverUrl?: string | undefined },
 ): Promise<Transport> {
+  const namespace = settings.EVENTS_NAMESPACE
+    ? { prefix: `${EVENTS_PREFIX}_${settings.EVENTS_NAMESPACE}` }
+    : {};
   if (settings.EVENTS_TRANSPORT === 'nats') {
     return createNatsTransport({
       servers: settings.NATS_URL.split(',').map((server) => server.trim()),
       name,
+      ...namespace,
+      ...(settings.EVENTS_NAMESPACE ? { stream: `EVENTS_${settings.EVENTS_NAMESPACE}` } : {}),
     });
   }
   const url =
@@ -34,5 +41,5 @@ export async function connectTransport(
   if (!url) {
     throw new Error('EVENTS_DATABASE_URL is not set (the postgres events transport needs it)');
   }
-  return createPostgresTransport({ url });
+  return createPostgresTransport({ url, ...namespace });
 }

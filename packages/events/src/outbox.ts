@@ -1,15 +1,15 @@
-import type { Envelope } from './envelope';
+import { newEnvelope, type Envelope, type NewEvent } from './envelope';
 
 /** A statement runner: a pg Pool, or the client of a transaction (`inTransaction`'s `client`). */
 export interface Queryable {
   query(text: string, values?: unknown[]): Promise<{ rows: unknown[]; rowCount: number | null }>;
 }
 
-/** The NOTIFY channel the outbox trigger signals and the relay listens on. */
+/** The NOTIFY channel `appendToOutbox` signals and the relay listens on. */
 export const OUTBOX_CHANNEL = 'outbox';
 
 /**
- * The outbox table and its trigger, as a Prisma migration (`migration.sql`) for a service to copy
+ * The outbox table, as a Prisma migration (`migration.sql`) for a service to copy
  * into `apps/<service>/prisma/migrations/<timestamp>_outbox/`, with the models `outboxModels`
  * gives added to its schema.prisma (so later `prisma migrate diff`s do not drop the tables).
  *
@@ -20,9 +20,10 @@ export const OUTBOX_CHANNEL = 'outbox';
  *   found in position order through the (sent_at, position) index, a plain index Prisma knows
  *   about (a partial one would be dropped by the next generated migration). Sent rows are deleted
  *   by the relay after `retainSentMs`.
- * - The trigger and its function are invisible to Prisma, which leaves them alone.
- * - The trigger NOTIFYs `outbox` once per inserting statement; PostgreSQL delivers it at COMMIT
- *   (never for a rolled-back transaction), which is what wakes the relay.
+ * - No trigger: `appendToOutbox` NOTIFYs in its own statement (a trigger function's body is
+ *   dollar-quoted, and the schema engine `prisma migrate deploy` runs here splits a migration at
+ *   every `;`, inside such bodies too). The notification is delivered at COMMIT, never for a
+ *   rolled-back transaction, and PostgreSQL folds a transaction's identical notifications into one.
  */
 export function outboxMigrationSql(): string {
   return `-- The transactional outbox (packages/events): events written in the same transaction as the change.
@@ -45,16 +46,6 @@ CREATE TABLE "outbox" (
 
 CREATE UNIQUE INDEX "outbox_event_id_key" ON "outbox"("event_id");
 CREATE INDEX "outbox_sent_at_position_idx" ON "outbox"("sent_at", "position");
-
-CREATE FUNCTION "outbox_notify"() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  PERFORM pg_notify('${OUTBOX_CHANNEL}', '');
-  RETURN NULL;
-END;
-$$;
-
-CREATE TRIGGER "outbox_notify" AFTER INSERT ON "outbox"
-    FOR EACH STATEMENT EXECUTE FUNCTION "outbox_notify"();
 `;
 }
 
@@ -110,10 +101,13 @@ model Inbox {
  * Returns the event's outbox position.
  */
 export async function appendToOutbox(tx: Queryable, envelope: Envelope): Promise<bigint> {
+  // One round trip: the row, and the NOTIFY that wakes the relay once the transaction commits.
   const result = await tx.query(
-    `INSERT INTO "outbox" ("event_id", "type", "aggregate_id", "occurred_at", "source",
-       "traceparent", "tracestate", "payload")
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING "position"`,
+    `WITH "appended" AS (
+       INSERT INTO "outbox" ("event_id", "type", "aggregate_id", "occurred_at", "source",
+         "traceparent", "tracestate", "payload")
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING "position")
+     SELECT "position", pg_notify('${OUTBOX_CHANNEL}', '') FROM "appended"`,
     [
       envelope.id,
       envelope.type,
@@ -143,4 +137,12 @@ export async function outboxBacklog(
   );
   const row = result.rows[0] as { events: number; oldest: number } | undefined;
   return { events: row?.events ?? 0, oldestUnsentSeconds: Math.max(0, row?.oldest ?? 0) };
+}
+
+/**
+ * `appendToOutbox` for a new event (`newEnvelope`): what services call in the transaction of the
+ * change, with the request's trace context (`currentTraceHeaders()` of @repo/service-kit/tracing).
+ */
+export function appendEvent(tx: Queryable, event: NewEvent): Promise<bigint> {
+  return appendToOutbox(tx, newEnvelope(event));
 }

@@ -12,9 +12,9 @@ import { backoffMs, errorMessage, type Transport } from './transport';
  *   loses its connection and so the lock, and a standby takes over. (A lock rather than `FOR UPDATE
  *   SKIP LOCKED` on rows: two relays each skipping the other's rows would publish one aggregate's
  *   events side by side, out of order.)
- * - Waking: the same connection LISTENs on `outbox`, which the outbox's trigger NOTIFYs on commit;
- *   without a notification the relay still looks every `pollMs` (slow: a lost notification only
- *   delays).
+ * - Waking: the same connection LISTENs on `outbox`, which `appendToOutbox` NOTIFYs (delivered on
+ *   commit); without a notification the relay still looks every `pollMs` (slow: a lost
+ *   notification only delays).
  * - Order: a round reads the oldest unsent rows by position, publishes each aggregate's events one
  *   after the other (an event is sent only once the previous one of its aggregate was confirmed;
  *   different aggregates go in parallel), and stops an aggregate at its first failure, so a later

@@ -19,6 +19,8 @@ import type { Envelope } from './envelope';
 export interface Transport {
   /** The transport's name, for logs: "nats" or "postgres". */
   readonly name: string;
+  /** What every subject starts with (`events`, or a namespace's: see `connectTransport`). */
+  readonly prefix: string;
   publish(envelope: Envelope): Promise<PublishResult>;
   subscribe(
     consumer: string,

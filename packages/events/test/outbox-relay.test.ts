@@ -20,6 +20,7 @@ function publishOnly(publish: (envelope: Envelope) => Promise<PublishResult>): T
   const unused = () => Promise.reject(new Error('not used by the relay'));
   return {
     name: 'test',
+    prefix: 'test',
     publish,
     subscribe: unused,
     pending: unused,

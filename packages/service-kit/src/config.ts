@@ -135,6 +135,15 @@ export function eventsEnv() {
     EVENTS_DATABASE_URL: env.optionalDatabaseUrl(),
     /** NATS server(s) of the `nats` transport, comma-separated. */
     NATS_URL: z.string().trim().min(1).default('nats://127.0.0.1:4222'),
+    /**
+     * Keeps this system's events apart from another's on the same broker (the tests' systems share
+     * one NATS server): subjects become `events_<namespace>.*`, the stream `EVENTS_<namespace>`.
+     */
+    EVENTS_NAMESPACE: z
+      .string()
+      .trim()
+      .regex(/^[A-Za-z0-9_]*$/, 'must be letters, digits and "_"')
+      .default(''),
   };
 }
 

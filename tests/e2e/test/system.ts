@@ -1,11 +1,21 @@
 import { tmpdir } from 'node:os';
+import { withDatabase } from '@repo/database/admin';
 import { startSystem, type AppName, type LogSink, type RunningSystem } from '@repo/system/system';
 
 let counter = 0;
 
+/** A test system, and the connection strings of its databases (to look at what a test did). */
+export type TestSystem = RunningSystem & {
+  databases: { user: string; order: string; events: string };
+  /** The events namespace of this system (EVENTS_NAMESPACE): its NATS stream is `EVENTS_<it>`. */
+  eventsNamespace: string;
+};
+
 /**
  * The whole system as real processes, started exactly as `pnpm dev` starts it (production mode),
- * on the run's PostgreSQL with databases of its own.
+ * on the run's PostgreSQL with databases of its own, and events of its own: a broker database of
+ * its own with the `postgres` transport, a namespace of its own on the shared NATS server with
+ * `nats`.
  */
 export async function startTestSystem(
   gatewayEnv: Record<string, string> = {},
@@ -16,21 +26,28 @@ export async function startTestSystem(
     onLog?: LogSink;
     /** How many processes of each app (default 1 each). */
     replicas?: Partial<Record<AppName, number>>;
+    /** The events transport (default postgres, as `pnpm dev`). */
+    eventsTransport?: 'postgres' | 'nats';
   } = {},
-): Promise<RunningSystem> {
+): Promise<TestSystem> {
   const prefix = `e2e_${process.pid}_${++counter}`;
   const verbose = process.env.E2E_VERBOSE;
-  return startSystem({
+  const names = { user: `${prefix}_user`, order: `${prefix}_order`, events: `${prefix}_events` };
+  const events = {
+    EVENTS_TRANSPORT: options.eventsTransport ?? 'postgres',
+    EVENTS_NAMESPACE: prefix,
+  };
+  const system = await startSystem({
     dataDir: tmpdir(), // unused: the run's PostgreSQL is given by URL
     databaseUrl: process.env.E2E_DATABASE_URL!,
-    databaseNames: { user: `${prefix}_user`, order: `${prefix}_order` },
+    databaseNames: names,
     nodeEnv: 'production',
     logLevel: 'warn',
     replicas: options.replicas,
     env: {
-      gateway: { RATE_LIMIT_MAX: '100000', DRAIN_DELAY_MS: '0', ...gatewayEnv },
-      user: { DRAIN_DELAY_MS: '0', ...options.env?.user },
-      order: { DRAIN_DELAY_MS: '0', ...options.env?.order },
+      gateway: { RATE_LIMIT_MAX: '100000', DRAIN_DELAY_MS: '0', ...events, ...gatewayEnv },
+      user: { DRAIN_DELAY_MS: '0', ...events, ...options.env?.user },
+      order: { DRAIN_DELAY_MS: '0', ...events, ...options.env?.order },
     },
     onLog:
       verbose || options.onLog
@@ -39,6 +56,11 @@ export async function startTestSystem(
             options.onLog?.(source, line);
           }
         : undefined,
+  });
+  const url = (name: string) => withDatabase(process.env.E2E_DATABASE_URL!, name);
+  return Object.assign(system, {
+    databases: { user: url(names.user), order: url(names.order), events: url(names.events) },
+    eventsNamespace: prefix,
   });
 }
 

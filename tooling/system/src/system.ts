@@ -86,8 +86,11 @@ export interface SystemOptions {
   dataDir: string;
   /** Use this PostgreSQL server instead of an embedded one (databases are created in it). */
   databaseUrl?: string | undefined;
-  /** Database names per service (default `user` and `order`). */
-  databaseNames?: { user: string; order: string };
+  /**
+   * Database names per service (default `user` and `order`), and of the events broker database
+   * (default `events`; used with the `postgres` events transport).
+   */
+  databaseNames?: { user: string; order: string; events?: string };
   apps?: readonly AppName[];
   /**
    * Per app; 0 or absent picks a free port. A service's first replica listens on it, the others on
@@ -426,6 +429,11 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
   const common = {
     NODE_ENV: nodeEnv,
     LOG_LEVEL: logLevel,
+    // Events (see @repo/events): on the embedded PostgreSQL, in a broker database that belongs to
+    // no service, unless EVENTS_TRANSPORT=nats (then NATS_URL, default nats://127.0.0.1:4222).
+    EVENTS_TRANSPORT: given('EVENTS_TRANSPORT', 'postgres'),
+    EVENTS_DATABASE_URL: given('EVENTS_DATABASE_URL', databaseUrl(names.events ?? 'events')),
+    ...(process.env.NATS_URL ? { NATS_URL: process.env.NATS_URL } : {}),
     // No load balancer watches these processes' health: the runner takes a replica out of
     // discovery before it stops it (PROPAGATION_DELAY_MS), so reporting "not ready" first would
     // only delay every stop (production mode defaults to a 5 s drain delay).

@@ -1,6 +1,7 @@
 import type { Order, OrderStatus, Product } from '../domain/model';
 import type {
   CancelOrderResult,
+  EventRef,
   KeyedOrder,
   NewOrder,
   OrderCursor,
@@ -9,6 +10,8 @@ import type {
 } from '../domain/ports';
 import { inTransaction } from '@repo/database/transaction';
 import type { Queryable } from '@repo/database/sql';
+import { handleOnce } from '@repo/events/inbox';
+import { orderCancelled, orderPlaced, publishInTransaction } from '../events/published';
 import * as sql from './queries';
 import type { Pool, PoolClient } from 'pg';
 import type { Database, PrismaClient } from './prisma';
@@ -109,7 +112,8 @@ export class PrismaOrderRepository implements OrderRepository {
    *    (stock >= 0) constraint is the last guard. FOR NO KEY UPDATE, not FOR UPDATE: the
    *    order_items foreign key holds KEY SHARE locks on those products, which FOR UPDATE would
    *    conflict with.
-   * 3. If a line could not be reserved, say why from the rows we hold, on the same connection, and
+   * 3. The order is announced (OrderPlaced into the outbox) in the same transaction.
+   * 4. If a line could not be reserved, say why from the rows we hold, on the same connection, and
    *    roll back. (Asking the pool for a second connection while holding this one deadlocks a
    *    pool of one.)
    */
@@ -132,6 +136,11 @@ export class PrismaOrderRepository implements OrderRepository {
           // Remembered long enough: the key is free for a new request.
           await sql.releaseIdempotencyKey.run(client, { id: existing.id });
         }
+      }
+
+      if (await this.userDeleted(client, order.userId)) {
+        control.rollbackOnly();
+        return { kind: 'user-deleted' };
       }
 
       const inserted = await sql.insertOrder.run(client, {
@@ -160,21 +169,34 @@ export class PrismaOrderRepository implements OrderRepository {
         control.rollbackOnly();
         return this.whyNotReserved(client, order);
       }
-      return {
-        kind: 'created',
-        order: {
-          id: header.id,
-          userId: order.userId,
-          status: order.status,
-          items: [...order.items].sort((a, b) => a.sku.localeCompare(b.sku)),
-          totalCents: order.totalCents,
-          currency: order.currency,
-          idempotencyKey: key,
-          createdAt: header.createdAt,
-          updatedAt: header.updatedAt,
-        },
+      const placed: Order = {
+        id: header.id,
+        userId: order.userId,
+        status: order.status,
+        items: [...order.items].sort((a, b) => a.sku.localeCompare(b.sku)),
+        totalCents: order.totalCents,
+        currency: order.currency,
+        idempotencyKey: key,
+        createdAt: header.createdAt,
+        updatedAt: header.updatedAt,
       };
+      await publishInTransaction(client, orderPlaced(placed));
+      return { kind: 'created', order: placed };
     });
+  }
+
+  /**
+   * Share-locks the user's row of the projection for the transaction (see lockKnownUser): true when
+   * the user's deletion was applied. A user the projection does not hold yet (confirmed by the user
+   * service a moment ago) is remembered first, so that there is a row to lock.
+   */
+  private async userDeleted(client: PoolClient, userId: string): Promise<boolean> {
+    let { rows } = await sql.lockKnownUser.run(client, { userId });
+    if (rows.length === 0) {
+      await sql.rememberUser.run(client, { userId });
+      ({ rows } = await sql.lockKnownUser.run(client, { userId }));
+    }
+    return rows[0]?.deletedAt != null;
   }
 
   /** Inside the failed transaction, on its connection: which line could not be reserved. */
@@ -251,17 +273,75 @@ export class PrismaOrderRepository implements OrderRepository {
     from: readonly OrderStatus[],
   ): Promise<CancelOrderResult> {
     return inTransaction(this.pool, async (client): Promise<CancelOrderResult> => {
-      // Conditional update: of two concurrent cancels, exactly one changes the row.
-      const updated = await sql.cancelOrder.run(client, { id, userId, from: [...from] });
-      if (updated.rowCount === 0) {
-        const { rows } = await sql.orderStatus.run(client, { id, userId });
-        return rows[0]
-          ? { kind: 'not-cancellable', status: rows[0].status }
-          : { kind: 'not-found' };
-      }
-      await sql.restockOrder.run(client, { id });
+      // Locked: of two concurrent cancels, the second waits and then sees CANCELLED.
+      const { rows: found } = await sql.lockOrderStatus.run(client, { id, userId });
+      const previousStatus = found[0]?.status;
+      if (previousStatus === undefined) return { kind: 'not-found' };
+      if (!from.includes(previousStatus))
+        return { kind: 'not-cancellable', status: previousStatus };
+      await sql.cancelOrder.run(client, { id, userId, from: [...from] });
+      await sql.restockOrders.run(client, { ids: [id] });
+      await publishInTransaction(
+        client,
+        orderCancelled({ orderId: id, userId, previousStatus, reason: 'user-requested' }),
+      );
       const { rows } = await sql.orderById.run(client, { id });
       return { kind: 'cancelled', order: toOrder(rows[0]!) };
+    });
+  }
+
+  async knownUserStatus(userId: string): Promise<'active' | 'deleted' | undefined> {
+    const { rows } = await sql.knownUser.run(this.pool, { userId });
+    if (rows.length === 0) return undefined;
+    return rows[0]!.deletedAt == null ? 'active' : 'deleted';
+  }
+
+  async recordUserRegistered(
+    event: EventRef,
+    userId: string,
+    registeredAt: Date,
+  ): Promise<boolean> {
+    return inTransaction(this.pool, async (client) => {
+      const outcome = await handleOnce(client, event.consumer, event.eventId, () =>
+        sql.recordRegisteredUser.run(client, { userId, registeredAt }),
+      );
+      return outcome.applied;
+    });
+  }
+
+  /**
+   * The user's row first (exclusively locked by the upsert): an order being placed for the user
+   * holds it share-locked, so this waits for that order to commit and then cancels it too.
+   */
+  async recordUserDeleted(
+    event: EventRef,
+    userId: string,
+    deletedAt: Date,
+    from: readonly OrderStatus[],
+  ): Promise<string[] | undefined> {
+    return inTransaction(this.pool, async (client) => {
+      const outcome = await handleOnce(client, event.consumer, event.eventId, async () => {
+        await sql.recordDeletedUser.run(client, { userId, deletedAt });
+        const { rows } = await sql.cancelOpenOrdersOfUser.run(client, {
+          userId,
+          from: [...from],
+        });
+        if (rows.length === 0) return [];
+        await sql.restockOrders.run(client, { ids: rows.map((row) => row.id) });
+        for (const row of rows) {
+          await publishInTransaction(
+            client,
+            orderCancelled({
+              orderId: row.id,
+              userId,
+              previousStatus: row.previousStatus,
+              reason: 'user-deleted',
+            }),
+          );
+        }
+        return rows.map((row) => row.id);
+      });
+      return outcome.applied ? outcome.result : undefined;
     });
   }
 

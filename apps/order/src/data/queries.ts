@@ -197,33 +197,119 @@ export const cancelOrder = statement(
       .where('status', '=', sql<OrderStatus>`any(${param('from')}::order_status[])`),
 );
 
-export const orderStatus = statement(
-  'order_status',
+/**
+ * Returns cancelled orders' quantities to stock, summed per product (one user's deletion cancels
+ * several orders at once), locking the rows in id order like reserveStock.
+ */
+export const restockOrders = statement('restock_orders', (param: Param<{ ids: string[] }>) =>
+  db
+    .with('returned', (qb) =>
+      qb
+        .selectFrom('order_items')
+        .select(['product_id', (eb) => eb.fn.sum<number>('quantity').as('quantity')])
+        .where('order_id', '=', sql<string>`any(${param('ids')}::uuid[])`)
+        .groupBy('product_id'),
+    )
+    .with('locked', (qb) =>
+      qb
+        .selectFrom('products')
+        .select('id')
+        .where('id', 'in', (eb) => eb.selectFrom('returned').select('returned.product_id'))
+        .orderBy('id')
+        .forNoKeyUpdate(),
+    )
+    .updateTable('products as p')
+    .from('returned as r')
+    .set((eb) => ({ stock: eb('p.stock', '+', eb.ref('r.quantity')), updated_at: now }))
+    .whereRef('p.id', '=', 'r.product_id')
+    .where('p.id', 'in', (eb) => eb.selectFrom('locked').select('locked.id')),
+);
+
+/**
+ * Cancels every order of the user still in one of `from`, returning each one's previous status
+ * (locked first, so the status returned is the one this statement changed).
+ */
+export const cancelOpenOrdersOfUser = statement(
+  'cancel_open_orders_of_user',
+  (param: Param<{ userId: string; from: OrderStatus[] }>) =>
+    db
+      .with('open', (qb) =>
+        qb
+          .selectFrom('orders')
+          .select(['id', 'status'])
+          .where('user_id', '=', param('userId'))
+          .where('status', '=', sql<OrderStatus>`any(${param('from')}::order_status[])`)
+          .orderBy('id')
+          .forNoKeyUpdate(),
+      )
+      .updateTable('orders as o')
+      .from('open')
+      .set({ status: 'CANCELLED', updated_at: now })
+      .whereRef('o.id', '=', 'open.id')
+      .returning(['o.id', 'open.status as previousStatus']),
+);
+
+/**
+ * The projection row of a user, share-locked until the transaction ends: a UserDeleted being
+ * applied at the same moment waits for the order to commit (and then cancels it), or the order
+ * sees the deletion.
+ */
+export const lockKnownUser = statement('lock_known_user', (param: Param<{ userId: string }>) =>
+  db
+    .selectFrom('known_users')
+    .select('deleted_at as deletedAt')
+    .where('user_id', '=', param('userId'))
+    .forShare(),
+);
+
+/** The projection row of a user, without a lock (UserDirectory's first look). */
+export const knownUser = statement('known_user', (param: Param<{ userId: string }>) =>
+  db
+    .selectFrom('known_users')
+    .select('deleted_at as deletedAt')
+    .where('user_id', '=', param('userId')),
+);
+
+/** Remembers a user the user service confirmed (GetUser) before its UserRegistered arrived. */
+export const rememberUser = statement('remember_user', (param: Param<{ userId: string }>) =>
+  db
+    .insertInto('known_users')
+    .values({ user_id: param('userId') })
+    .onConflict((oc) => oc.column('user_id').doNothing()),
+);
+
+/** UserRegistered: the user exists from `registeredAt` (a deletion already applied stays). */
+export const recordRegisteredUser = statement(
+  'record_registered_user',
+  (param: Param<{ userId: string; registeredAt: Date }>) =>
+    db
+      .insertInto('known_users')
+      .values({ user_id: param('userId'), registered_at: param('registeredAt') })
+      .onConflict((oc) =>
+        oc.column('user_id').doUpdateSet({ registered_at: param('registeredAt'), updated_at: now }),
+      ),
+);
+
+/** UserDeleted: orders for the user are refused from now on. */
+export const recordDeletedUser = statement(
+  'record_deleted_user',
+  (param: Param<{ userId: string; deletedAt: Date }>) =>
+    db
+      .insertInto('known_users')
+      .values({ user_id: param('userId'), deleted_at: param('deletedAt') })
+      .onConflict((oc) =>
+        oc.column('user_id').doUpdateSet({ deleted_at: param('deletedAt'), updated_at: now }),
+      ),
+);
+
+/** The order's status, locked until the transaction ends (cancelling decides on it). */
+export const lockOrderStatus = statement(
+  'lock_order_status',
   (param: Param<{ id: string; userId: string }>) =>
     db
       .selectFrom('orders')
       .select('status')
       .where('id', '=', param('id'))
-      .where('user_id', '=', param('userId')),
-);
-
-/** Returns a cancelled order's quantities to stock, locking the rows in id order. */
-export const restockOrder = statement('restock_order', (param: Param<{ id: string }>) =>
-  db
-    .with('locked', (qb) =>
-      qb
-        .selectFrom('products')
-        .select('id')
-        .where('id', 'in', (eb) =>
-          eb.selectFrom('order_items').select('product_id').where('order_id', '=', param('id')),
-        )
-        .orderBy('id')
-        .forNoKeyUpdate(),
-    )
-    .updateTable('products as p')
-    .from('order_items as i')
-    .set((eb) => ({ stock: eb('p.stock', '+', eb.ref('i.quantity')), updated_at: now }))
-    .where('i.order_id', '=', param('id'))
-    .whereRef('p.id', '=', 'i.product_id')
-    .where('p.id', 'in', (eb) => eb.selectFrom('locked').select('locked.id')),
+      .where('user_id', '=', param('userId'))
+      .forNoKeyUpdate(),
 );

@@ -23,6 +23,8 @@ import { validateNewOrder, type NewOrderInput } from './validation';
 /** A price change between pricing and reserving makes us re-price; this many times at most. */
 const MAX_PLACE_ATTEMPTS = 3;
 
+const userDoesNotExist = (userId: string) =>
+  new DomainError('FAILED_PRECONDITION', `user ${userId} does not exist`);
 const orderNotFound = (id: string) => new DomainError('NOT_FOUND', `order ${id} not found`);
 const invalidToken = () =>
   DomainError.invalid([
@@ -104,7 +106,7 @@ export class Orders {
     }
     throwIfDone();
     if (!(await this.users.userExists(request.userId))) {
-      throw new DomainError('FAILED_PRECONDITION', `user ${request.userId} does not exist`);
+      throw userDoesNotExist(request.userId);
     }
 
     for (let attempt = 1; attempt <= MAX_PLACE_ATTEMPTS; attempt++) {
@@ -156,6 +158,8 @@ export class Orders {
         }
         case 'price-changed':
           continue;
+        case 'user-deleted':
+          throw userDoesNotExist(request.userId);
       }
     }
     throw new DomainError('ABORTED', 'the catalog changed while the order was being placed; retry');

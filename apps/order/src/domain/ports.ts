@@ -28,7 +28,9 @@ export type PlaceOrderResult =
   /** Nothing was written: this product has fewer units than asked. */
   | { kind: 'insufficient-stock'; productId: string; available: number }
   /** Nothing was written: a price changed between pricing and reserving. */
-  | { kind: 'price-changed' };
+  | { kind: 'price-changed' }
+  /** Nothing was written: the user's deletion (UserDeleted) was applied first. */
+  | { kind: 'user-deleted' };
 
 export type CancelOrderResult =
   | { kind: 'cancelled'; order: Order }
@@ -57,9 +59,36 @@ export interface OrderRepository {
   /** The order, only if it belongs to `userId`. */
   findOrder(id: string, userId: string): Promise<Order | undefined>;
   listOrders(userId: string, before: OrderCursor | undefined, limit: number): Promise<Order[]>;
-  /** In one transaction: marks the order CANCELLED (from one of `from`) and returns its stock. */
+  /**
+   * In one transaction: marks the order CANCELLED (from one of `from`), returns its stock, and
+   * publishes OrderCancelled.
+   */
   cancelOrder(id: string, userId: string, from: readonly OrderStatus[]): Promise<CancelOrderResult>;
+  /** What the projection of users says about one (see KnownUsers); undefined: never heard of. */
+  knownUserStatus(userId: string): Promise<'active' | 'deleted' | undefined>;
+  /**
+   * Applies UserRegistered once (the inbox records `event` in the same transaction): the user is
+   * known from `registeredAt`. False when this event was applied before.
+   */
+  recordUserRegistered(event: EventRef, userId: string, registeredAt: Date): Promise<boolean>;
+  /**
+   * Applies UserDeleted once, in one transaction: the user is marked deleted, every order of theirs
+   * in one of `from` is cancelled with its stock returned and an OrderCancelled published.
+   * Undefined when this event was applied before; else the orders cancelled.
+   */
+  recordUserDeleted(
+    event: EventRef,
+    userId: string,
+    deletedAt: Date,
+    from: readonly OrderStatus[],
+  ): Promise<string[] | undefined>;
   ping(): Promise<void>;
+}
+
+/** An event being applied, for the inbox: which consumer, which event. */
+export interface EventRef {
+  consumer: string;
+  eventId: string;
 }
 
 /** What the order service needs to know about users; asked of the user service over gRPC. */

@@ -8,7 +8,7 @@ import type { UnaryHandlers } from '@repo/service-kit/grpc-server';
 import type { Order, OrderStatus, Product } from '../domain/model';
 import type { Catalog, Orders } from '../domain/orders';
 
-const STATUS: { readonly [status in OrderStatus]: ProtoOrderStatus } = {
+export const STATUS: { readonly [status in OrderStatus]: ProtoOrderStatus } = {
   PENDING: ProtoOrderStatus.ORDER_STATUS_PENDING,
   CONFIRMED: ProtoOrderStatus.ORDER_STATUS_CONFIRMED,
   CANCELLED: ProtoOrderStatus.ORDER_STATUS_CANCELLED,

@@ -8,8 +8,13 @@ import {
   type UserCursor,
   type UserRepository,
 } from '../domain/user-repository';
+import { UserDeleted, UserRegistered } from '@repo/contracts/user/v1/events';
 import type { Queryable } from '@repo/database/sql';
 import { inTransaction } from '@repo/database/transaction';
+import type { NewEvent } from '@repo/events/envelope';
+import { appendEvent } from '@repo/events/outbox';
+import { EventTypes } from '@repo/events/subjects';
+import { currentTraceHeaders } from '@repo/service-kit/tracing';
 import * as sql from './queries';
 import type { Pool } from 'pg';
 import type { Database, PrismaClient } from './prisma';
@@ -22,6 +27,17 @@ const PUBLIC_FIELDS = {
   createdAt: true,
   updatedAt: true,
 } as const;
+
+/**
+ * Writes an event of this service to its outbox on `tx`, the transaction of the change it
+ * describes, with the trace context of the request that caused it (@repo/events/outbox).
+ */
+function publishInTransaction(
+  tx: Queryable,
+  event: Pick<NewEvent, 'type' | 'aggregateId' | 'payload'>,
+): Promise<bigint> {
+  return appendEvent(tx, { ...event, source: 'user', ...currentTraceHeaders() });
+}
 
 /** The only code in the user service that touches Prisma. */
 export class PrismaUserRepository implements UserRepository {
@@ -62,7 +78,18 @@ export class PrismaUserRepository implements UserRepository {
           key: key?.key ?? null,
           fingerprint: key?.requestFingerprint ?? null,
         });
-        return { kind: 'created', user: rows[0]! };
+        const created = rows[0]!;
+        // Same transaction: the event exists if and only if the user does.
+        await publishInTransaction(client, {
+          type: EventTypes.UserRegistered,
+          aggregateId: created.id,
+          payload: UserRegistered.encode({
+            userId: created.id,
+            email: created.email,
+            name: created.name,
+          }).finish(),
+        });
+        return { kind: 'created', user: created };
       } catch (error) {
         // 23505: the unique index on email_normalized. Concurrent creates race here, and exactly
         // one wins: the database, not a check-then-insert, decides.
@@ -143,10 +170,17 @@ export class PrismaUserRepository implements UserRepository {
     });
   }
 
+  /** Deletes the user and announces it (UserDeleted) in the same transaction. */
   async delete(id: string): Promise<boolean> {
     return inTransaction(this.pool, async (client) => {
       const { rowCount } = await sql.deleteUser.run(client, { id });
-      return (rowCount ?? 0) > 0;
+      if (!rowCount) return false;
+      await publishInTransaction(client, {
+        type: EventTypes.UserDeleted,
+        aggregateId: id,
+        payload: UserDeleted.encode({ userId: id, reason: 'account deleted' }).finish(),
+      });
+      return true;
     });
   }
 

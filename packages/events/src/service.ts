@@ -1,0 +1,188 @@
+import type { Pool } from 'pg';
+import { connectTransport, type EventsSettings } from './connect';
+import { startRelay, type Relay } from './relay';
+import { subjectOf } from './subjects';
+import {
+  errorMessage,
+  type DeadLetter,
+  type Handler,
+  type SubscribeOptions,
+  type Subscription,
+  type Transport,
+} from './transport';
+
+/** The part of a pino logger this module writes to. */
+export interface EventsLogger {
+  info(fields: object, message: string): void;
+  warn(fields: object, message: string): void;
+  error(fields: object, message: string): void;
+}
+
+/** A durable consumer of a service: its name, the event types it takes, and its handler. */
+export interface ConsumerSpec {
+  consumer: string;
+  /** Event types (EventTypes in ./subjects); subscribed on the transport's subjects for them. */
+  types: readonly string[];
+  handler: Handler;
+  options?: SubscribeOptions;
+}
+
+export interface ServiceEventsOptions {
+  settings: EventsSettings;
+  /** The service's name: the connection's name and the relay's lock. */
+  service: string;
+  /** The service's own PostgreSQL server: the `postgres` transport's default broker database. */
+  serverUrl?: string;
+  /** The service's own database pool: its outbox is relayed when given. */
+  outbox?: Pool;
+  consumers?: readonly ConsumerSpec[];
+  logger: EventsLogger;
+  /** Counted and logged by the caller (metrics); the log line is written here. */
+  onDeadLetter?: (deadLetter: DeadLetter) => void;
+  /** Between failed connection attempts: initialMs doubling to maxMs (default 500 ms to 10 s). */
+  reconnect?: { initialMs?: number; maxMs?: number };
+}
+
+export interface ServiceEvents {
+  /** The connected transport, once connected. */
+  readonly transport: Transport | undefined;
+  /** Resolves once connected, the relay started and every consumer subscribed. */
+  readonly started: Promise<void>;
+  /** Stops consuming (running handlers finish), stops the relay, closes the connection. */
+  stop(): Promise<void>;
+}
+
+/**
+ * A service's events, started beside its gRPC server: the relay of its outbox and its consumers.
+ *
+ * The broker is not needed to serve: the service starts and serves without it (events wait in the
+ * outbox, which is the point of having one), and this keeps trying to connect in the background,
+ * logging each failure. Once connected, a broker that goes away is the transports' business: NATS
+ * reconnects by itself and the PostgreSQL transport's pool makes new connections, while the relay
+ * retries what failed and consumers get undelivered events again.
+ */
+export function startServiceEvents(options: ServiceEventsOptions): ServiceEvents {
+  const { logger } = options;
+  let stopped = false;
+  let transport: Transport | undefined;
+  let relay: Relay | undefined;
+  const subscriptions: Subscription[] = [];
+  let wakeUp: () => void = () => undefined;
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      wakeUp = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+
+  async function connect(): Promise<Transport | undefined> {
+    const initial = options.reconnect?.initialMs ?? 500;
+    const max = options.reconnect?.maxMs ?? 10_000;
+    for (let attempt = 0; !stopped; attempt++) {
+      try {
+        return await connectTransport(options.settings, {
+          name: options.service,
+          serverUrl: options.serverUrl,
+        });
+      } catch (error) {
+        const delay = Math.min(max, initial * 2 ** attempt);
+        logger.warn(
+          {
+            err: errorMessage(error),
+            transport: options.settings.EVENTS_TRANSPORT,
+            retryInMs: delay,
+          },
+          'events: cannot connect to the broker yet; events wait in the outbox',
+        );
+        await pause(delay);
+      }
+    }
+    return undefined;
+  }
+
+  const started = (async () => {
+    const connected = await connect();
+    if (!connected) return;
+    if (stopped) {
+      await connected.close();
+      return;
+    }
+    transport = connected;
+    if (options.outbox) {
+      relay = startRelay({
+        pool: options.outbox,
+        transport: connected,
+        lockName: `outbox-relay-${options.service}`,
+        onError: (error, envelope) =>
+          logger.warn(
+            { err: errorMessage(error), eventId: envelope?.id, type: envelope?.type },
+            'events: publishing from the outbox failed; it will be retried',
+          ),
+      });
+    }
+    for (const spec of options.consumers ?? []) {
+      subscriptions.push(
+        await connected.subscribe(
+          spec.consumer,
+          spec.types.map((type) => subjectOf(type, connected.prefix)),
+          spec.handler,
+          {
+            ...spec.options,
+            onError: (error, delivery) => {
+              logger.warn(
+                {
+                  err: errorMessage(error),
+                  consumer: spec.consumer,
+                  eventId: delivery.envelope.id,
+                  type: delivery.envelope.type,
+                  attempt: delivery.attempt,
+                },
+                'events: a handler failed; the event will be delivered again',
+              );
+              spec.options?.onError?.(error, delivery);
+            },
+            onDeadLetter: (deadLetter) => {
+              logger.error(
+                {
+                  consumer: deadLetter.consumer,
+                  eventId: deadLetter.envelope.id,
+                  type: deadLetter.envelope.type,
+                  attempts: deadLetter.attempts,
+                  err: deadLetter.error,
+                },
+                `events: dead-lettered after ${deadLetter.attempts} attempts (replay: pnpm events:replay ${deadLetter.consumer} ${deadLetter.envelope.id})`,
+              );
+              spec.options?.onDeadLetter?.(deadLetter);
+              options.onDeadLetter?.(deadLetter);
+            },
+          },
+        ),
+      );
+    }
+    logger.info(
+      {
+        transport: connected.name,
+        relay: Boolean(options.outbox),
+        consumers: (options.consumers ?? []).map((spec) => spec.consumer),
+      },
+      'events: connected',
+    );
+  })();
+
+  return {
+    get transport() {
+      return transport;
+    },
+    started,
+    async stop() {
+      stopped = true;
+      wakeUp();
+      await started.catch(() => undefined);
+      await Promise.all(subscriptions.map((subscription) => subscription.stop()));
+      await relay?.stop();
+      await transport?.close();
+    },
+  };
+}
