@@ -147,6 +147,7 @@ describe('docker-compose.yml', () => {
       user: { condition: 'service_healthy' },
       order: { condition: 'service_healthy' },
       redis: { condition: 'service_healthy' },
+      nats: { condition: 'service_healthy' },
     });
   });
 
@@ -190,6 +191,37 @@ describe('docker-compose.yml', () => {
       expect(CONFIG.gateway.safeParse({ ...environment, JWT_SECRET: undefined }).success).toBe(
         false,
       );
+  });
+
+  it('sends the events of every app through one NATS JetStream server, its streams on a volume, healthy once JetStream is', () => {
+    const nats = services.nats!;
+    expect(nats.image).toMatch(/^nats:[\d.]+-alpine$/); // the alpine image has the healthcheck's wget
+    // The image's entrypoint puts `nats-server` before arguments that start with a flag.
+    const command = nats.command!;
+    expect(command[0]).toMatch(/^-/);
+    expect(command).toContain('-js');
+    const storeDir = command[command.indexOf('-sd') + 1];
+    const monitorPort = command[command.indexOf('-m') + 1];
+    expect(nats.volumes).toEqual([`nats-data:${storeDir}`]);
+    expect(compose.volumes).toHaveProperty('nats-data');
+    // /healthz answers 503 until JetStream is up, not only the server, with js-enabled-only.
+    expect(nats.healthcheck?.test).toEqual([
+      'CMD',
+      'wget',
+      '-q',
+      '--spider',
+      `http://127.0.0.1:${monitorPort}/healthz?js-enabled-only=true`,
+    ]);
+    expect(nats.ports).toBeUndefined();
+    for (const app of APPS) {
+      const environment = services[app]!.environment ?? {};
+      expect([app, environment.EVENTS_TRANSPORT, environment.NATS_URL]).toEqual([
+        app,
+        'nats',
+        'nats://nats:4222',
+      ]);
+      expect(services[app]?.depends_on?.nats).toEqual({ condition: 'service_healthy' });
+    }
   });
 
   it('runs the migration jobs with the DATABASE_URL of the service they migrate', () => {
