@@ -367,13 +367,24 @@ describe('GET /v1/orders/events with the PostgreSQL transport', () => {
 
 describe(`GET /v1/orders/events with NATS JetStream (${NATS_URL})`, () => {
   it("streams the owner's order events", async () => {
-    const publisher = await createNatsTransport({ servers: NATS_URL, name: 'gateway-test' });
-    const gateway = await GatewayProcess.start(await freePort(), {
-      EVENTS_TRANSPORT: 'nats',
-      NATS_URL,
+    // A namespace of its own, as the order service of that system would publish in: subjects
+    // `events_<it>.*` on the stream `EVENTS_<it>` (see eventsEnv), deleted afterwards.
+    const namespace = `gateway_test_${randomUUID().slice(0, 8)}`;
+    const stream = `EVENTS_${namespace}`;
+    const publisher = await createNatsTransport({
+      servers: NATS_URL,
+      name: 'gateway-test',
+      stream,
+      prefix: `events_${namespace}`,
     });
+    let gateway: GatewayProcess | undefined;
     let client: SseClient | undefined;
     try {
+      gateway = await GatewayProcess.start(await freePort(), {
+        EVENTS_TRANSPORT: 'nats',
+        NATS_URL,
+        EVENTS_NAMESPACE: namespace,
+      });
       await gateway.waitFor(CONNECTED);
       const user = randomUUID();
       client = await SseClient.open(gateway.url, await tokenFor(user));
@@ -389,7 +400,9 @@ describe(`GET /v1/orders/events with NATS JetStream (${NATS_URL})`, () => {
       expect(client.data()[0]).toMatchObject({ orderId: order.aggregateId, totalCents: 2500 });
     } finally {
       client?.close();
-      expect(await gateway.stop()).toBe(0);
+      if (gateway) expect(await gateway.stop()).toBe(0);
+      for (const name of [stream, `${stream}_DEAD`])
+        await publisher.jsm.streams.delete(name).catch(() => undefined);
       await publisher.close();
     }
   });

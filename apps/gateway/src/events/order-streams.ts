@@ -2,14 +2,14 @@ import { randomBytes } from 'node:crypto';
 import type { Request, Response } from 'express';
 import { CancellationReason, OrderCancelled, OrderPlaced } from '@repo/contracts/order/v1/events';
 import type { Envelope } from '@repo/events/envelope';
-import { EventTypes, Subjects } from '@repo/events/subjects';
+import { EventTypes, subjectOf } from '@repo/events/subjects';
 import type { Delivery, Subscription, Transport } from '@repo/events/transport';
 import type { Logger } from '@repo/service-kit/logger';
 import { HttpError, PROBLEM_TYPES } from '../http/problem';
 import { RETRY_AFTER_SECONDS } from '../http/middleware';
 import { presentItem, presentStatus } from '../routes/present';
 
-/** What a browser's EventSource waits before reconnecting after a stream ends (the `retry:` hint). */
+/** What an SSE client waits before reconnecting after a stream ends (the `retry:` hint). */
 export const SSE_RETRY_MS = 3_000;
 /** A client whose unread output passes this much is too slow to follow: its stream is ended. */
 const MAX_BUFFERED_BYTES = 1_048_576;
@@ -119,11 +119,14 @@ export class OrderStreams {
     while (!this.closed) {
       let transport: Transport | undefined;
       try {
-        transport = await connect();
+        const connected = (transport = await connect());
         const consumer = `gateway-live-${randomBytes(6).toString('hex')}`;
         const subscription = await transport.subscribe(
           consumer,
-          [Subjects.OrderPlaced, Subjects.OrderCancelled],
+          // The transport's prefix: `events`, or its namespace's (EVENTS_NAMESPACE).
+          [EventTypes.OrderPlaced, EventTypes.OrderCancelled].map((type) =>
+            subjectOf(type, connected.prefix),
+          ),
           (delivery) => Promise.resolve(this.dispatch(delivery)),
           { live: true },
         );
@@ -175,7 +178,7 @@ export class OrderStreams {
   private write(res: Response, text: string): void {
     if (res.writableEnded) return; // ended (too slow, or closing): leaves the registry on 'close'
     if (res.writableLength > MAX_BUFFERED_BYTES) {
-      // It reconnects (EventSource does) and starts afresh, instead of holding memory here.
+      // It reconnects (SSE clients do) and starts afresh, instead of holding memory here.
       res.end();
       return;
     }

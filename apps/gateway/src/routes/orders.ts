@@ -73,14 +73,16 @@ export function orderRoutes(backends: Backends, streams: OrderStreams): AnyRoute
       tag: 'orders',
       summary: "A live stream of the caller's order updates (Server-Sent Events)",
       description:
-        'Server-Sent Events (`text/event-stream`, for `EventSource`): an `order.placed` or ' +
+        'Server-Sent Events (`text/event-stream`): an `order.placed` or ' +
         "`order.cancelled` event, `id` being the event id, whenever one of the caller's orders is " +
         'placed or cancelled, from the moment the stream opens (there is no replay: `Last-Event-ID` ' +
         'is ignored; read `GET /v1/orders` after reconnecting to catch up). A `: heartbeat` comment ' +
         'comes every SSE_HEARTBEAT_MS (15 s by default) and a `retry:` hint first. The stream stays ' +
         'open until the client leaves or the gateway shuts down (reconnect then). Works with any ' +
         'number of gateway replicas: each one receives every order event. Answers 503 when the ' +
-        'events broker is not reachable from this gateway, or when it holds SSE_MAX_STREAMS streams.',
+        'events broker is not reachable from this gateway, or when it holds SSE_MAX_STREAMS streams. ' +
+        "A browser's `EventSource` cannot send the `Authorization` header: read the stream with " +
+        '`fetch()` (or an SSE client that sends headers).',
       auth: true,
       status: 200,
       stream: true,
