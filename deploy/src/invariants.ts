@@ -81,6 +81,8 @@ export const COLLECTOR_NAMESPACE = 'observability';
 export const COLLECTOR = `namespace kubernetes.io/metadata.name=${COLLECTOR_NAMESPACE} pods app.kubernetes.io/name=opentelemetry-collector`;
 /** OTLP/gRPC and OTLP/HTTP (the apps' exporter). */
 const OTLP_PORTS = [4317, 4318];
+/** NATS's client port, also where NATS_URL names none. */
+const NATS_PORT = 4222;
 
 export const invariants: Record<string, Invariant> = {
   'every namespaced object is in the namespace, which enforces the restricted Pod Security Standard':
@@ -445,21 +447,37 @@ export const invariants: Record<string, Invariant> = {
           );
         const endpoint = resolvedEnv(objects, workload, context).env.OTEL_EXPORTER_OTLP_ENDPOINT;
         if (endpoint) {
-          // `http://<service>.<namespace>.svc...:<port>`: the namespace and port egress must allow.
           const url = new URL(endpoint);
-          const namespace = url.hostname.split('.')[1];
-          const reachable = allowedConnections(objects).some(
-            (connection) =>
-              connection.startsWith(
-                `${workload.name} -> namespace kubernetes.io/metadata.name=${namespace} `,
-              ) && connection.endsWith(`:${url.port || (url.protocol === 'https:' ? 443 : 80)}`),
-          );
-          if (!reachable)
+          const otlpPort = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
+          if (!reachable(objects, workload, url.hostname, otlpPort))
             problems.push(
               `${where}: OTEL_EXPORTER_OTLP_ENDPOINT ${endpoint} is not reachable through the NetworkPolicies`,
             );
         }
         return problems;
+      }),
+
+  'every app sends its events through NATS JetStream, at servers the NetworkPolicies let it reach':
+    (objects, context) =>
+      deploymentWorkloads(objects).flatMap((workload) => {
+        const where = `Deployment/${workload.name}`;
+        const config = parsedConfig(objects, workload, context);
+        // An invalid environment is the variables' rule's to report; an app without events has none.
+        if (!config || !('EVENTS_TRANSPORT' in config)) return [];
+        // The postgres transport is `pnpm dev`'s: a broker database next to the services' own.
+        if (config.EVENTS_TRANSPORT !== 'nats')
+          return [`${where}: EVENTS_TRANSPORT is ${String(config.EVENTS_TRANSPORT)}, not nats`];
+        return String(config.NATS_URL)
+          .split(',')
+          .map((server) => server.trim())
+          .filter((server) => {
+            const url = new URL(server.includes('://') ? server : `nats://${server}`);
+            return !reachable(objects, workload, url.hostname, Number(url.port || NATS_PORT));
+          })
+          .map(
+            (server) =>
+              `${where}: NATS_URL's ${server} is not reachable through the NetworkPolicies`,
+          );
       }),
 
   'images, commands and names match docker-compose.yml': (objects, context) =>
@@ -502,7 +520,7 @@ export const invariants: Record<string, Invariant> = {
         )
       : [],
 
-  'network: default deny; only gateway->user, gateway->order, order->user, each service to its own database, the gateway to Redis, DNS, Prometheus scraping the apps, the apps to the collector':
+  'network: default deny; only gateway->user, gateway->order, order->user, each service to its own database, the gateway to Redis, the apps to NATS, DNS, Prometheus scraping the apps, the apps to the collector':
     (objects) => {
       const problems: string[] = [];
       const policies = objects.filter((object) => object.kind === 'NetworkPolicy') as unknown as {
@@ -612,11 +630,88 @@ export const invariants: Record<string, Invariant> = {
       problems.push(
         ...take(/:6379$/).map((connection) => `unexpected Redis connection: ${connection}`),
       );
+      // NATS: every app (each publishes or consumes events) to the same server(s), on the client
+      // port; nothing else reaches it.
+      const nats = take(new RegExp(`:${NATS_PORT}$`));
+      const servers = [...new Set(nats.map((connection) => connection.split(' -> ')[1]!))];
+      const expectedNats = servers
+        .flatMap((server) =>
+          deploymentWorkloads(objects).map((workload) => `${workload.name} -> ${server}`),
+        )
+        .sort();
+      if (servers.length === 0 || JSON.stringify(nats) !== JSON.stringify(expectedNats))
+        problems.push(
+          `NATS is reachable as ${JSON.stringify(nats)}, expected from every app and nothing else`,
+        );
 
       problems.push(...connections.map((connection) => `unexpected connection: ${connection}`));
       return problems;
     },
 };
+
+/**
+ * Whether the NetworkPolicies let `from` connect to host:port, where host is one of: a Service of
+ * the manifests (`nats`, `nats.reference.svc.cluster.local`), reached on the container port it
+ * targets; a Service in another namespace (`<service>.<namespace>.svc...`), reached through a rule
+ * naming that namespace; or an IPv4 address, reached through an ipBlock holding it. A name outside
+ * the cluster cannot be checked (a policy names addresses, not host names): not reachable.
+ */
+function reachable(
+  objects: readonly KubeObject[],
+  from: Workload,
+  host: string,
+  port: number,
+): boolean {
+  const connections = allowedConnections(objects).filter((connection) =>
+    connection.startsWith(`${from.name} -> `),
+  );
+  if (/^\d+\.\d+\.\d+\.\d+$/.test(host)) {
+    return connections.some((connection) => {
+      const block = / -> ipBlock (\S+?)(?: except (\S+))?:(\d+)$/.exec(connection);
+      return (
+        block !== null &&
+        Number(block[3]) === port &&
+        inCidr(host, block[1]!) &&
+        !(block[2] ?? '').split(',').some((except) => except && inCidr(host, except))
+      );
+    });
+  }
+  const [name, namespace = from.namespace, svc] = host.split('.');
+  if (svc !== undefined && svc !== 'svc') return false;
+  if (namespace !== from.namespace) {
+    return connections.some(
+      (connection) =>
+        connection.startsWith(
+          `${from.name} -> namespace kubernetes.io/metadata.name=${namespace} `,
+        ) && connection.endsWith(`:${port}`),
+    );
+  }
+  const service = ofKind<Service>(objects, 'Service').find(
+    (candidate) => candidate.metadata.name === name,
+  );
+  const target = service?.spec?.ports?.find((candidate) => candidate.port === port);
+  if (!service?.spec?.selector || !target) return false;
+  const targetPort = target.targetPort ?? port;
+  return workloads(objects)
+    .filter((workload) => selects({ matchLabels: service.spec!.selector! }, workload.labels))
+    .flatMap((workload) =>
+      workload.pod.containers.flatMap((container) =>
+        (container.ports ?? [])
+          .filter((candidate) => [candidate.name, candidate.containerPort].includes(targetPort))
+          .map((candidate) => `${from.name} -> ${workload.name}:${candidate.containerPort}`),
+      ),
+    )
+    .some((connection) => connections.includes(connection));
+}
+
+/** Whether an IPv4 address is in a CIDR block (`192.0.2.0/24`; a bare address is a /32). */
+function inCidr(address: string, cidr: string): boolean {
+  const [base, bits = '32'] = cidr.split('/');
+  const value = (ip: string) =>
+    ip.split('.').reduce((number, octet) => number * 256 + Number(octet), 0);
+  const size = 2 ** (32 - Number(bits));
+  return Math.floor(value(address) / size) === Math.floor(value(base!) / size);
+}
 
 /** The variables of a zod object schema (also behind a refinement or a pipe). */
 export function schemaKeys(schema: z.ZodType): string[] {

@@ -273,6 +273,56 @@ describe('the invariants have teeth', () => {
     ]);
   });
 
+  it('an app on the postgres transport, or naming a NATS server the network does not let it reach, fails', () => {
+    const config = (objects: any[], app: string) =>
+      objects.find(
+        (object) => object.kind === 'ConfigMap' && object.metadata.name.startsWith(`${app}-config`),
+      ).data;
+    expect(
+      problemsAfter('every app sends its events', (objects) => {
+        config(objects, 'user').EVENTS_TRANSPORT = 'postgres';
+        // The Service has no such port; a name outside the cluster; an address no ipBlock holds.
+        config(objects, 'order').NATS_URL = 'nats://nats:4223';
+        config(objects, 'gateway').NATS_URL =
+          'nats://nats:4222, nats://nats.example.com:4222,nats://192.0.2.40:4222';
+      }),
+    ).toEqual([
+      "Deployment/gateway: NATS_URL's nats://192.0.2.40:4222 is not reachable through the NetworkPolicies",
+      "Deployment/gateway: NATS_URL's nats://nats.example.com:4222 is not reachable through the NetworkPolicies",
+      "Deployment/order: NATS_URL's nats://nats:4223 is not reachable through the NetworkPolicies",
+      'Deployment/user: EVENTS_TRANSPORT is postgres, not nats',
+    ]);
+    // Without the apps' way out to NATS, none reaches it.
+    expect(
+      problemsAfter('every app sends its events', (objects) => {
+        objects.splice(objects.indexOf(find(objects, 'NetworkPolicy', 'apps-to-nats')), 1);
+      }),
+    ).toEqual(
+      ['gateway', 'order', 'user'].map(
+        (app) =>
+          `Deployment/${app}: NATS_URL's nats://nats:4222 is not reachable through the NetworkPolicies`,
+      ),
+    );
+    // Production's NATS in its own namespace, and one outside the cluster through an ipBlock.
+    expect(
+      problemsAfter(
+        'every app sends its events',
+        (objects) => {
+          config(objects, 'order').NATS_URL = 'nats://nats.messaging.svc.cluster.local:4222';
+          config(objects, 'gateway').NATS_URL = 'nats://192.0.2.41:4222';
+          find(objects, 'NetworkPolicy', 'apps-to-nats').spec.egress.push({
+            to: [{ ipBlock: { cidr: '192.0.2.40/30', except: ['192.0.2.41/32'] } }],
+            ports: [{ protocol: 'TCP', port: 4222 }],
+          });
+        },
+        'production',
+      ),
+    ).toEqual([
+      "Deployment/gateway: NATS_URL's nats://192.0.2.41:4222 is not reachable through the NetworkPolicies",
+      "Deployment/order: NATS_URL's nats://nats.messaging.svc.cluster.local:4222 is not reachable through the NetworkPolicies",
+    ]);
+  });
+
   describe('network', () => {
     const policy = (name: string, spec: object) => ({
       apiVersion: 'networking.k8s.io/v1',
@@ -354,6 +404,32 @@ describe('the invariants have teeth', () => {
         ),
         expect.stringMatching(/^the collector is reachable from \[.*"user-db -> namespace/),
       ]);
+    });
+
+    it('NATS reached by a migration Job, open to everyone or closed to the apps fails', () => {
+      expect(
+        problemsAfter('network', (objects) => {
+          find(
+            objects,
+            'NetworkPolicy',
+            'apps-to-nats',
+          ).spec.podSelector.matchExpressions[0].values.push('user-migrate');
+          find(objects, 'NetworkPolicy', 'nats').spec.ingress[0].from[0].podSelector = {};
+        }),
+      ).toEqual([
+        'NATS is reachable as ["gateway -> nats:4222","order -> nats:4222","user -> nats:4222","user-migrate -> nats:4222"], expected from every app and nothing else',
+      ]);
+      expect(
+        problemsAfter('network', (objects) => {
+          find(objects, 'NetworkPolicy', 'nats').spec.ingress = [{}];
+        }),
+      ).toEqual(['unexpected connection: * -> nats:*']);
+      // And without its policy, the default deny leaves the apps without NATS.
+      expect(
+        problemsAfter('network', (objects) => {
+          objects.splice(objects.indexOf(find(objects, 'NetworkPolicy', 'nats')), 1);
+        }),
+      ).toEqual(['NATS is reachable as [], expected from every app and nothing else']);
     });
 
     it('an egress rule to anywhere fails', () => {
