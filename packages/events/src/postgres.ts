@@ -260,7 +260,7 @@ class PostgresTransport implements Transport {
       stop: async () => {
         await subscription.stop();
         this.subscriptions.delete(subscription);
-        if (live) await this.pool.query('DELETE FROM events_consumers WHERE name = $1', [consumer]);
+        if (live) await this.deleteConsumers('name = $1', [consumer]);
       },
     };
   }
@@ -302,8 +302,23 @@ class PostgresTransport implements Transport {
 
   /** Deletes the live consumers that expired, with their deliveries; returns how many. */
   async reapLiveConsumers(): Promise<number> {
-    const result = await this.pool.query('DELETE FROM events_consumers WHERE expires_at < now()');
-    return result.rowCount ?? 0;
+    const expired = await this.pool.query(
+      'SELECT 1 FROM events_consumers WHERE expires_at < now() LIMIT 1',
+    );
+    if (!expired.rowCount) return 0; // the usual case: no lock taken
+    return this.deleteConsumers('expires_at < now()', []);
+  }
+
+  /**
+   * Deletes consumers (and, by cascade, their deliveries) once no publication is in flight: one that
+   * had read a consumer row would otherwise fail on its delivery's foreign key.
+   */
+  private async deleteConsumers(where: string, params: unknown[]): Promise<number> {
+    return inTx(this.pool, async (client) => {
+      await client.query('SELECT pg_advisory_xact_lock($1)', [FANOUT_LOCK]);
+      const result = await client.query(`DELETE FROM events_consumers WHERE ${where}`, params);
+      return result.rowCount ?? 0;
+    });
   }
 
   private async createDurableConsumer(

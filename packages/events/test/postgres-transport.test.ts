@@ -104,3 +104,37 @@ describe('PostgreSQL transport: live consumers', () => {
     }
   });
 });
+
+describe('PostgreSQL transport: live consumers coming and going', () => {
+  it('never fails a publication while live consumers are deleted', async () => {
+    const database = await createDatabase();
+    const transport = await createPostgresTransport({ url: database.url, maxConnections: 10 });
+    try {
+      const type = `test.v1.${unique('Churn')}`;
+      let publishing = true;
+      const failures: unknown[] = [];
+      const publishers = Array.from({ length: 4 }, async () => {
+        while (publishing) {
+          await transport.publish(testEvent(type, unique('a'))).catch((error) => {
+            failures.push(error);
+          });
+        }
+      });
+      for (let i = 0; i < 40; i++) {
+        const subscription = await transport.subscribe(
+          unique('live'),
+          [subjectOf(type)],
+          async () => undefined,
+          { live: true },
+        );
+        await subscription.stop();
+      }
+      publishing = false;
+      await Promise.all(publishers);
+      expect(failures).toEqual([]);
+    } finally {
+      await transport.close();
+      await database.drop();
+    }
+  }, 60_000);
+});
