@@ -22,8 +22,9 @@ const USAGE = `usage:
   pnpm events:dead-letters [--json] [consumer]  list dead letters (of every consumer without one)
   pnpm events:replay <consumer> <event-id>      deliver a dead letter again, to that consumer only
 
-The broker: EVENTS_TRANSPORT (postgres | nats), EVENTS_DATABASE_URL, NATS_URL, as the services
-read them; unset, the "events" database of the PostgreSQL \`pnpm dev\` runs (DATA_DIR, default .data).
+The broker: EVENTS_TRANSPORT (postgres | nats), EVENTS_DATABASE_URL, NATS_URL, EVENTS_NAMESPACE, as
+the services read them; unset, the "events" database of the PostgreSQL \`pnpm dev\` runs (DATA_DIR,
+default .data).
 Event types: ${Object.values(EventTypes).join(', ')}.`;
 
 /** The repository root, where DATA_DIR is relative to (as for `pnpm dev`). */
@@ -56,14 +57,20 @@ export function payloadJson(envelope: Envelope): unknown {
   }
 }
 
-/** The broker settings the services would use, from the environment. */
+/** The broker settings the services would use, from the same variables. */
 export function settingsFromEnv(
   env: NodeJS.ProcessEnv,
   root = ROOT,
 ): EventsSettings & { where: string } {
   const transport = env.EVENTS_TRANSPORT || 'postgres';
   const natsUrl = env.NATS_URL || 'nats://127.0.0.1:4222';
-  if (transport === 'nats') return { EVENTS_TRANSPORT: 'nats', NATS_URL: natsUrl, where: natsUrl };
+  // A system of its own on a shared broker (the e2e tests' systems) names its events apart.
+  const namespace = env.EVENTS_NAMESPACE;
+  const named = namespace ? { EVENTS_NAMESPACE: namespace } : {};
+  const within = namespace ? ` (namespace ${namespace})` : '';
+  if (transport === 'nats') {
+    return { EVENTS_TRANSPORT: 'nats', NATS_URL: natsUrl, ...named, where: natsUrl + within };
+  }
   if (transport !== 'postgres') {
     throw new UsageError(`EVENTS_TRANSPORT must be postgres or nats (got "${transport}")`);
   }
@@ -83,7 +90,8 @@ export function settingsFromEnv(
     EVENTS_TRANSPORT: 'postgres',
     EVENTS_DATABASE_URL: url,
     NATS_URL: natsUrl,
-    where: `postgres ${host}${pathname}`,
+    ...named,
+    where: `postgres ${host}${pathname}${within}`,
   };
 }
 
@@ -149,7 +157,7 @@ function stopRequested(): Promise<void> {
  */
 async function tail(transport: Transport, types: string[], json: boolean): Promise<void> {
   const subjects = (types.length ? types : Object.values(EventTypes)).map((type) =>
-    subjectOf(type),
+    subjectOf(type, transport.prefix),
   );
   const consumer = `tail-${randomBytes(4).toString('hex')}`;
   const stopped = stopRequested();

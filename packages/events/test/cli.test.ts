@@ -5,9 +5,10 @@ import { join } from 'node:path';
 import { UserRegistered } from '@repo/contracts/user/v1/events';
 import { eventJson, payloadJson, settingsFromEnv } from '../src/cli';
 import { newEnvelope } from '../src/envelope';
+import { createNatsTransport } from '../src/nats';
 import { createPostgresTransport } from '../src/postgres';
-import { EventTypes, Subjects } from '../src/subjects';
-import { createDatabase, testEvent, unique, waitFor } from './helpers';
+import { EventTypes, Subjects, subjectOf } from '../src/subjects';
+import { NATS_URL, createDatabase, testEvent, unique, waitFor } from './helpers';
 
 /** The built command, as `pnpm events:*` runs it (the test task builds the package first). */
 const CLI = join(__dirname, '..', 'dist', 'cli.js');
@@ -40,6 +41,33 @@ function run(args: string[], env: Record<string, string>): Run {
   return { child, stdout, stderr, exited };
 }
 
+/**
+ * Runs of the command line with `env`, in a describe block: `start` leaves it running, `complete`
+ * waits for its exit code; whatever still runs after a test is killed.
+ */
+function commandLine(env: () => Record<string, string>) {
+  const runs: Run[] = [];
+  afterEach(async () => {
+    for (const { child, exited } of runs.splice(0)) {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    }
+  });
+  const start = (args: string[]) => {
+    const started = run(args, env());
+    runs.push(started);
+    return started;
+  };
+  const complete = async (args: string[]) => {
+    const done = start(args);
+    return { ...done, code: await done.exited };
+  };
+  return { start, complete };
+}
+
+const subscribed = (tail: Run) =>
+  waitFor('the tail to subscribe', () => tail.stderr.some((l) => l.startsWith('tailing')), 60_000);
+
 const registered = (email: string) =>
   newEnvelope({
     type: EventTypes.UserRegistered,
@@ -49,7 +77,6 @@ const registered = (email: string) =>
   });
 
 describe('the events command line (pnpm events:*), on the PostgreSQL transport', () => {
-  const runs: Run[] = [];
   let drop: () => Promise<void>;
   let env: Record<string, string>;
   let transport: Awaited<ReturnType<typeof createPostgresTransport>>;
@@ -60,26 +87,11 @@ describe('the events command line (pnpm events:*), on the PostgreSQL transport',
     env = { EVENTS_TRANSPORT: 'postgres', EVENTS_DATABASE_URL: broker.url };
     transport = await createPostgresTransport({ url: broker.url, pollMs: 100 });
   });
-  afterEach(async () => {
-    for (const { child, exited } of runs.splice(0)) {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      await exited;
-    }
-  });
   afterAll(async () => {
     await transport?.close();
     await drop?.();
   });
-
-  const start = (args: string[]) => {
-    const started = run(args, env);
-    runs.push(started);
-    return started;
-  };
-  const complete = async (args: string[]) => {
-    const done = start(args);
-    return { ...done, code: await done.exited };
-  };
+  const { start, complete } = commandLine(() => env);
   const tailConsumers = async () =>
     (
       await transport.pool.query<{ n: number }>(
@@ -89,11 +101,7 @@ describe('the events command line (pnpm events:*), on the PostgreSQL transport',
 
   it('tail prints each event as it is published, its payload decoded, and Ctrl-C removes its consumer', async () => {
     const tail = start(['tail']);
-    await waitFor(
-      'the tail to subscribe',
-      () => tail.stderr.some((l) => l.startsWith('tailing')),
-      60_000,
-    );
+    await subscribed(tail);
     expect(await tailConsumers()).toBe(1);
 
     const event = registered('ada@example.com');
@@ -110,11 +118,7 @@ describe('the events command line (pnpm events:*), on the PostgreSQL transport',
 
   it('tail --json <type> prints that type only, one JSON object a line', async () => {
     const tail = start(['tail', '--json', EventTypes.UserRegistered]);
-    await waitFor(
-      'the tail to subscribe',
-      () => tail.stderr.some((l) => l.startsWith('tailing')),
-      60_000,
-    );
+    await subscribed(tail);
     const other = testEvent(EventTypes.UserDeleted, 'x');
     const event = registered('grace@example.com');
     await transport.publish(other);
@@ -196,6 +200,70 @@ describe('the events command line (pnpm events:*), on the PostgreSQL transport',
   });
 });
 
+describe('the events command line, on NATS JetStream (a namespace of its own)', () => {
+  const namespace = unique('cli').toUpperCase();
+  const stream = `EVENTS_${namespace}`;
+  const prefix = `events_${namespace}`;
+  let transport: Awaited<ReturnType<typeof createNatsTransport>>;
+  beforeAll(async () => {
+    transport = await createNatsTransport({ servers: NATS_URL, name: 'cli-test', stream, prefix });
+  });
+  afterAll(async () => {
+    for (const name of [stream, `${stream}_DEAD`])
+      await transport?.jsm.streams.delete(name).catch(() => undefined);
+    await transport?.close();
+  });
+  const { start, complete } = commandLine(() => ({
+    EVENTS_TRANSPORT: 'nats',
+    NATS_URL,
+    EVENTS_NAMESPACE: namespace,
+  }));
+
+  it('tails the events of the namespace, lists every consumer’s dead letters and replays one', async () => {
+    const tail = start(['tail']);
+    await subscribed(tail);
+    const event = registered('nats@example.com');
+    await transport.publish(event);
+    await waitFor('the line of the event', () => tail.stdout.length > 0, 30_000);
+    expect(tail.stdout).toEqual([expect.stringContaining(`id=${event.id}`)]);
+    expect(tail.stdout[0]).toContain('"email":"nats@example.com"');
+    tail.child.kill('SIGINT');
+    expect(await tail.exited).toBe(0);
+
+    const consumer = unique('cli-consumer');
+    const handled: string[] = [];
+    let failing = true;
+    const subscription = await transport.subscribe(
+      consumer,
+      [subjectOf(EventTypes.UserRegistered, prefix)],
+      async ({ envelope }) => {
+        if (failing) throw new Error('the handler is broken');
+        handled.push(envelope.id);
+      },
+      { maxAttempts: 1 },
+    );
+    try {
+      await waitFor(
+        'the dead letter',
+        async () => (await transport.deadLetters(consumer)).length === 1,
+        30_000,
+      );
+      const all = await complete(['dead-letters']);
+      expect(all.code).toBe(0);
+      expect(all.stdout).toEqual([expect.stringContaining(`${consumer} attempts=1`)]);
+      expect(all.stdout[0]).toContain(`id=${event.id}`);
+
+      failing = false;
+      expect((await complete(['replay', consumer, event.id])).code).toBe(0);
+      await waitFor('the replayed event handled', () => handled.includes(event.id), 30_000);
+      const none = await complete(['dead-letters']);
+      expect([none.code, none.stdout, none.stderr.at(-1)]).toEqual([0, [], 'no dead letters']);
+    } finally {
+      await subscription.stop();
+    }
+  });
+});
+
 describe('the events command line: settings and payloads', () => {
   it('finds the `pnpm dev` PostgreSQL through its data directory when no broker is named', () => {
     const root = mkdtempSync(join(tmpdir(), 'events-cli-'));
@@ -215,6 +283,14 @@ describe('the events command line: settings and payloads', () => {
       expect(
         settingsFromEnv({ EVENTS_TRANSPORT: 'nats', NATS_URL: 'nats://n:4222' }, root),
       ).toEqual({ EVENTS_TRANSPORT: 'nats', NATS_URL: 'nats://n:4222', where: 'nats://n:4222' });
+      expect(
+        settingsFromEnv({ EVENTS_TRANSPORT: 'nats', EVENTS_NAMESPACE: 'e2e_1' }, root),
+      ).toEqual({
+        EVENTS_TRANSPORT: 'nats',
+        NATS_URL: 'nats://127.0.0.1:4222',
+        EVENTS_NAMESPACE: 'e2e_1',
+        where: 'nats://127.0.0.1:4222 (namespace e2e_1)',
+      });
       expect(() => settingsFromEnv({ EVENTS_TRANSPORT: 'kafka' }, root)).toThrow(
         /postgres or nats/,
       );
