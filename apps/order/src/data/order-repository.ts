@@ -280,7 +280,7 @@ export class PrismaOrderRepository implements OrderRepository {
       if (!from.includes(previousStatus))
         return { kind: 'not-cancellable', status: previousStatus };
       await sql.cancelOrder.run(client, { id, userId, from: [...from] });
-      await sql.restockOrders.run(client, { ids: [id] });
+      await this.restock(client, [id]);
       await publishInTransaction(
         client,
         orderCancelled({ orderId: id, userId, previousStatus, reason: 'user-requested' }),
@@ -288,6 +288,12 @@ export class PrismaOrderRepository implements OrderRepository {
       const { rows } = await sql.orderById.run(client, { id });
       return { kind: 'cancelled', order: toOrder(rows[0]!) };
     });
+  }
+
+  /** Returns the orders' quantities to stock (see lockProductsOfOrders for why two statements). */
+  private async restock(client: PoolClient, orderIds: string[]): Promise<void> {
+    await sql.lockProductsOfOrders.run(client, { ids: orderIds });
+    await sql.restockOrders.run(client, { ids: orderIds });
   }
 
   async knownUserStatus(userId: string): Promise<'active' | 'deleted' | undefined> {
@@ -327,7 +333,10 @@ export class PrismaOrderRepository implements OrderRepository {
           from: [...from],
         });
         if (rows.length === 0) return [];
-        await sql.restockOrders.run(client, { ids: rows.map((row) => row.id) });
+        await this.restock(
+          client,
+          rows.map((row) => row.id),
+        );
         for (const row of rows) {
           await publishInTransaction(
             client,

@@ -198,8 +198,31 @@ export const cancelOrder = statement(
 );
 
 /**
+ * Locks, in id order, the products of these orders (reserveStock takes its locks in the same order,
+ * so the two cannot deadlock). A statement of its own, before restockOrders: when one statement
+ * both locks rows in a CTE and updates them, a row updated by another transaction in between has
+ * to be locked again at its new version, and queueing for that lock can deadlock against other
+ * waiters (seen under concurrent orders and deletions in test/events.test.ts).
+ */
+export const lockProductsOfOrders = statement(
+  'lock_products_of_orders',
+  (param: Param<{ ids: string[] }>) =>
+    db
+      .selectFrom('products')
+      .select('id')
+      .where('id', 'in', (eb) =>
+        eb
+          .selectFrom('order_items')
+          .select('product_id')
+          .where('order_id', '=', sql<string>`any(${param('ids')}::uuid[])`),
+      )
+      .orderBy('id')
+      .forNoKeyUpdate(),
+);
+
+/**
  * Returns cancelled orders' quantities to stock, summed per product (one user's deletion cancels
- * several orders at once), locking the rows in id order like reserveStock.
+ * several orders at once). Run after lockProductsOfOrders, in the same transaction.
  */
 export const restockOrders = statement('restock_orders', (param: Param<{ ids: string[] }>) =>
   db
@@ -210,19 +233,10 @@ export const restockOrders = statement('restock_orders', (param: Param<{ ids: st
         .where('order_id', '=', sql<string>`any(${param('ids')}::uuid[])`)
         .groupBy('product_id'),
     )
-    .with('locked', (qb) =>
-      qb
-        .selectFrom('products')
-        .select('id')
-        .where('id', 'in', (eb) => eb.selectFrom('returned').select('returned.product_id'))
-        .orderBy('id')
-        .forNoKeyUpdate(),
-    )
     .updateTable('products as p')
     .from('returned as r')
     .set((eb) => ({ stock: eb('p.stock', '+', eb.ref('r.quantity')), updated_at: now }))
-    .whereRef('p.id', '=', 'r.product_id')
-    .where('p.id', 'in', (eb) => eb.selectFrom('locked').select('locked.id')),
+    .whereRef('p.id', '=', 'r.product_id'),
 );
 
 /**
