@@ -25,7 +25,13 @@ import { DEFAULT_TRACE_RATIO } from '@repo/service-kit/config';
 import { exitGuard } from '@repo/system/lifecycle';
 import type { AppName, RunningSystem } from '@repo/system/system';
 import { callLoad, httpLoad, summarize, type HttpRequestSpec, type LoadSample } from './load';
-import { defaultTransport, measureEvents, type EventsResult } from './events';
+import {
+  defaultTransport,
+  measureEvents,
+  natsEnvironment,
+  removeNatsNamespace,
+  type EventsResult,
+} from './events';
 import { startOtlpSink } from './otlp-sink';
 import { startBaseline, type Baseline } from './processes';
 import { ProcessSampler } from './procstats';
@@ -229,21 +235,21 @@ async function main(): Promise<void> {
       : undefined;
   if (startingScaled)
     guard.defer(async () => (await startingScaled.catch(() => undefined))?.stop());
-  // E1 over NATS runs on a system of its own whose apps all use the NATS transport (the first
-  // system's use the runner's default: a broker database on its PostgreSQL). Its events are the
-  // ones E1 writes.
+  // E1 over NATS runs on a system of its own whose apps all use the NATS transport, in a namespace
+  // of its own (the first system's use the runner's default: a broker database on its
+  // PostgreSQL). Its events are the ones E1 writes.
+  const nats = natsEnvironment();
   const startingNats = options.scenarios.has('e1')
-    ? startBenchSystem({
-        users: 0,
-        signal: guard.signal,
-        label: '[nats] ',
-        env: {
-          EVENTS_TRANSPORT: 'nats',
-          NATS_URL: process.env.NATS_URL || 'nats://127.0.0.1:4222',
-        },
-      })
+    ? startBenchSystem({ users: 0, signal: guard.signal, label: '[nats] ', env: nats })
     : undefined;
-  if (startingNats) guard.defer(async () => (await startingNats.catch(() => undefined))?.stop());
+  if (startingNats) {
+    guard.defer(async () => {
+      await (await startingNats.catch(() => undefined))?.stop();
+      await removeNatsNamespace(nats).catch((error: unknown) =>
+        log(`could not remove the NATS streams of ${nats.EVENTS_NAMESPACE}: ${String(error)}`),
+      );
+    });
+  }
   const otherVersion = options.compareNode
     ? execFileSync(options.compareNode, ['--version'], { encoding: 'utf8' }).trim()
     : undefined;

@@ -1,7 +1,11 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { UserRegistered } from '@repo/contracts/user/v1/events';
 import { withDatabase } from '@repo/database/admin';
+import { newEnvelope } from '@repo/events/envelope';
+import { createNatsTransport } from '@repo/events/nats';
+import { appendToOutbox } from '@repo/events/outbox';
+import { EventTypes } from '@repo/events/subjects';
 import { Client } from 'pg';
 import { percentile } from './load';
 import { ProcessSampler } from './procstats';
@@ -21,16 +25,46 @@ import { log, type BenchSystem } from './setup';
 export const EVENTS_TRANSPORTS = ['postgres', 'nats'] as const;
 export type EventsTransport = (typeof EVENTS_TRANSPORTS)[number];
 
-/** The event E1 follows (@repo/events' EventTypes.UserRegistered) and who consumes it (apps/order). */
-const USER_REGISTERED = 'user.v1.UserRegistered';
+const USER_REGISTERED = EventTypes.UserRegistered;
+/** Who consumes it: apps/order's USER_EVENTS_CONSUMER. */
 const CONSUMER = 'order-users';
+
+/**
+ * The NATS system's settings: a namespace of its own on the shared NATS server (EVENTS_NAMESPACE),
+ * so no other system's consumers take its events and its consumers start on an empty stream.
+ */
+export function natsEnvironment(): Record<string, string> {
+  return {
+    EVENTS_TRANSPORT: 'nats',
+    NATS_URL: process.env.NATS_URL || 'nats://127.0.0.1:4222',
+    EVENTS_NAMESPACE: `bench_${randomBytes(4).toString('hex')}`,
+  };
+}
+
+/**
+ * Deletes the namespace's streams (its events and dead letters) from the NATS server, once the
+ * system using them has stopped: the server is shared and keeps streams for days.
+ */
+export async function removeNatsNamespace(environment: Record<string, string>): Promise<void> {
+  const stream = `EVENTS_${environment.EVENTS_NAMESPACE}`;
+  const nats = await createNatsTransport({
+    servers: environment.NATS_URL!.split(','),
+    stream,
+    prefix: `events_${environment.EVENTS_NAMESPACE}`,
+  });
+  try {
+    for (const name of [stream, `${stream}_DEAD`]) await nats.jsm.streams.delete(name);
+  } finally {
+    await nats.close();
+  }
+}
 
 /**
  * - `registrations`: `POST /v1/users` through the gateway, back to back on every connection: the
  *   real producer, limited by scrypt (tens of registrations a second on two cores), so its
  *   latency is that of a pipeline that keeps up.
  * - `burst`: that many events written at once straight into the user service's outbox, one
- *   transaction each (as a registration writes them), by a few writers: what the relay and the
+ *   transaction each, with `appendToOutbox` as a registration writes them, by a few writers: what the relay and the
  *   consumer drain per second when they do not wait for producers; the latency is mostly queueing.
  */
 export type EventsLoad = 'registrations' | 'burst';
@@ -176,27 +210,20 @@ async function writeBurst(bench: BenchSystem, count: number): Promise<Written> {
       await pg.connect();
       try {
         while (ids.length < count) {
-          const eventId = randomUUID();
-          ids.push(eventId);
           const userId = randomUUID();
-          // The columns @repo/events' appendToOutbox writes, with the payload a registration has.
-          await pg.query(
-            `INSERT INTO "outbox" ("event_id", "type", "aggregate_id", "occurred_at", "source", "payload")
-             VALUES ($1, $2, $3, $4, 'user', $5)`,
-            [
-              eventId,
-              USER_REGISTERED,
+          // As the user service writes it (the row, and the NOTIFY that wakes the relay).
+          const envelope = newEnvelope({
+            type: USER_REGISTERED,
+            aggregateId: userId,
+            source: 'user',
+            payload: UserRegistered.encode({
               userId,
-              new Date(),
-              Buffer.from(
-                UserRegistered.encode({
-                  userId,
-                  email: `bench-e-${userId}@example.com`,
-                  name: 'Bench Event',
-                }).finish(),
-              ),
-            ],
-          );
+              email: `bench-e-${userId}@example.com`,
+              name: 'Bench Event',
+            }).finish(),
+          });
+          ids.push(envelope.id);
+          await appendToOutbox(pg, envelope);
         }
       } finally {
         await pg.end();
