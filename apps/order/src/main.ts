@@ -69,6 +69,7 @@ async function main(): Promise<void> {
     service: 'order',
     serverUrl: database.url,
     outbox: db.pool,
+    registry,
     consumers: [userEventsConsumer(knownUsers, logger)],
     logger,
   });

@@ -60,6 +60,7 @@ async function main(): Promise<void> {
     service: 'user',
     serverUrl: database.url,
     outbox: db.pool,
+    registry,
     logger,
   });
   const metricsServer = await startMetricsServer(registry, {

@@ -1,5 +1,7 @@
 import type { Pool } from 'pg';
+import type { Registry } from 'prom-client';
 import { connectTransport, type EventsSettings } from './connect';
+import { eventsMetrics } from './metrics';
 import { startRelay, type Relay } from './relay';
 import { subjectOf } from './subjects';
 import {
@@ -37,7 +39,12 @@ export interface ServiceEventsOptions {
   outbox?: Pool;
   consumers?: readonly ConsumerSpec[];
   logger: EventsLogger;
-  /** Counted and logged by the caller (metrics); the log line is written here. */
+  /**
+   * The service's metrics registry: the outbox's backlog, the consumers' lag and dead letters are
+   * exposed on it (./metrics).
+   */
+  registry?: Registry;
+  /** Called for every dead letter, after it was logged (and counted, with `registry`). */
   onDeadLetter?: (deadLetter: DeadLetter) => void;
   /** Between failed connection attempts: initialMs doubling to maxMs (default 500 ms to 10 s). */
   reconnect?: { initialMs?: number; maxMs?: number };
@@ -67,6 +74,17 @@ export function startServiceEvents(options: ServiceEventsOptions): ServiceEvents
   let transport: Transport | undefined;
   let relay: Relay | undefined;
   const subscriptions: Subscription[] = [];
+  const metrics = options.registry
+    ? eventsMetrics(options.registry, {
+        outbox: options.outbox,
+        // Read at scrape time; until connected, the lag is reported as it was last read (0).
+        transport: {
+          pending: (consumer) =>
+            transport ? transport.pending(consumer) : Promise.reject(new Error('not connected')),
+        },
+        consumers: (options.consumers ?? []).map((spec) => spec.consumer),
+      })
+    : undefined;
   let wakeUp: () => void = () => undefined;
   const pause = (ms: number) =>
     new Promise<void>((resolve) => {
