@@ -71,6 +71,8 @@ const NOTIFY_CHANNEL = 'events_published';
 /** Serialises the DDL of transports starting at once, and consumer creation against publishing. */
 const DDL_LOCK = 7_262_001;
 const FANOUT_LOCK = 7_262_002;
+/** Between attempts to open the LISTEN connection again (see keepListening). */
+const RELISTEN_BACKOFF = { initialMs: 100, maxMs: 5000 };
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS events_messages (
@@ -176,7 +178,10 @@ class PostgresTransport implements Transport {
   readonly name = 'postgres';
   private readonly listeners = new Set<() => void>();
   private readonly subscriptions = new Set<PgSubscription>();
+  /** The LISTEN connection, while it is open (see keepListening). */
   private listener: Client | undefined;
+  private listening: Promise<void> | undefined;
+  private endPause: (() => void) | undefined;
   private closed = false;
 
   constructor(
@@ -200,14 +205,80 @@ class PostgresTransport implements Transport {
     reap();
     this.reapTimer = setInterval(reap, this.liveInactiveMs / 3).unref();
     // One LISTEN connection per transport wakes every subscription of this process.
-    const listener = new Client({ connectionString: this.options.url });
-    listener.on('error', () => undefined); // subscriptions fall back on polling
-    listener.on('notification', () => {
-      for (const wake of this.listeners) wake();
+    this.listening = this.keepListening(await this.listen());
+  }
+
+  /** A connection that LISTENs, with the promise of its end (whatever ends it). */
+  private async listen(): Promise<{ client: Client; ended: Promise<void> }> {
+    const client = new Client({
+      connectionString: this.options.url,
+      // A broker that accepts and never answers fails the attempt instead of holding it (and close).
+      connectionTimeoutMillis: 10_000,
+      // A connection the network dropped silently ends too (within minutes: TCP keepalive probes)
+      // instead of listening to nothing forever.
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 30_000,
     });
-    await listener.connect();
-    await listener.query(`LISTEN ${NOTIFY_CHANNEL}`);
-    this.listener = listener;
+    const ended = new Promise<void>((resolve) => client.once('end', () => resolve()));
+    client.on('error', () => undefined); // the connection ends too: see keepListening
+    client.on('notification', () => this.wakeAll());
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${NOTIFY_CHANNEL}`);
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      throw error;
+    }
+    return { client, ended };
+  }
+
+  /**
+   * Opens the LISTEN connection again, with backoff, whenever it ends (the broker database
+   * restarted, the network dropped it), until the transport closes. Without this, subscriptions
+   * were left to their polls for the rest of the process: one event a `pollMs` at best.
+   */
+  private async keepListening(listening: { client: Client; ended: Promise<void> }): Promise<void> {
+    for (;;) {
+      this.listener = listening.client;
+      await listening.ended;
+      this.listener = undefined;
+      let attempt = 0;
+      for (;;) {
+        if (this.closed) return;
+        await this.pause(backoffMs(++attempt, RELISTEN_BACKOFF));
+        if (this.closed) return;
+        try {
+          listening = await this.listen();
+          break;
+        } catch {
+          // still away: the next attempt waits longer
+        }
+      }
+      if (this.closed) {
+        await listening.client.end().catch(() => undefined);
+        return;
+      }
+      // What was published while nobody listened woke no one.
+      this.wakeAll();
+    }
+  }
+
+  /** Waits `ms`, or less if the transport closes meanwhile. */
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.endPause = undefined;
+        resolve();
+      }, ms);
+      this.endPause = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  private wakeAll(): void {
+    for (const wake of this.listeners) wake();
   }
 
   get prefix(): string {
@@ -437,7 +508,9 @@ class PostgresTransport implements Transport {
     clearInterval(this.reapTimer);
     for (const subscription of this.subscriptions) subscription.abandon();
     this.subscriptions.clear();
+    this.endPause?.();
     await this.listener?.end().catch(() => undefined);
+    await this.listening;
     await this.pool.end();
   }
 }

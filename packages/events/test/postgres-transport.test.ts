@@ -1,3 +1,6 @@
+import { Pool } from 'pg';
+import { freePort } from '@repo/service-kit/ports';
+import { TcpProxy } from '@repo/service-kit/testing';
 import { createPostgresTransport } from '../src/postgres';
 import { transportContract } from './transport-contract';
 import { createDatabase, sleep, testEvent, unique, waitFor } from './helpers';
@@ -134,6 +137,78 @@ describe('PostgreSQL transport: live consumers coming and going', () => {
       expect(failures).toEqual([]);
     } finally {
       await transport.close();
+      await database.drop();
+    }
+  }, 60_000);
+});
+
+describe('PostgreSQL transport: the LISTEN connection after an outage', () => {
+  it('listens again once the broker is back: events arrive on NOTIFY, not on the next poll', async () => {
+    const database = await createDatabase();
+    const target = new URL(database.url);
+    const proxy = new TcpProxy(await freePort(), {
+      host: target.hostname,
+      port: Number(target.port || 5432),
+    });
+    await proxy.start();
+    const throughProxy = new URL(database.url);
+    throughProxy.host = proxy.address;
+    throughProxy.searchParams.set('application_name', 'cut_off');
+    // Polls once a minute: within this test's waits, only a NOTIFY delivers.
+    const subscriber = await createPostgresTransport({
+      url: throughProxy.toString(),
+      pollMs: 60_000,
+    });
+    const publisher = await createPostgresTransport({ url: database.url, pollMs: 60_000 });
+    const admin = new Pool({ connectionString: database.url, max: 1 });
+    /** The subscriber's backends that LISTEN. */
+    const listening = async () =>
+      (
+        await admin.query<{ pid: number }>(
+          `SELECT pid FROM pg_stat_activity
+           WHERE application_name = 'cut_off' AND query LIKE 'LISTEN%'`,
+        )
+      ).rows.map((row) => row.pid);
+    try {
+      const type = `test.v1.${unique('Relisten')}`;
+      const acked: string[] = [];
+      const subscription = await subscriber.subscribe(
+        unique('c'),
+        [subjectOf(type)],
+        async ({ envelope }) => {
+          acked.push(envelope.id);
+        },
+      );
+      const before = testEvent(type, 'a', 'before');
+      await publisher.publish(before);
+      await waitFor('the event before the outage', () => acked.includes(before.id));
+
+      const listenersBefore = await listening();
+      expect(listenersBefore).toHaveLength(1);
+      await proxy.stop(); // every connection through it dropped, new ones refused
+      const during = testEvent(type, 'a', 'during');
+      await publisher.publish(during); // its NOTIFY reaches no one
+      await proxy.start();
+      // Woken once it listens again, for what it missed.
+      await waitFor(
+        'the event published during the outage',
+        () => acked.includes(during.id),
+        20_000,
+      );
+      await waitFor('a LISTEN connection again', async () => {
+        const now = await listening();
+        return now.length === 1 && !listenersBefore.includes(now[0]!);
+      });
+      const after = testEvent(type, 'a', 'after');
+      await publisher.publish(after);
+      await waitFor('the event published after the outage', () => acked.includes(after.id), 20_000);
+      await subscription.stop();
+      expect(acked).toEqual([before.id, during.id, after.id]);
+    } finally {
+      await subscriber.close();
+      await publisher.close();
+      await admin.end();
+      await proxy.stop();
       await database.drop();
     }
   }, 60_000);
