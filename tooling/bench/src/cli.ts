@@ -15,6 +15,7 @@
 //                                    2 user services (R1, R2), on a second, scaled system
 //   pnpm bench --scenario e1 --users 20   events through outbox -> broker -> inbox (E1), over the
 //                                    first system's PostgreSQL broker and on a system using NATS
+//   pnpm bench --save events         the report in results/events.md and .json, not latest.*
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, totalmem } from 'node:os';
@@ -58,6 +59,8 @@ interface Options {
   compareTracing: boolean;
   /** E1's burst: events written into the outbox at once. */
   eventsBurst: number;
+  /** The report's name in results/: `latest`, `quick` with --quick, or --save's. */
+  save: string;
 }
 
 /**
@@ -103,6 +106,8 @@ function parseOptions(argv: string[]): Options {
     if (!ALL_SCENARIOS.includes(scenario))
       throw new Error(`unknown scenario ${scenario}; known: ${ALL_SCENARIOS.join(', ')}`);
   }
+  const save = value('--save') ?? (quick ? 'quick' : 'latest');
+  if (!/^[\w-]+$/.test(save)) throw new Error(`--save takes a file name (got ${save})`);
   return {
     durationSec: number('--duration', quick ? 3 : 20),
     rounds: Math.round(number('--rounds', quick ? 1 : 5)),
@@ -121,6 +126,7 @@ function parseOptions(argv: string[]): Options {
     compareNode: value('--compare-node'),
     compareTracing: argv.includes('--compare-tracing'),
     eventsBurst: number('--events-burst', quick ? 200 : 2000),
+    save,
   };
 }
 
@@ -596,7 +602,7 @@ async function main(): Promise<void> {
     process.stdout.write(`\n${markdown}\n`);
     const out = join(__dirname, '..', 'results');
     mkdirSync(out, { recursive: true });
-    const name = options.quick ? 'quick' : 'latest';
+    const name = options.save;
     writeFileSync(join(out, `${name}.json`), `${JSON.stringify(report, null, 2)}\n`);
     writeFileSync(join(out, `${name}.md`), markdown);
     log(`saved results/${name}.md and results/${name}.json`);
