@@ -35,6 +35,8 @@ const STATEMENT_ATTRIBUTES = {
   'db.statement.name': 'product-by-id',
 };
 const RPC = 'order.v1.OrderService/GetProduct';
+/** The client span's attributes (made once per method, as grpc-client.ts does). */
+const CLIENT_ATTRIBUTES = rpcAttributes('order.v1.OrderService', 'GetProduct');
 
 /** The order service's part: its server span, the statement's span below it. */
 function orderService(metadata: Metadata): void {
@@ -58,12 +60,7 @@ function request(headers: Record<string, string>, response: Map<string, string>)
     'url.scheme': 'http',
     'request.id': 'r-1',
   });
-  const call = startChildSpan(
-    RPC,
-    SpanKind.CLIENT,
-    rpcAttributes('order.v1.OrderService', 'GetProduct'),
-    traced?.context,
-  );
+  const call = startChildSpan(RPC, SpanKind.CLIENT, CLIENT_ATTRIBUTES, traced?.context);
   const metadata = new Metadata();
   injectTraceContext(call?.context ?? traced?.context, metadata);
   orderService(metadata);
