@@ -1,5 +1,7 @@
 import { Pool } from 'pg';
 import { inTransaction } from '@repo/database/transaction';
+import { freePort } from '@repo/service-kit/ports';
+import { TcpProxy } from '@repo/service-kit/testing';
 import type { Envelope } from '../src/envelope';
 import { handleOnce } from '../src/inbox';
 import {
@@ -146,6 +148,44 @@ describe('outbox, relay and inbox (real PostgreSQL)', () => {
     });
     expect(published[0]!.sequence).toBeGreaterThan(0);
     expect(relay.isLeader).toBe(true);
+  });
+
+  it('listens again after losing its database connection: NOTIFY wakes it, not the next poll', async () => {
+    const url = new URL(service.options.connectionString!);
+    const proxy = new TcpProxy(await freePort(), {
+      host: url.hostname,
+      port: Number(url.port || 5432),
+    });
+    await proxy.start();
+    try {
+      url.host = proxy.address;
+      const cutOff = new Pool({ connectionString: url.toString(), max: 3 });
+      cutOff.on('error', () => undefined); // its idle connections drop with the proxy
+      pools.push(cutOff);
+      const published: string[] = [];
+      const relay = relayFor(
+        publishOnly(async (envelope) => {
+          published.push(envelope.id);
+          return { duplicate: false };
+        }),
+        { pool: cutOff },
+      );
+      relay.start();
+      const before = await commitEvent('test.v1.Thing', 'a', 'before');
+      await waitFor('the event before the outage', () => published.includes(before.id));
+
+      await proxy.stop(); // the relay's connection (its LISTEN and its lock) dropped
+      const during = await commitEvent('test.v1.Thing', 'a', 'during');
+      await proxy.start();
+      await waitFor('the event written during the outage', () => published.includes(during.id));
+      // That round over, only a NOTIFY on its new connection makes the relay look again.
+      const after = await commitEvent('test.v1.Thing', 'a', 'after');
+      await waitFor('the event written after the outage', () => published.includes(after.id));
+      expect(published).toEqual([before.id, during.id, after.id]);
+      expect(relay.isLeader).toBe(true);
+    } finally {
+      await proxy.stop();
+    }
   });
 
   it('re-sends after a crash between publish and mark; the consumer with an inbox applies it once', async () => {
