@@ -172,6 +172,7 @@ export function startServiceEvents(options: ServiceEventsOptions): ServiceEvents
                 },
                 `events: dead-lettered after ${deadLetter.attempts} attempts (replay: pnpm events:replay ${deadLetter.consumer} ${deadLetter.envelope.id})`,
               );
+              metrics?.onDeadLetter(deadLetter);
               spec.options?.onDeadLetter?.(deadLetter);
               options.onDeadLetter?.(deadLetter);
             },
