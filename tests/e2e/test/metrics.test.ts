@@ -1,9 +1,14 @@
 // Metrics as Prometheus scrapes them: the gateway on its API port, every replica of the user and
 // order services on a metrics port of its own, each counting what it served, and each exposition
 // accepted by `promtool check metrics`.
+import { Client } from 'pg';
+import { UserRegistered } from '@repo/contracts/user/v1/events';
+import { newEnvelope } from '@repo/events/envelope';
+import { appendToOutbox } from '@repo/events/outbox';
+import { EventTypes } from '@repo/events/subjects';
 import { checkMetricsWithPromtool } from '@repo/service-kit/testing';
-import type { AppProcess, RunningSystem } from '@repo/system/system';
-import { KEYBOARD, api, signUp, startTestSystem, type Api } from './system';
+import type { AppProcess } from '@repo/system/system';
+import { KEYBOARD, api, signUp, startTestSystem, type Api, type TestSystem } from './system';
 
 /** One sample of the text format: `name{a="x",b="y"} value`. */
 interface Sample {
@@ -38,8 +43,17 @@ function total(samples: Sample[], name: string, labels: Record<string, string> =
 
 const has = (samples: Sample[], name: string) => samples.some((sample) => sample.name === name);
 
+/** Resolves once `check` holds; fails naming `what` after a minute. */
+async function until(what: string, check: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`still not the case after a minute: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
 describe('metrics of every process', () => {
-  let system: RunningSystem;
+  let system: TestSystem;
   let client: Api;
   const PRODUCT_READS = 7;
 
@@ -52,9 +66,18 @@ describe('metrics of every process', () => {
     expect((await client.get('/v1/products/00000000-0000-4000-8000-000000000000')).status).toBe(
       404,
     );
-    const me = await signUp(client, 'metrics');
-    const order = { items: [{ productId: KEYBOARD, quantity: 1 }] };
-    expect((await client.post('/v1/orders', order, me.token)).status).toBe(201);
+    // Order knows users from their UserRegistered events, and asks the user service about one it
+    // has not heard of yet: its inbox held (the projection waits), this order asks.
+    const orderDb = new Client({ connectionString: system.databases.order });
+    await orderDb.connect();
+    try {
+      await orderDb.query('BEGIN; LOCK TABLE inbox IN SHARE MODE');
+      const me = await signUp(client, 'metrics');
+      const order = { items: [{ productId: KEYBOARD, quantity: 1 }] };
+      expect((await client.post('/v1/orders', order, me.token)).status).toBe(201);
+    } finally {
+      await orderDb.end(); // rolls the lock back
+    }
   });
 
   afterAll(async () => {
@@ -134,6 +157,74 @@ describe('metrics of every process', () => {
         expect(has(samples, 'db_pool_waiting_requests')).toBe(true);
         expect(has(samples, 'process_resident_memory_bytes')).toBe(true);
       }
+    }
+  });
+
+  it('counts the events: an outbox the broker holds up, a consumer held up, a dead letter', async () => {
+    const max = (samples: Sample[], name: string, labels: Record<string, string> = {}) =>
+      Math.max(
+        0,
+        ...samples
+          .filter((s) => s.name === name)
+          .filter((s) => Object.entries(labels).every(([k, v]) => s.labels[k] === v))
+          .map((s) => s.value),
+      );
+    const consumer = { consumer: 'order-users' };
+    const [broker, orderDb, userDb] = [
+      system.databases.events,
+      system.databases.order,
+      system.databases.user,
+    ].map((connectionString) => new Client({ connectionString }));
+    await Promise.all([broker!.connect(), orderDb!.connect(), userDb!.connect()]);
+    try {
+      // The broker cannot store the new user's event (its table locked against writes), and the
+      // order service cannot record it in its inbox: each step waits, visibly, until let go.
+      await broker!.query('BEGIN; LOCK TABLE events_messages IN SHARE MODE');
+      await orderDb!.query('BEGIN; LOCK TABLE inbox IN SHARE MODE');
+      await signUp(client, 'metrics-events');
+      await until('the user outbox backlog', async () => {
+        const user = await scrapeAll('user');
+        return (
+          max(user, 'outbox_backlog_events') === 1 && max(user, 'outbox_oldest_unsent_seconds') > 0
+        );
+      });
+      await broker!.query('ROLLBACK');
+      await until('the event relayed, and unhandled by order-users', async () => {
+        const order = await scrapeAll('order');
+        const user = await scrapeAll('user');
+        return (
+          max(order, 'consumer_lag_events', consumer) === 1 &&
+          max(user, 'outbox_backlog_events') === 0
+        );
+      });
+      await orderDb!.query('ROLLBACK');
+      await until(
+        'no lag',
+        async () => max(await scrapeAll('order'), 'consumer_lag_events', consumer) === 0,
+      );
+      expect(total(await scrapeAll('order'), 'dead_letters_total', consumer)).toBe(0);
+
+      // A UserRegistered whose user id is no UUID can never be applied: after its attempts it is
+      // dead-lettered, and counted once (by the replica that gave up).
+      await appendToOutbox(
+        userDb!,
+        newEnvelope({
+          type: EventTypes.UserRegistered,
+          aggregateId: 'not-a-uuid',
+          source: 'user',
+          payload: UserRegistered.encode({
+            userId: 'not-a-uuid',
+            email: 'x@example.com',
+            name: 'X',
+          }).finish(),
+        }),
+      );
+      await until(
+        'the dead letter counted',
+        async () => total(await scrapeAll('order'), 'dead_letters_total', consumer) === 1,
+      );
+    } finally {
+      await Promise.all([broker, orderDb, userDb].map((db) => db!.end()));
     }
   });
 
