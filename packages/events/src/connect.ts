@@ -10,6 +10,8 @@ export interface EventsSettings {
   EVENTS_DATABASE_URL?: string | undefined;
   NATS_URL: string;
   EVENTS_NAMESPACE?: string | undefined;
+  /** The NATS streams' replicas; unset: as they are (see NatsTransportOptions.replicas). */
+  EVENTS_STREAM_REPLICAS?: number | undefined;
 }
 
 /** The broker database's name when EVENTS_DATABASE_URL is not set. */
@@ -33,6 +35,7 @@ export async function connectTransport(
       name,
       ...namespace,
       ...(settings.EVENTS_NAMESPACE ? { stream: `EVENTS_${settings.EVENTS_NAMESPACE}` } : {}),
+      ...(settings.EVENTS_STREAM_REPLICAS ? { replicas: settings.EVENTS_STREAM_REPLICAS } : {}),
     });
   }
   const url =

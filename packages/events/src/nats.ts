@@ -67,6 +67,13 @@ export interface NatsTransportOptions {
   name?: string;
   /** When the server removes a live consumer nobody pulls from (default `LIVE_INACTIVE_MS`). */
   liveInactiveMs?: number;
+  /**
+   * Servers holding a copy of each stream (the event stream and its dead letters), 1 to 5: 3 on a
+   * clustered production NATS, so the events survive the loss of a server. A stream is created with
+   * 1 when unset, and an existing one keeps what it has (a CLI run without the setting must not
+   * shrink production's streams). More than 1 fails on a single server.
+   */
+  replicas?: number;
 }
 
 const nanos = (ms: number) => ms * 1_000_000;
@@ -86,6 +93,14 @@ async function waitAtMost(promise: Promise<void>, ms: number, failure: string): 
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** Names the stream and its replicas: "replicas > 1 not supported" alone says neither. */
+function streamError(verb: string, stream: string, replicas: number, cause: unknown): Error {
+  return new Error(
+    `cannot ${verb} stream ${stream} with ${replicas} replica(s): ${errorMessage(cause)}`,
+    { cause },
+  );
 }
 
 function isNotFound(error: unknown): boolean {
@@ -146,7 +161,7 @@ class NatsTransport implements Transport {
     return `${this.prefix}.replay.${consumer}`;
   }
 
-  /** Creates the streams, or brings their settings up to date. */
+  /** Creates the streams, or brings their settings up to date (replicas: see the options). */
   async start(): Promise<void> {
     const streams = [
       {
@@ -163,19 +178,27 @@ class NatsTransport implements Transport {
       },
     ];
     for (const config of streams) {
-      try {
-        await this.jsm.streams.info(config.name);
-        await this.jsm.streams.update(config.name, config);
-      } catch (error) {
-        if (!isNotFound(error)) throw error;
-        try {
-          await this.jsm.streams.add(config);
-        } catch (addError) {
-          // Another process created it at the same moment.
-          await this.jsm.streams.info(config.name).catch(() => {
-            throw addError;
+      const existing = await this.jsm.streams.info(config.name).catch((error: unknown) => {
+        if (isNotFound(error)) return undefined;
+        throw error;
+      });
+      if (existing) {
+        const replicas = this.options.replicas ?? existing.config.num_replicas;
+        await this.jsm.streams
+          .update(config.name, { ...config, num_replicas: replicas })
+          .catch((error: unknown) => {
+            throw streamError('update', config.name, replicas, error);
           });
-        }
+        continue;
+      }
+      const replicas = this.options.replicas ?? 1;
+      try {
+        await this.jsm.streams.add({ ...config, num_replicas: replicas });
+      } catch (error) {
+        // Another process created it at the same moment.
+        await this.jsm.streams.info(config.name).catch(() => {
+          throw streamError('create', config.name, replicas, error);
+        });
       }
     }
   }

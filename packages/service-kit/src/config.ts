@@ -144,6 +144,19 @@ export function eventsEnv() {
       .trim()
       .regex(/^[A-Za-z0-9_]*$/, 'must be letters, digits and "_"')
       .default(''),
+    /**
+     * Servers holding a copy of each NATS stream of the `nats` transport (applied when the app
+     * starts, to a new or an existing stream): 1 for a single server (compose, `pnpm dev`), 3 on a
+     * clustered production NATS. More than 1 fails on a single server. Set it alike in every app.
+     */
+    EVENTS_STREAM_REPLICAS: blankAsUnset(
+      z.coerce
+        .number({ error: 'must be a number of servers from 1 to 5' })
+        .int('must be a number of servers from 1 to 5')
+        .min(1, 'must be a number of servers from 1 to 5')
+        .max(5, 'must be a number of servers from 1 to 5')
+        .default(1),
+    ),
   };
 }
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ConfigError, env, loadConfig } from '../src/config';
+import { ConfigError, env, eventsEnv, loadConfig } from '../src/config';
 
 const schema = z.object({
   PORT: env.port(50051),
@@ -52,5 +52,20 @@ describe('loadConfig', () => {
 
   it('names every bad variable at once', () => {
     expect(() => loadConfig(schema, { PORT: 'x', LOG_LEVEL: 'y' })).toThrow(/PORT[\s\S]*LOG_LEVEL/);
+  });
+});
+
+describe('eventsEnv', () => {
+  const events = z.object(eventsEnv());
+
+  it('gives the NATS streams 1 replica unless told, and takes 1 to 5', () => {
+    expect(loadConfig(events, {}).EVENTS_STREAM_REPLICAS).toBe(1);
+    expect(loadConfig(events, { EVENTS_STREAM_REPLICAS: '' }).EVENTS_STREAM_REPLICAS).toBe(1);
+    expect(loadConfig(events, { EVENTS_STREAM_REPLICAS: '3' }).EVENTS_STREAM_REPLICAS).toBe(3);
+    for (const bad of ['0', '6', '2.5', 'three']) {
+      expect(() => loadConfig(events, { EVENTS_STREAM_REPLICAS: bad })).toThrow(
+        /EVENTS_STREAM_REPLICAS: must be a number of servers from 1 to 5/,
+      );
+    }
   });
 });
