@@ -120,6 +120,9 @@ export async function signUp(
   if (created.status !== 201)
     throw new Error(`sign-up failed: ${created.status} ${JSON.stringify(created.body)}`);
   const login = await client.post('/v1/auth/token', { email, password });
+  // Said here, not later as a puzzling 401 for an undefined token.
+  if (login.status !== 200)
+    throw new Error(`login failed: ${login.status} ${JSON.stringify(login.body)}`);
   return { id: created.body.id, token: login.body.accessToken, email };
 }
 

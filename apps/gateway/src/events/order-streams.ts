@@ -4,6 +4,7 @@ import { CancellationReason, OrderCancelled, OrderPlaced } from '@repo/contracts
 import type { Envelope } from '@repo/events/envelope';
 import { EventTypes, subjectOf } from '@repo/events/subjects';
 import type { Delivery, Subscription, Transport } from '@repo/events/transport';
+import { withEventContext } from '@repo/service-kit/event-context';
 import type { Logger } from '@repo/service-kit/logger';
 import { HttpError, PROBLEM_TYPES } from '../http/problem';
 import { RETRY_AFTER_SECONDS } from '../http/middleware';
@@ -127,7 +128,10 @@ export class OrderStreams {
           [EventTypes.OrderPlaced, EventTypes.OrderCancelled].map((type) =>
             subjectOf(type, connected.prefix),
           ),
-          (delivery) => Promise.resolve(this.dispatch(delivery)),
+          // As every consumer: a CONSUMER span continuing the trace of the request that placed or
+          // cancelled the order, and the event id as the request id of whatever it logs.
+          (delivery) =>
+            withEventContext(delivery.envelope, () => Promise.resolve(this.dispatch(delivery))),
           { live: true },
         );
         if (this.closed) {

@@ -33,7 +33,7 @@ export function userEventsConsumer(knownUsers: KnownUsers, logger: Logger): Cons
           case EventTypes.UserRegistered: {
             const { userId } = UserRegistered.decode(envelope.payload);
             await knownUsers.registered(event, userIdOf(envelope.type, userId), at);
-            return;
+            break;
           }
           case EventTypes.UserDeleted: {
             const { userId } = UserDeleted.decode(envelope.payload);
@@ -41,11 +41,14 @@ export function userEventsConsumer(knownUsers: KnownUsers, logger: Logger): Cons
             if (cancelled?.length) {
               logger.info({ userId, orders: cancelled }, 'user deleted: open orders cancelled');
             }
-            return;
+            break;
           }
           default:
             throw invalid(envelope.type, 'not an event this consumer handles');
         }
+        // One line per event handled, as the gRPC server writes one per call: at debug, it finds
+        // the event (its id is the line's requestId) and its trace.
+        logger.debug({ consumer: USER_EVENTS_CONSUMER, type: envelope.type }, 'event handled');
       }),
   };
 }
