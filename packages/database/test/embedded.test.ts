@@ -158,4 +158,28 @@ describe('the URL of a running embedded server (runningServerUrl)', () => {
     pidFile(exited, 54_321);
     expect(runningServerUrl(dataDir)).toBeUndefined();
   });
+
+  it('finds a real server as PostgreSQL itself describes it, until it stops', async () => {
+    const requested = join(mkdtempSync(join(tmpdir(), 'pg-running-real-')), 'postgres');
+    const child = spawn(
+      process.execPath,
+      [fixture, JSON.stringify({ dataDir: requested, ephemeral: true, hold: true })],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    try {
+      const line = await new Promise<string>((resolve, reject) => {
+        createInterface({ input: child.stdout }).once('line', resolve);
+        child.once('exit', (code) => reject(new Error(`the fixture exited with ${code}`)));
+      });
+      const { port, dataDir } = JSON.parse(line) as { port: number; dataDir: string };
+      expect(runningServerUrl(dataDir)).toBe(`postgresql://postgres:postgres@127.0.0.1:${port}`);
+      child.kill('SIGKILL'); // its keeper stops the server
+      await exited;
+      await until('the server is gone', () => runningServerUrl(dataDir) === undefined);
+    } finally {
+      child.kill('SIGKILL');
+      rmSync(dirname(requested), { recursive: true, force: true });
+    }
+  }, 60_000);
 });
