@@ -53,9 +53,9 @@ const EVENTS_METRICS = [
 /**
  * What each app's registry exposes, as queries name the series: the gateway's own (createMetrics),
  * and the services' as their main.ts assembles them from @repo/service-kit/metrics and
- * @repo/events/metrics (their registries are built in main.ts, which starts the server;
- * tests/e2e/test/metrics.test.ts and dashboards.test.ts scrape the real endpoints). Both services
- * write an outbox; order consumes the user service's events.
+ * @repo/events/metrics (which startServiceEvents registers; their registries are built in main.ts,
+ * which starts the server; tests/e2e/test/metrics.test.ts and dashboards.test.ts scrape the real
+ * endpoints). Both services write an outbox; order consumes the user service's events.
  */
 async function exposedByApp(): Promise<Record<string, string[]>> {
   const service = (consumes: boolean) => {
