@@ -380,10 +380,16 @@ export function renderMarkdown(report: Report): string {
     [byId.get(id), tracing?.control ? byId.get(`${id}@${tracing.control}`) : undefined].filter(
       (s): s is ScenarioReport => s !== undefined,
     );
-  /** A tracing system's req/s kept: the median per round against the untraced systems, else merged. */
+  /**
+   * A tracing system's req/s kept, and how it is measured: the median per round against the
+   * untraced systems, or (a report without rounds) merged req/s against tracing off.
+   */
   const tracingKept = (id: string, level: string) => {
     const s = byId.get(`${id}@${level}`);
-    return roundRatios(s, untraced(id))?.median ?? ratio(s, byId.get(id));
+    const perRound = roundRatios(s, untraced(id))?.median;
+    return perRound === undefined
+      ? { kept: ratio(s, byId.get(id)), how: '' }
+      : { kept: perRound, how: ` (median per round, against ${untraced(id).length} untraced)` };
   };
   if (tracing) {
     lines.push(
@@ -497,12 +503,12 @@ export function renderMarkdown(report: Report): string {
     }),
     ...(tracing?.levels ?? []).flatMap((level) =>
       ['s1', 's2'].map((id): [string, boolean | undefined, string] => {
-        const kept = tracingKept(id, level.id);
+        const { kept, how } = tracingKept(id, level.id);
         const budget = TRACING_BUDGET(level.ratio);
         return [
           `${id.toUpperCase()} tracing ${level.ratio * 100}% >= ${budget} x tracing off req/s`,
           kept === undefined ? undefined : kept >= budget,
-          fmt(kept),
+          kept === undefined ? '–' : `${fmt(kept)}${how}`,
         ];
       }),
     ),
