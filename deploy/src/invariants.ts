@@ -480,6 +480,36 @@ export const invariants: Record<string, Invariant> = {
           );
       }),
 
+  // Every app applies its EVENTS_STREAM_REPLICAS to the streams when it starts: apps that differ
+  // would resize them back and forth, and a NATS this deployment runs itself cannot copy a stream
+  // to more servers than it has (the apps would fail to start).
+  "the apps agree on the NATS streams' replicas, which the deployment's own NATS can hold": (
+    objects,
+    context,
+  ) => {
+    const replicas = new Map<string, number>();
+    for (const workload of deploymentWorkloads(objects)) {
+      const config = parsedConfig(objects, workload, context);
+      if (config?.EVENTS_TRANSPORT === 'nats')
+        replicas.set(workload.name, Number(config.EVENTS_STREAM_REPLICAS));
+    }
+    const problems: string[] = [];
+    if (new Set(replicas.values()).size > 1) {
+      const each = [...replicas].map(([app, count]) => `${app} ${count}`).join(', ');
+      problems.push(`the apps' EVENTS_STREAM_REPLICAS differ: ${each}`);
+    }
+    const nats = ofKind<{ spec: { replicas?: number } }>(objects, 'StatefulSet').find(
+      (set) => set.metadata.name === 'nats',
+    );
+    const servers = nats?.spec.replicas ?? 1;
+    for (const [app, count] of nats ? replicas : [])
+      if (count > servers)
+        problems.push(
+          `Deployment/${app}: EVENTS_STREAM_REPLICAS ${count} is more than StatefulSet/nats's ${servers} server(s)`,
+        );
+    return problems;
+  },
+
   'images, commands and names match docker-compose.yml': (objects, context) =>
     workloads(objects).flatMap((workload) =>
       containersOf(workload).flatMap((container) => {

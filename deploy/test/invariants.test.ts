@@ -323,6 +323,32 @@ describe('the invariants have teeth', () => {
     ]);
   });
 
+  it("apps that differ on the NATS streams' replicas, or ask more than the NATS they run has, fail", () => {
+    const config = (objects: any[], app: string) =>
+      objects.find(
+        (object) => object.kind === 'ConfigMap' && object.metadata.name.startsWith(`${app}-config`),
+      ).data;
+    // The local overlay's NATS is one server.
+    expect(
+      problemsAfter("the apps agree on the NATS streams' replicas", (objects) => {
+        config(objects, 'user').EVENTS_STREAM_REPLICAS = '3';
+      }),
+    ).toEqual([
+      "Deployment/user: EVENTS_STREAM_REPLICAS 3 is more than StatefulSet/nats's 1 server(s)",
+      "the apps' EVENTS_STREAM_REPLICAS differ: gateway 1, order 1, user 3",
+    ]);
+    // Production's NATS is not the deployment's own: 3 (or 5) is the cluster's business.
+    expect(
+      problemsAfter(
+        "the apps agree on the NATS streams' replicas",
+        (objects) => {
+          config(objects, 'order').EVENTS_STREAM_REPLICAS = '5';
+        },
+        'production',
+      ),
+    ).toEqual(["the apps' EVENTS_STREAM_REPLICAS differ: gateway 3, order 5, user 3"]);
+  });
+
   describe('network', () => {
     const policy = (name: string, spec: object) => ({
       apiVersion: 'networking.k8s.io/v1',
