@@ -1,6 +1,8 @@
 import { PrismaPg } from '@prisma/adapter-pg';
-import { Pool } from 'pg';
+import { Pool, type PoolClient, type QueryConfig } from 'pg';
 import type { PoolStats } from '@repo/service-kit/metrics';
+import { SpanKind, endWithError, startChildSpan } from '@repo/service-kit/tracing';
+import { queryAttributes } from './sql';
 
 export interface DatabaseOptions {
   connectionString: string;
@@ -37,7 +39,7 @@ export function createPrismaDatabase<C extends { $disconnect(): Promise<void> }>
   // An idle client that loses its connection emits 'error' on the pool; without a listener that
   // would crash the process. The next checkout reconnects; health checks report the outage.
   pool.on('error', () => undefined);
-  const prisma = createClient(new PrismaPg(pool));
+  const prisma = createClient(new PrismaPg(tracedPool(pool)));
   return {
     prisma,
     pool,
@@ -51,4 +53,63 @@ export function createPrismaDatabase<C extends { $disconnect(): Promise<void> }>
       await pool.end();
     },
   };
+}
+
+/** Span attributes per query text: Prisma sends a small set of texts, each summarised once. */
+const attributesByText = new Map<string, ReturnType<typeof queryAttributes>>();
+const MAX_REMEMBERED_TEXTS = 1_000;
+
+function attributesOf(text: string): ReturnType<typeof queryAttributes> {
+  let attributes = attributesByText.get(text);
+  if (!attributes) {
+    attributes = queryAttributes(text);
+    if (attributesByText.size < MAX_REMEMBERED_TEXTS) attributesByText.set(text, attributes);
+  }
+  return attributes;
+}
+
+/** `query` with a span when the request being served is traced (see @repo/service-kit/tracing). */
+function tracedQuery<Q extends (config: QueryConfig) => Promise<unknown>>(query: Q): Q {
+  return (async (config: QueryConfig) => {
+    // Nothing is summarised for a request that is not recorded: startChildSpan is the only cost.
+    const traced = startChildSpan('query', SpanKind.CLIENT, {});
+    if (!traced) return query(config);
+    const attributes = attributesOf(config.text);
+    traced.span.updateName(attributes['db.query.summary']);
+    traced.span.setAttributes(attributes);
+    try {
+      const result = await query(config);
+      traced.span.end();
+      return result;
+    } catch (error) {
+      endWithError(traced.span, error);
+      throw error;
+    }
+  }) as Q;
+}
+
+/**
+ * The pool as Prisma's adapter sees it: the same pool (the adapter wants a `pg.Pool`, which a Proxy
+ * of one is), whose queries, and those of the connections it lends for transactions, get the
+ * database spans the typed statements of ./sql get. OpenTelemetry's pg instrumentation would patch
+ * every query of the process, traced or not (see "Tracing" in the README for what it cost).
+ */
+function tracedPool(pool: Pool): Pool {
+  const wrapClient = (client: PoolClient): PoolClient =>
+    new Proxy(client, {
+      get(target, property, receiver) {
+        if (property === 'query') return tracedQuery(target.query.bind(target) as never);
+        return Reflect.get(target, property, receiver) as unknown;
+      },
+    });
+  return new Proxy(pool, {
+    get(target, property) {
+      if (property === 'query') return tracedQuery(target.query.bind(target) as never);
+      if (property === 'connect') {
+        return async () => wrapClient(await target.connect());
+      }
+      const value = Reflect.get(target, property, target) as unknown;
+      return typeof value === 'function' ? (value as () => unknown).bind(target) : value;
+    },
+  });
 }

@@ -37,16 +37,31 @@ export function querySummary(sql: string): { operation: string; table?: string; 
   const start = cte ? cte.index + cte[0].length - cte[1]!.length : 0;
   const main = sql.slice(start);
   const operation = (/^\s*(\w+)/.exec(main)?.[1] ?? 'QUERY').toUpperCase();
+  // A table may be schema-qualified, as Prisma writes it: `"public"."products"` is `products`.
   const target = {
-    SELECT: /\bfrom\s+"([^"]+)"/gi,
-    INSERT: /^\s*insert\s+into\s+"([^"]+)"/gi,
-    UPDATE: /^\s*update\s+"([^"]+)"/gi,
-    DELETE: /^\s*delete\s+from\s+"([^"]+)"/gi,
+    SELECT: /\bfrom\s+(?:"[^"]+"\.)?"([^"]+)"/gi,
+    INSERT: /^\s*insert\s+into\s+(?:"[^"]+"\.)?"([^"]+)"/gi,
+    UPDATE: /^\s*update\s+(?:"[^"]+"\.)?"([^"]+)"/gi,
+    DELETE: /^\s*delete\s+from\s+(?:"[^"]+"\.)?"([^"]+)"/gi,
   }[operation];
   const table = target && topLevelMatch(main, target);
   return table
     ? { operation, table, summary: `${operation} ${table}` }
     : { operation, summary: operation };
+}
+
+/** A query's span attributes (OpenTelemetry's database conventions), from its text. */
+export function queryAttributes(
+  sql: string,
+): Record<string, string> & { 'db.query.summary': string } {
+  const { operation, table, summary } = querySummary(sql);
+  return {
+    'db.system.name': 'postgresql',
+    'db.operation.name': operation,
+    ...(table === undefined ? {} : { 'db.collection.name': table }),
+    'db.query.summary': summary,
+    'db.query.text': sql,
+  };
 }
 
 /** The first capture of `pattern` outside parentheses (not in a subquery of the select list). */
@@ -111,15 +126,8 @@ export function statement<Args extends Record<string, unknown>, Q extends Compil
   const values = (args: Args) =>
     slots.map((slot) => (slot.arg === undefined ? slot.constant : args[slot.arg]));
   // Its span, named and described once (OpenTelemetry's database conventions).
-  const { operation, table, summary } = querySummary(compiled.sql);
-  const attributes = {
-    'db.system.name': 'postgresql',
-    'db.operation.name': operation,
-    ...(table === undefined ? {} : { 'db.collection.name': table }),
-    'db.query.summary': summary,
-    'db.query.text': compiled.sql,
-    'db.statement.name': name,
-  };
+  const attributes = { ...queryAttributes(compiled.sql), 'db.statement.name': name };
+  const summary = attributes['db.query.summary'];
   return {
     name,
     text: compiled.sql,

@@ -16,6 +16,11 @@ describe('querySummary (the span name of a statement)', () => {
       'select "o"."id", (select json_agg("i") from "order_items" as "i" where "i"."order_id" = "o"."id") as "items" from "orders" as "o" where "o"."id" = $1',
       'SELECT orders',
     ],
+    // Prisma's queries name the schema too.
+    [
+      'SELECT "public"."orders"."id" FROM "public"."orders" WHERE "public"."orders"."user_id" = $1',
+      'SELECT orders',
+    ],
     // No table: the operation alone.
     ['select pg_try_advisory_xact_lock(hashtextextended($1, 0)) as "locked"', 'SELECT'],
   ])('%s -> %s', (sql, summary) => {
