@@ -93,9 +93,10 @@ export function userRoutes(backends: Backends, tokens: TokenService): AnyRoute[]
       tag: 'users',
       summary: 'Delete the authenticated user',
       description:
-        'Deletes the account the access token was issued to; from then on its tokens are refused ' +
-        "(401). The user's open orders are cancelled and their stock returned, asynchronously " +
-        '(the order service acts on the `user.v1.UserDeleted` event, once).',
+        'Deletes the account the access token was issued to. Access tokens are stateless and not ' +
+        'revoked (they expire after their lifetime), but the account is gone: its routes answer 401 ' +
+        "and new orders are refused (409). The user's open orders are cancelled and their stock " +
+        'returned, asynchronously (the order service acts on the `user.v1.UserDeleted` event, once).',
       auth: true,
       status: 204,
       response: { description: 'Deleted.' },
