@@ -1,5 +1,4 @@
 import { UserServiceClient } from '@repo/contracts/user/v1';
-import { createNatsTransport } from '@repo/events/nats';
 import { createServiceClient } from '@repo/service-kit/grpc-client';
 import { Client } from 'pg';
 import { MOUSE, api, signUp, sleep, startTestSystem, type Api, type TestSystem } from './system';
@@ -49,18 +48,6 @@ describe.each(['postgres', 'nats'] as const)(
 
     afterAll(async () => {
       await system?.stop();
-      if (transport === 'nats' && system) {
-        // The system's streams on the shared NATS server go with it.
-        const nats = await createNatsTransport({
-          stream: `EVENTS_${system.eventsNamespace}`,
-          prefix: `events_${system.eventsNamespace}`,
-        });
-        await nats.jsm.streams.delete(`EVENTS_${system.eventsNamespace}`).catch(() => undefined);
-        await nats.jsm.streams
-          .delete(`EVENTS_${system.eventsNamespace}_DEAD`)
-          .catch(() => undefined);
-        await nats.close();
-      }
     });
 
     /** Waits until the order service's projection holds the user, as registered. */

@@ -1,4 +1,3 @@
-import { createNatsTransport } from '@repo/events/nats';
 import { OrderStream, serverPidOf } from './sse';
 import { MOUSE, api, signUp, startTestSystem, type Api, type TestSystem } from './system';
 
@@ -36,16 +35,6 @@ describe.each(['postgres', 'nats'] as const)('order event streams (%s transport)
 
   afterAll(async () => {
     await system?.stop();
-    if (transport === 'nats' && system) {
-      // The system's streams on the shared NATS server go with it.
-      const nats = await createNatsTransport({
-        stream: `EVENTS_${system.eventsNamespace}`,
-        prefix: `events_${system.eventsNamespace}`,
-      });
-      await nats.jsm.streams.delete(`EVENTS_${system.eventsNamespace}`).catch(() => undefined);
-      await nats.jsm.streams.delete(`EVENTS_${system.eventsNamespace}_DEAD`).catch(() => undefined);
-      await nats.close();
-    }
   });
 
   /** One open stream of `token`'s user on each gateway process (the others it took are closed). */

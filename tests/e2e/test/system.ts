@@ -1,5 +1,6 @@
 import { tmpdir } from 'node:os';
 import { withDatabase } from '@repo/database/admin';
+import { createNatsTransport } from '@repo/events/nats';
 import { startSystem, type AppName, type LogSink, type RunningSystem } from '@repo/system/system';
 
 let counter = 0;
@@ -58,10 +59,31 @@ export async function startTestSystem(
         : undefined,
   });
   const url = (name: string) => withDatabase(process.env.E2E_DATABASE_URL!, name);
+  const stop = system.stop.bind(system);
   return Object.assign(system, {
+    /** Stops the system, and with NATS removes its streams from the shared server. */
+    async stop() {
+      await stop();
+      if (events.EVENTS_TRANSPORT === 'nats') await deleteNatsStreams(prefix);
+    },
     databases: { user: url(names.user), order: url(names.order), events: url(names.events) },
     eventsNamespace: prefix,
   });
+}
+
+/** The streams of an events namespace on the shared NATS server (see connectTransport). */
+async function deleteNatsStreams(namespace: string): Promise<void> {
+  const nats = await createNatsTransport({
+    stream: `EVENTS_${namespace}`,
+    prefix: `events_${namespace}`,
+  });
+  try {
+    for (const stream of [`EVENTS_${namespace}`, `EVENTS_${namespace}_DEAD`]) {
+      await nats.jsm.streams.delete(stream).catch(() => undefined);
+    }
+  } finally {
+    await nats.close();
+  }
 }
 
 export interface Api {
