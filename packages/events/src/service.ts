@@ -53,7 +53,10 @@ export interface ServiceEventsOptions {
 export interface ServiceEvents {
   /** The connected transport, once connected. */
   readonly transport: Transport | undefined;
-  /** Resolves once connected, the relay started and every consumer subscribed. */
+  /**
+   * Resolves once connected, the relay started and every consumer subscribed (or once stopped
+   * before that); never rejects: failures are logged and retried.
+   */
   readonly started: Promise<void>;
   /** Stops consuming (running handlers finish), stops the relay, closes the connection. */
   stop(): Promise<void>;
@@ -95,51 +98,80 @@ export function startServiceEvents(options: ServiceEventsOptions): ServiceEvents
       };
     });
 
-  async function connect(): Promise<Transport | undefined> {
-    const initial = options.reconnect?.initialMs ?? 500;
-    const max = options.reconnect?.maxMs ?? 10_000;
+  const backoff = (attempt: number) =>
+    Math.min(
+      options.reconnect?.maxMs ?? 10_000,
+      (options.reconnect?.initialMs ?? 500) * 2 ** attempt,
+    );
+
+  /**
+   * Connects, starts the relay and subscribes every consumer; on any failure, closes what it opened
+   * and starts again after a backoff, until it works or the service stops. A broker that blips
+   * right after the connection (a subscribe failing) is one more retry, not a rejection nobody
+   * awaits (which would end the process).
+   */
+  async function run(): Promise<void> {
     for (let attempt = 0; !stopped; attempt++) {
+      let connected: Transport | undefined;
       try {
-        return await connectTransport(options.settings, {
+        connected = await connectTransport(options.settings, {
           name: options.service,
           serverUrl: options.serverUrl,
         });
+        if (stopped) break;
+        await subscribeAll(connected);
+        if (stopped) break;
+        transport = connected;
+        if (options.outbox) relay = startOutboxRelay(options.outbox, connected);
+        logger.info(
+          {
+            transport: connected.name,
+            relay: Boolean(options.outbox),
+            consumers: (options.consumers ?? []).map((spec) => spec.consumer),
+          },
+          'events: connected',
+        );
+        return;
       } catch (error) {
-        const delay = Math.min(max, initial * 2 ** attempt);
+        await abandon(connected);
+        connected = undefined;
+        const delay = backoff(attempt);
         logger.warn(
           {
             err: errorMessage(error),
             transport: options.settings.EVENTS_TRANSPORT,
             retryInMs: delay,
           },
-          'events: cannot connect to the broker yet; events wait in the outbox',
+          'events: cannot connect to the broker (or subscribe) yet; events wait in the outbox',
         );
         await pause(delay);
+      } finally {
+        // Stopped while connecting or subscribing: nothing of this attempt is kept.
+        if (stopped && transport !== connected) await abandon(connected);
       }
     }
-    return undefined;
   }
 
-  const started = (async () => {
-    const connected = await connect();
-    if (!connected) return;
-    if (stopped) {
-      await connected.close();
-      return;
-    }
-    transport = connected;
-    if (options.outbox) {
-      relay = startRelay({
-        pool: options.outbox,
-        transport: connected,
-        lockName: `outbox-relay-${options.service}`,
-        onError: (error, envelope) =>
-          logger.warn(
-            { err: errorMessage(error), eventId: envelope?.id, type: envelope?.type },
-            'events: publishing from the outbox failed; it will be retried',
-          ),
-      });
-    }
+  function startOutboxRelay(pool: Pool, connected: Transport): Relay {
+    return startRelay({
+      pool,
+      transport: connected,
+      lockName: `outbox-relay-${options.service}`,
+      onError: (error, envelope) =>
+        logger.warn(
+          { err: errorMessage(error), eventId: envelope?.id, type: envelope?.type },
+          'events: publishing from the outbox failed; it will be retried',
+        ),
+    });
+  }
+
+  /** Drops a failed attempt's subscriptions and connection (close stops the subscriptions too). */
+  async function abandon(connected: Transport | undefined): Promise<void> {
+    subscriptions.length = 0;
+    await connected?.close().catch(() => undefined);
+  }
+
+  async function subscribeAll(connected: Transport): Promise<void> {
     for (const spec of options.consumers ?? []) {
       subscriptions.push(
         await connected.subscribe(
@@ -180,15 +212,12 @@ export function startServiceEvents(options: ServiceEventsOptions): ServiceEvents
         ),
       );
     }
-    logger.info(
-      {
-        transport: connected.name,
-        relay: Boolean(options.outbox),
-        consumers: (options.consumers ?? []).map((spec) => spec.consumer),
-      },
-      'events: connected',
-    );
-  })();
+  }
+
+  // Never rejects: run() catches every failure, and this is the last net for a bug in it.
+  const started = run().catch((error: unknown) =>
+    logger.error({ err: errorMessage(error) }, 'events: could not start'),
+  );
 
   return {
     get transport() {
