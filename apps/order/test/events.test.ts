@@ -1,14 +1,20 @@
 import { randomUUID } from 'node:crypto';
 import { CancellationReason, OrderCancelled, OrderPlaced } from '@repo/contracts/order/v1/events';
 import { OrderStatus as ProtoOrderStatus } from '@repo/contracts/order/v1';
+import { UserDeleted, UserRegistered } from '@repo/contracts/user/v1/events';
+import { newEnvelope } from '@repo/events/envelope';
+import { EventTypes } from '@repo/events/subjects';
+import { backoffMs, isPermanent } from '@repo/events/transport';
 import { createTestDatabase, type TestDatabase } from '@repo/database/testing';
 import { DomainError } from '@repo/service-kit/errors';
 import { IDEMPOTENCY_KEY_TTL_MS } from '@repo/service-kit/idempotency';
+import { createLogger } from '@repo/service-kit/logger';
 import { PrismaOrderRepository } from '../src/data/order-repository';
 import { createDatabase, type Database, type PrismaClient } from '../src/data/prisma';
 import { KnownUsers } from '../src/domain/known-users';
 import type { NewOrder, UserDirectory } from '../src/domain/ports';
 import { CANCELLABLE } from '../src/domain/status';
+import { userEventsConsumer } from '../src/events/user-events';
 
 /**
  * The order service's events against PostgreSQL: what it publishes goes into the outbox in the
@@ -229,5 +235,59 @@ describe('KnownUsers', () => {
     const users = remote(true);
     expect(await new KnownUsers(withStatus(undefined), users).userExists(randomUUID())).toBe(true);
     expect(users.calls).toBe(1);
+  });
+});
+
+describe('the consumer of user events', () => {
+  const unreachable = new Error('connect ECONNREFUSED 127.0.0.1:5432');
+  /** KnownUsers whose database is away: every effect fails, transiently. */
+  const databaseAway = {
+    registered: () => Promise.reject(unreachable),
+    deleted: () => Promise.reject(unreachable),
+  } as unknown as KnownUsers;
+  const consumer = userEventsConsumer(
+    databaseAway,
+    createLogger({ name: 'test', level: 'silent', pretty: false }),
+  );
+  const deliver = (type: string, payload: Uint8Array) =>
+    consumer.handler({
+      envelope: newEnvelope({ type, aggregateId: randomUUID(), payload, source: 'test' }),
+      subject: 'events.test',
+      attempt: 1,
+    });
+  const failureOf = (delivery: Promise<void>) =>
+    delivery.then(
+      () => {
+        throw new Error('the handler resolved');
+      },
+      (error: unknown) => error,
+    );
+
+  it('fails permanently (dead-lettered at once) for an event it can never apply', async () => {
+    const notUuid = UserDeleted.encode(UserDeleted.fromPartial({ userId: 'not-a-uuid' })).finish();
+    const undecodable = Uint8Array.from([0x0a, 0xff]); // field 1, a length past the end
+    const cases = [
+      deliver(EventTypes.UserDeleted, notUuid),
+      deliver(EventTypes.UserRegistered, undecodable),
+      deliver('test.v1.Unknown', new Uint8Array()),
+    ];
+    for (const error of await Promise.all(cases.map(failureOf))) {
+      expect(isPermanent(error)).toBe(true);
+    }
+  });
+
+  it('fails transiently (retried) while its database is away, for minutes before parking', async () => {
+    const registered = UserRegistered.encode(
+      UserRegistered.fromPartial({ userId: randomUUID() }),
+    ).finish();
+    const error = await failureOf(deliver(EventTypes.UserRegistered, registered));
+    expect(error).toBe(unreachable);
+    expect(isPermanent(error)).toBe(false);
+    const { maxAttempts = 0, backoff = {} } = consumer.options ?? {};
+    // The shortest total wait (every jittered delay at its half) outlasts a 20 s restart many times.
+    const shortest = Array.from({ length: maxAttempts - 1 }, (_, i) =>
+      backoffMs(i + 1, backoff, () => 0),
+    ).reduce((sum, ms) => sum + ms, 0);
+    expect(shortest).toBeGreaterThan(100_000);
   });
 });

@@ -20,6 +20,7 @@ import {
   backoffMs,
   checkConsumerName,
   errorMessage,
+  isPermanent,
   type DeadLetter,
   type Delivery,
   type Handler,
@@ -467,7 +468,8 @@ class NatsSubscription {
     } catch (error) {
       if (this.abandoned) return;
       this.options.onError?.(error, delivery);
-      if (delivery.attempt >= this.maxAttempts) {
+      // A permanent error is dead-lettered at once: retrying would only delay the events behind it.
+      if (delivery.attempt >= this.maxAttempts || isPermanent(error)) {
         const deadLetter: DeadLetter = {
           consumer: this.name,
           envelope,

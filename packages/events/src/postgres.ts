@@ -9,6 +9,7 @@ import {
   backoffMs,
   checkConsumerName,
   errorMessage,
+  isPermanent,
   type DeadLetter,
   type Delivery,
   type Handler,
@@ -611,7 +612,8 @@ class PgSubscription {
       if (this.abandoned) return;
       this.options.onError?.(error, delivery);
       const message = errorMessage(error);
-      if (delivery.attempt >= this.maxAttempts) {
+      // A permanent error is dead-lettered at once: retrying would only delay the events behind it.
+      if (delivery.attempt >= this.maxAttempts || isPermanent(error)) {
         const moved = await inTx(pool, async (client) => {
           const removed = await client.query(
             'DELETE FROM events_deliveries WHERE consumer = $1 AND seq = $2 AND attempts = $3',

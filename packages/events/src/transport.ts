@@ -14,7 +14,8 @@ import type { Envelope } from './envelope';
  * - for one consumer, the events of one aggregate are handled one at a time, in the order they
  *   were published: an event waits until the one before it was acknowledged or dead-lettered;
  * - after `maxAttempts` failed attempts an event goes to the consumer's dead letters, where it can
- *   be listed and replayed (delivered again, to that consumer only).
+ *   be listed and replayed (delivered again, to that consumer only); a handler that throws a
+ *   permanent error (`permanentError`) sends it there at once, since retrying cannot help.
  */
 export interface Transport {
   /** The transport's name, for logs: "nats" or "postgres". */
@@ -56,7 +57,10 @@ export interface Delivery {
   attempt: number;
 }
 
-/** Resolving acknowledges the event; throwing asks for it again (or dead-letters it). */
+/**
+ * Resolving acknowledges the event; throwing asks for it again (or dead-letters it: after
+ * `maxAttempts`, or at once for a permanent error).
+ */
 export type Handler = (delivery: Delivery) => Promise<void>;
 
 export interface SubscribeOptions {
@@ -129,4 +133,26 @@ export function checkConsumerName(consumer: string): void {
 
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * An error no retry can fix (the event cannot be decoded, names something invalid, is of a type the
+ * consumer does not handle): thrown by a handler, the event is dead-lettered at once instead of
+ * after `maxAttempts`. Everything else is taken as transient (a database restarting) and retried.
+ */
+export class PermanentEventError extends Error {
+  override readonly name = 'PermanentEventError';
+}
+
+/** A `PermanentEventError` with `message` (and the error that caused it, if any). */
+export function permanentError(message: string, cause?: unknown): PermanentEventError {
+  return new PermanentEventError(message, cause === undefined ? undefined : { cause });
+}
+
+/** True for an error thrown as permanent (see `PermanentEventError`), whatever realm made it. */
+export function isPermanent(error: unknown): boolean {
+  return (
+    error instanceof PermanentEventError ||
+    (error instanceof Error && error.name === 'PermanentEventError')
+  );
 }

@@ -1,7 +1,13 @@
 import { freePort } from '@repo/service-kit/ports';
 import { TcpProxy } from '@repo/service-kit/testing';
 import { subjectOf } from '../src/subjects';
-import type { DeadLetter, Delivery, SubscribeOptions, Transport } from '../src/transport';
+import {
+  permanentError,
+  type DeadLetter,
+  type Delivery,
+  type SubscribeOptions,
+  type Transport,
+} from '../src/transport';
 import { bodyOf, deferred, testEvent, unique, waitFor } from './helpers';
 
 /** What the contract needs from a transport under test. */
@@ -239,6 +245,46 @@ export function transportContract(setUp: () => Promise<TransportUnderTest>): voi
     expect(other.acked.map((d) => bodyOf(d.envelope))).toEqual(['poison', 'next', 'sentinel']);
     await subscription.stop();
     await other.subscription.stop();
+  });
+
+  it('dead-letters at once an event whose handler throws a permanent error, and retries the others', async () => {
+    const type = newType();
+    const consumer = unique('c');
+    const dead: DeadLetter[] = [];
+    let transientFailures = 0;
+    const { deliveries, acked, subscription } = await record(
+      transport,
+      consumer,
+      type,
+      async (d) => {
+        if (bodyOf(d.envelope) === 'undecodable') throw permanentError('cannot decode it');
+        // Fails as often as maxAttempts allows, less one: it must still be applied.
+        if (bodyOf(d.envelope) === 'flaky' && d.attempt < 3) {
+          transientFailures++;
+          throw new Error('database restarting');
+        }
+      },
+      { ...FAST, onDeadLetter: (letter) => dead.push(letter) },
+    );
+    const undecodable = testEvent(type, 'a', 'undecodable');
+    const flaky = testEvent(type, 'a', 'flaky');
+    await transport.publish(undecodable);
+    await transport.publish(flaky);
+
+    await waitFor('the flaky event, after two failures', () =>
+      acked.some((d) => d.envelope.id === flaky.id),
+    );
+    expect(transientFailures).toBe(2);
+    expect(
+      deliveries.filter((d) => d.envelope.id === undecodable.id).map((d) => d.attempt),
+    ).toEqual([1]);
+    expect(dead.map((letter) => [letter.envelope.id, letter.attempts])).toEqual([
+      [undecodable.id, 1],
+    ]);
+    expect(await transport.deadLetters(consumer)).toMatchObject([
+      { attempts: 1, error: 'cannot decode it' },
+    ]);
+    await subscription.stop();
   });
 
   it('counts what a consumer has not acknowledged yet', async () => {

@@ -204,8 +204,9 @@ describe('metrics of every process', () => {
       );
       expect(total(await scrapeAll('order'), 'dead_letters_total', consumer)).toBe(0);
 
-      // A UserRegistered whose user id is no UUID can never be applied: after its attempts it is
-      // dead-lettered, and counted once (by the replica that gave up).
+      // A UserRegistered whose user id is no UUID can never be applied: its handler fails
+      // permanently, so it is dead-lettered at its first attempt, and counted once (by the replica
+      // that gave up).
       await appendToOutbox(
         userDb!,
         newEnvelope({
