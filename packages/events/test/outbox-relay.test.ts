@@ -181,7 +181,9 @@ describe('outbox, relay and inbox (real PostgreSQL)', () => {
       // That round over, only a NOTIFY on its new connection makes the relay look again.
       const after = await commitEvent('test.v1.Thing', 'a', 'after');
       await waitFor('the event written after the outage', () => published.includes(after.id));
-      expect(published).toEqual([before.id, during.id, after.id]);
+      // In order; `before` may have been sent twice (its mark lost with the connection: at least
+      // once, which the broker's de-duplication absorbs).
+      expect([...new Set(published)]).toEqual([before.id, during.id, after.id]);
       expect(relay.isLeader).toBe(true);
     } finally {
       await proxy.stop();

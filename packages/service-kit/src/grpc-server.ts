@@ -231,14 +231,17 @@ export interface GrpcServerOptions {
 
 /**
  * Every client connection is closed gracefully (GOAWAY) after about 30 s (grpc-js adds +-10%
- * jitter), letting calls in flight finish for up to 5 s more. Clients then reconnect and re-resolve
- * the service's name: behind DNS (a Kubernetes headless Service, compose replicas) that is how a
- * replica added by a scale-up gets calls from clients that connected before it existed, within
- * about 35 s. The grace outlasts any call's deadline (ROUTE_DEADLINE_MS is 3 s).
+ * jitter). Clients then reconnect and re-resolve the service's name: behind DNS (a Kubernetes
+ * headless Service, compose replicas) that is how a replica added by a scale-up gets calls from
+ * clients that connected before it existed, within about 30 s. New calls go to the new connection
+ * at once; the calls in flight on the old one may finish for up to 30 s more (the grace), far
+ * longer than any call's deadline. A short grace cut calls that were still running with
+ * RST_STREAM, which the caller sees as INTERNAL (5 s did, on a loaded machine, for registrations
+ * queued behind password hashing: apps/user/test/grpc.test.ts).
  */
 export const SERVER_CONNECTION_AGE = {
   'grpc.max_connection_age_ms': 30_000,
-  'grpc.max_connection_age_grace_ms': 5_000,
+  'grpc.max_connection_age_grace_ms': 30_000,
 } as const;
 
 /**
