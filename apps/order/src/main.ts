@@ -69,6 +69,8 @@ async function main(): Promise<void> {
     service: 'order',
     serverUrl: database.url,
     outbox: db.pool,
+    // The inbox of its consumer of user events is in the same database; pruned hourly.
+    inbox: db.pool,
     registry,
     consumers: [userEventsConsumer(knownUsers, logger)],
     logger,

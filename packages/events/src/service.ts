@@ -1,6 +1,7 @@
 import type { Pool } from 'pg';
 import type { Registry } from 'prom-client';
 import { connectTransport, type EventsSettings } from './connect';
+import { pruneInbox } from './inbox';
 import { eventsMetrics } from './metrics';
 import { startRelay, type Relay } from './relay';
 import { subjectOf } from './subjects';
@@ -37,6 +38,11 @@ export interface ServiceEventsOptions {
   serverUrl?: string;
   /** The service's own database pool: its outbox is relayed when given. */
   outbox?: Pool;
+  /**
+   * The database holding its consumers' `inbox` (the service's own, usually the `outbox` pool):
+   * when given with consumers, rows older than `INBOX_RETENTION_MS` are deleted hourly.
+   */
+  inbox?: Pool;
   consumers?: readonly ConsumerSpec[];
   logger: EventsLogger;
   /**
@@ -61,6 +67,15 @@ export interface ServiceEvents {
   /** Stops consuming (running handlers finish), stops the relay, closes the connection. */
   stop(): Promise<void>;
 }
+
+/**
+ * How long an inbox row is kept: longer than the broker keeps an event (7 days, both transports),
+ * so an event can never be delivered again once its row is gone; a day more for clocks and an
+ * event published late in the broker's window. (A dead letter older than that was never applied,
+ * so it has no row to miss.)
+ */
+export const INBOX_RETENTION_MS = 8 * 24 * 3600_000;
+const INBOX_PRUNE_EVERY_MS = 3600_000;
 
 /**
  * A service's events, started beside its gRPC server: the relay of its outbox and its consumers.
@@ -97,6 +112,27 @@ export function startServiceEvents(options: ServiceEventsOptions): ServiceEvents
         resolve();
       };
     });
+
+  const pruning =
+    options.inbox && options.consumers?.length ? startPruning(options.inbox) : undefined;
+
+  /** Deletes old inbox rows now and every hour; needs no broker. */
+  function startPruning(pool: Pool): NodeJS.Timeout {
+    const prune = () => {
+      pruneInbox(pool, INBOX_RETENTION_MS)
+        .then((deleted) => {
+          if (deleted > 0) logger.info({ deleted }, 'events: old inbox rows pruned');
+        })
+        .catch((error: unknown) =>
+          logger.warn(
+            { err: errorMessage(error) },
+            'events: pruning the inbox failed; retried in an hour',
+          ),
+        );
+    };
+    prune();
+    return setInterval(prune, INBOX_PRUNE_EVERY_MS).unref();
+  }
 
   const backoff = (attempt: number) =>
     Math.min(
@@ -226,6 +262,7 @@ export function startServiceEvents(options: ServiceEventsOptions): ServiceEvents
     started,
     async stop() {
       stopped = true;
+      clearInterval(pruning);
       wakeUp();
       await started.catch(() => undefined);
       await Promise.all(subscriptions.map((subscription) => subscription.stop()));

@@ -1,7 +1,13 @@
 import { Pool } from 'pg';
 import type { EventsSettings } from '../src/connect';
+import { inboxMigrationSql } from '../src/outbox';
 import { createPostgresTransport } from '../src/postgres';
-import { startServiceEvents, type EventsLogger, type ServiceEvents } from '../src/service';
+import {
+  INBOX_RETENTION_MS,
+  startServiceEvents,
+  type EventsLogger,
+  type ServiceEvents,
+} from '../src/service';
 import { subjectOf } from '../src/subjects';
 import type { Delivery } from '../src/transport';
 import { createDatabase, testEvent, unique, waitFor } from './helpers';
@@ -70,5 +76,37 @@ describe('startServiceEvents (PostgreSQL transport)', () => {
     await events.transport!.publish(event);
     await waitFor('the event handled', () => handled.some((d) => d.envelope.id === event.id));
     expect(unhandled).toEqual([]);
+  });
+
+  it("prunes its consumers' inbox of rows older than the broker keeps events", async () => {
+    const service = await createDatabase();
+    const pool = new Pool({ connectionString: service.url, max: 2 });
+    try {
+      await pool.query(inboxMigrationSql());
+      const days = (n: number) => `now() - make_interval(days => ${n})`;
+      await pool.query(
+        `INSERT INTO inbox (consumer, event_id, processed_at) VALUES
+           ('c', 'old', ${days(9)}), ('c', 'week', ${days(7)}), ('c', 'new', now())`,
+      );
+      expect(INBOX_RETENTION_MS).toBeGreaterThan(7 * 24 * 3600_000);
+      const events = startServiceEvents({
+        settings,
+        service: 'test',
+        logger: recordingLogger(),
+        inbox: pool,
+        consumers: [{ consumer: unique('c'), types: ['test.v1.Pruned'], handler: async () => {} }],
+      });
+      running.push(events);
+      const left = async () =>
+        (
+          await pool.query<{ event_id: string }>('SELECT event_id FROM inbox ORDER BY event_id')
+        ).rows.map((row) => row.event_id);
+      await waitFor('the old row pruned', async () => !(await left()).includes('old'));
+      expect(await left()).toEqual(['new', 'week']);
+      await events.stop();
+    } finally {
+      await pool.end();
+      await service.drop();
+    }
   });
 });
