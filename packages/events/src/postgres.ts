@@ -693,7 +693,16 @@ export async function createPostgresTransport(options: PostgresTransportOptions)
     const name = decodeURIComponent(new URL(options.url).pathname.slice(1));
     await ensureDatabase(options.url, name);
   }
-  const pool = new Pool({ connectionString: options.url, max: options.maxConnections ?? 5 });
+  const pool = new Pool({
+    connectionString: options.url,
+    max: options.maxConnections ?? 5,
+    // Bounded, so that a broker database that stops answering (a network that drops packets rather
+    // than refusing) fails a claim or an ack instead of hanging it, and with it the subscription's
+    // single polling loop, for good: the next poll then tries again.
+    connectionTimeoutMillis: 10_000,
+    query_timeout: 30_000,
+    keepAlive: true,
+  });
   pool.on('error', () => undefined); // an idle connection dropped: the pool replaces it
   const transport = new PostgresTransport(pool, options);
   try {
