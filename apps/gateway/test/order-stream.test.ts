@@ -10,7 +10,9 @@ import { createPostgresTransport } from '@repo/events/postgres';
 import { EventTypes } from '@repo/events/subjects';
 import type { Transport } from '@repo/events/transport';
 import { freePort } from '@repo/service-kit/ports';
+import { createLogger } from '@repo/service-kit/logger';
 import { TcpProxy } from '@repo/service-kit/testing';
+import { OrderStreams } from '../src/events/order-streams';
 import { GatewayProcess, counterValue } from './gateway-process';
 import { MOUSE, buildGateway, expectProblem, forgeToken } from './harness';
 
@@ -175,6 +177,67 @@ describe('GET /v1/orders/events (in process)', () => {
     const operation = doc.paths['/v1/orders/events'].get;
     expect(Object.keys(operation.responses['200'].content)).toEqual(['text/event-stream']);
     expect(operation.security).toEqual([{ bearerAuth: [] }]);
+  });
+});
+
+describe('OrderStreams shutting down while it subscribes', () => {
+  const deferred = () => {
+    let resolve!: () => void;
+    const promise = new Promise<void>((done) => (resolve = done));
+    return { promise, resolve };
+  };
+  /** A transport whose subscribe waits for `release`, and whose close fails (a broker gone). */
+  function stalledTransport() {
+    const release = deferred();
+    const closed = deferred();
+    let subscribing = false;
+    const transport: Transport = {
+      name: 'stub',
+      prefix: 'events',
+      publish: () => Promise.reject(new Error('unused')),
+      subscribe: async () => {
+        subscribing = true;
+        await release.promise;
+        return { stop: () => Promise.reject(new Error('the broker is gone')) };
+      },
+      pending: () => Promise.resolve(0),
+      deadLetters: () => Promise.resolve([]),
+      replayDeadLetter: () => Promise.reject(new Error('unused')),
+      close: () => {
+        closed.resolve();
+        return Promise.reject(new Error('the broker is gone'));
+      },
+    };
+    return { transport, release, closed, subscribing: () => subscribing };
+  }
+  const drainMicrotasks = () => new Promise((resolve) => setImmediate(resolve));
+
+  it('leaves quietly, without a rejection, a retry or a warning, when closing the broker fails', async () => {
+    const lines: string[] = [];
+    const logger = createLogger({
+      name: 'test',
+      level: 'info',
+      pretty: false,
+      destination: { write: (line: string) => void lines.push(line) },
+    });
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => void unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const stub = stalledTransport();
+      const streams = new OrderStreams({ logger, heartbeatMs: 60_000, maxStreams: 1 });
+      streams.start(() => Promise.resolve(stub.transport));
+      while (!stub.subscribing()) await drainMicrotasks();
+      await streams.close();
+      stub.release.resolve();
+      await stub.closed.promise;
+      await drainMicrotasks();
+      await drainMicrotasks();
+      expect(lines.filter((line) => /"level":(40|50)/.test(line))).toEqual([]);
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
   });
 });
 

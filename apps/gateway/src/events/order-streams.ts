@@ -112,7 +112,11 @@ export class OrderStreams {
 
   /** Connects (and subscribes) in the background, retrying with backoff until it works. */
   start(connect: () => Promise<Transport>): void {
-    void this.connectLoop(connect);
+    // Never rejects by design; a bug in it must not become an unhandled rejection (ending the
+    // process) but a log line.
+    this.connectLoop(connect).catch((error: unknown) =>
+      this.options.logger.error({ err: error }, 'order event stream: connecting failed for good'),
+    );
   }
 
   private async connectLoop(connect: () => Promise<Transport>): Promise<void> {
@@ -135,8 +139,10 @@ export class OrderStreams {
           { live: true },
         );
         if (this.closed) {
+          // Closed while subscribing: a broker failing to close must not reach the catch below
+          // (a warning and a retry wait at shutdown) nor escape as a rejection.
           await subscription.stop().catch(() => undefined);
-          await transport.close();
+          await transport.close().catch(() => undefined);
           return;
         }
         this.transport = transport;
@@ -149,6 +155,7 @@ export class OrderStreams {
         return;
       } catch (error) {
         await transport?.close().catch(() => undefined);
+        if (this.closed) return; // the failure is the shutdown's: nothing to retry
         this.unavailable = `the events broker cannot be reached (${error instanceof Error ? error.message : String(error)}); retrying`;
         this.options.logger.warn(
           { err: error, retryInMs: delay },
