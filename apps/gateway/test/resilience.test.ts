@@ -78,11 +78,11 @@ describe('when the order service stops', () => {
     expect(status).toBe(201);
     // Ready again too, once its health check's own channel has reconnected (on a busy machine a
     // check or two after the first order).
-    let ready = 0;
-    for (let attempt = 0; attempt < 50 && ready !== 200; attempt++) {
-      ready = (await request(gateway.app).get('/readyz')).status;
-      if (ready !== 200) await new Promise((resolve) => setTimeout(resolve, 200));
+    let readiness = 0;
+    for (let attempt = 0; attempt < 50 && readiness !== 200; attempt++) {
+      readiness = (await request(gateway.app).get('/readyz')).status;
+      if (readiness !== 200) await new Promise((resolve) => setTimeout(resolve, 200));
     }
-    expect(ready).toBe(200);
+    expect(readiness).toBe(200);
   });
 });
