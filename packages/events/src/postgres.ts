@@ -195,6 +195,10 @@ class PostgresTransport implements Transport {
 
   async start(): Promise<void> {
     await migrateBroker(this.pool);
+    // One LISTEN connection per transport wakes every subscription of this process.
+    this.listening = this.keepListening(await this.listen());
+    // The timers only once nothing can fail: a start that failed (its pool ended by the caller)
+    // left them running on a dead pool, two more for every attempt of a reconnecting service.
     const prune = () => {
       this.pruneMessages(this.options.maxAgeMs ?? 7 * 24 * 3600_000).catch(() => undefined);
     };
@@ -205,8 +209,6 @@ class PostgresTransport implements Transport {
     };
     reap();
     this.reapTimer = setInterval(reap, this.liveInactiveMs / 3).unref();
-    // One LISTEN connection per transport wakes every subscription of this process.
-    this.listening = this.keepListening(await this.listen());
   }
 
   /** A connection that LISTENs, with the promise of its end (whatever ends it). */

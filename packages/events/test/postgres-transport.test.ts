@@ -213,3 +213,48 @@ describe('PostgreSQL transport: the LISTEN connection after an outage', () => {
     }
   }, 60_000);
 });
+
+describe('PostgreSQL transport: a start that fails', () => {
+  it('leaves no timer behind when its LISTEN connection cannot be opened, however often retried', async () => {
+    const database = await createDatabase();
+    const admin = new Pool({ connectionString: database.url, max: 1 });
+    const role = unique('one_connection');
+    // A role allowed one connection: the pool's first (the tables) works, the LISTEN one is refused.
+    await admin.query(`CREATE ROLE ${role} LOGIN CONNECTION LIMIT 1`);
+    await admin.query(`ALTER SCHEMA public OWNER TO ${role}`);
+    const url = new URL(database.url);
+    url.username = role;
+    // The intervals made while starting, less those cleared: what keeps running afterwards.
+    const live = new Set<unknown>();
+    const realSet = global.setInterval;
+    const realClear = global.clearInterval;
+    const setSpy = jest.spyOn(global, 'setInterval').mockImplementation(((
+      ...args: Parameters<typeof setInterval>
+    ) => {
+      const timer = realSet(...args);
+      live.add(timer);
+      return timer;
+    }) as typeof setInterval);
+    const clearSpy = jest.spyOn(global, 'clearInterval').mockImplementation((timer) => {
+      live.delete(timer);
+      realClear(timer);
+    });
+    try {
+      for (let attempt = 0; attempt < 3; attempt++) {
+        await expect(
+          createPostgresTransport({ url: url.toString(), createDatabase: false }),
+        ).rejects.toThrow(/too many connections/);
+      }
+      expect(live.size).toBe(0);
+    } finally {
+      setSpy.mockRestore();
+      clearSpy.mockRestore();
+      for (const timer of live) realClear(timer as NodeJS.Timeout);
+      await admin.end();
+      await database.drop(); // with the tables the role owned, so that it can go too
+      const server = new Pool({ connectionString: process.env.EVENTS_TEST_SERVER_URL, max: 1 });
+      await server.query(`DROP ROLE IF EXISTS ${role}`);
+      await server.end();
+    }
+  });
+});
