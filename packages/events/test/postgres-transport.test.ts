@@ -234,7 +234,7 @@ describe('PostgreSQL transport: a start that fails', () => {
       const timer = realSet(...args);
       live.add(timer);
       return timer;
-    }) as typeof setInterval);
+    }));
     const clearSpy = jest.spyOn(global, 'clearInterval').mockImplementation((timer) => {
       live.delete(timer);
       realClear(timer);
