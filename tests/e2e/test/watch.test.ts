@@ -48,10 +48,11 @@ describe('what a changed file means (plan)', () => {
   });
 
   it('a shared package: it, then its dependents, in build order; their apps in start order', () => {
+    // The gateway too: it consumes events (@repo/events), which build on @repo/database.
     expect(planFor('packages/database/src/migrate.ts')).toEqual({
       generate: [],
-      build: ['database', 'events', 'user', 'order'],
-      restart: ['user', 'order'],
+      build: ['database', 'events', 'user', 'order', 'gateway'],
+      restart: ['user', 'order', 'gateway'],
     });
     expect(planFor('packages/service-kit/src/logger.ts').restart).toEqual([
       'user',
