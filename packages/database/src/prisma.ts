@@ -35,6 +35,13 @@ export function createPrismaDatabase<C extends { $disconnect(): Promise<void> }>
     // Bounds both connecting and waiting for a free pooled connection: fail within 5 s when the
     // database is unreachable instead of queueing forever, but ride out short bursts.
     connectionTimeoutMillis: 5_000,
+    // The relay's connection holds the outbox's advisory lock for as long as it lives: if the
+    // database's host vanishes (no FIN, no RST), TCP keepalive ends it after 30 s idle plus the
+    // kernel's probes (Linux: 9, 75 s apart), so a standby relay takes over within minutes instead
+    // of the lock staying held until TCP gives up (hours). The delay is explicit: without it, Node
+    // keeps the system's, two hours on Linux.
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 30_000,
   });
   // An idle client that loses its connection emits 'error' on the pool; without a listener that
   // would crash the process. The next checkout reconnects; health checks report the outage.

@@ -703,7 +703,11 @@ export async function createPostgresTransport(options: PostgresTransportOptions)
     // single polling loop, for good: the next poll then tries again.
     connectionTimeoutMillis: 10_000,
     query_timeout: 30_000,
+    // A connection whose host vanished (no FIN, no RST) ends after 30 s idle plus the kernel's
+    // probes (Linux: 9, 75 s apart), instead of holding its leases and locks for hours: without an
+    // initial delay, Node keeps the system's, two hours on Linux.
     keepAlive: true,
+    keepAliveInitialDelayMillis: 30_000,
   });
   pool.on('error', () => undefined); // an idle connection dropped: the pool replaces it
   const transport = new PostgresTransport(pool, options);
