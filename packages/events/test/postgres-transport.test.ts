@@ -228,13 +228,13 @@ describe('PostgreSQL transport: a start that fails', () => {
     const live = new Set<unknown>();
     const realSet = global.setInterval;
     const realClear = global.clearInterval;
-    const setSpy = jest.spyOn(global, 'setInterval').mockImplementation(((
-      ...args: Parameters<typeof setInterval>
-    ) => {
-      const timer = realSet(...args);
-      live.add(timer);
-      return timer;
-    }));
+    const setSpy = jest
+      .spyOn(global, 'setInterval')
+      .mockImplementation((...args: Parameters<typeof setInterval>) => {
+        const timer = realSet(...args);
+        live.add(timer);
+        return timer;
+      });
     const clearSpy = jest.spyOn(global, 'clearInterval').mockImplementation((timer) => {
       live.delete(timer);
       realClear(timer);
