@@ -220,10 +220,13 @@ describe('PostgreSQL transport: a start that fails', () => {
     const admin = new Pool({ connectionString: database.url, max: 1 });
     const role = unique('one_connection');
     // A role allowed one connection: the pool's first (the tables) works, the LISTEN one is refused.
-    await admin.query(`CREATE ROLE ${role} LOGIN CONNECTION LIMIT 1`);
+    // With a password: the embedded server (CI) asks for one over TCP, a trust setup ignores it.
+    const password = unique('pw');
+    await admin.query(`CREATE ROLE ${role} LOGIN CONNECTION LIMIT 1 PASSWORD '${password}'`);
     await admin.query(`ALTER SCHEMA public OWNER TO ${role}`);
     const url = new URL(database.url);
     url.username = role;
+    url.password = password;
     // The intervals made while starting, less those cleared: what keeps running afterwards.
     const live = new Set<unknown>();
     const realSet = global.setInterval;
