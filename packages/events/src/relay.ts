@@ -39,6 +39,12 @@ export interface RelayOptions {
   /** How often a standby relay tries to take over (default 2 s). */
   standbyMs?: number;
   /**
+   * A publish the broker has not confirmed within this time counts as failed (default 10 s): a
+   * connection that died without saying so must not hold the relay, and with it every event of the
+   * service, for good. It is sent again later; the broker drops the duplicate if the first arrived.
+   */
+  publishTimeoutMs?: number;
+  /**
    * Backoff between rounds that failed (default 100 ms doubling to 2 s). The cap bounds how long a
    * broker back from an outage waits for the relay when no new event wakes it: with 30 s, a 20 s
    * outage's backlog stayed unsent up to 30 s after recovery (test/faults.test.ts), against issue
@@ -232,7 +238,7 @@ export class Relay {
           if (this.stopped) return;
           const envelope = toEnvelope(row);
           try {
-            await transport.publish(envelope);
+            await withTimeout(transport.publish(envelope), this.options.publishTimeoutMs ?? 10_000);
           } catch (error) {
             failed = true;
             this.options.onError?.(error, envelope);
@@ -267,6 +273,24 @@ export class Relay {
       `DELETE FROM "outbox" WHERE "sent_at" < now() - make_interval(secs => $1::double precision / 1000)`,
       [retain],
     );
+  }
+}
+
+/** `work`, or a rejection once `ms` have passed without it settling. */
+async function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      work,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`the broker did not confirm within ${ms} ms`)),
+          ms,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

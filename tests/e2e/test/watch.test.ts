@@ -25,8 +25,12 @@ import { ROOT } from '@repo/system/system';
 import { classify, plan, readWorkspace } from '@repo/system/watch';
 import { Watched } from './processes';
 
-/** From a save to the new process serving (health SERVING), for an edit in one app. */
-const BUDGET_MS = 3_000;
+/**
+ * From a save to the new process serving (health SERVING), for an edit in one app: a bound that
+ * catches a rebuild of everything or a full restart, with room for CI's busy cores (3.3 s was seen
+ * there for what takes about 1.5 s on a quiet machine; speed itself is the bench's to measure).
+ */
+const BUDGET_MS = 6_000;
 
 describe('what a changed file means (plan)', () => {
   const workspace = readWorkspace(ROOT);
