@@ -1,7 +1,7 @@
 import { Client } from 'pg';
-import { SPAN_KIND, startReceiver } from './otlp-receiver';
+import { SPAN_KIND, startReceiver, startTracedSystem, type AppLogLine } from './otlp-receiver';
 import { OrderStream } from './sse';
-import { KEYBOARD, api, sleep, startTestSystem, type TestSystem } from './system';
+import { KEYBOARD, api, sleep, type TestSystem } from './system';
 
 /**
  * Traces go on through events: a request's trace continues, through the outbox and the broker, into
@@ -18,37 +18,14 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs = 30
   }
 }
 
-/**
- * Deadlines for a busy machine: what is tested here is where traces go, not how fast a login's
- * password hashing answers (at the default 2 s, a loaded machine turns it into 504s).
- */
-const GENEROUS_DEADLINES = { ROUTE_DEADLINE_MS: '30000', BACKEND_DEADLINE_MS: '25000' };
-
 describe('tracing through events', () => {
   let receiver: Awaited<ReturnType<typeof startReceiver>>;
   let system: TestSystem | undefined;
-  const logs: { source: string; line: Record<string, unknown> }[] = [];
+  const logs: AppLogLine[] = [];
 
   beforeAll(async () => {
     receiver = await startReceiver();
-    const tracing = {
-      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
-      OTEL_TRACES_SAMPLER_ARG: '1',
-      LOG_LEVEL: 'debug',
-    };
-    system = await startTestSystem(
-      { ...tracing, ...GENEROUS_DEADLINES },
-      {
-        env: { user: tracing, order: tracing },
-        onLog: (source, line) => {
-          try {
-            logs.push({ source: source.replace(/#\d+$/, ''), line: JSON.parse(line) });
-          } catch {
-            // not a JSON log line
-          }
-        },
-      },
-    );
+    system = await startTracedSystem(receiver, logs);
   });
 
   afterAll(async () => {

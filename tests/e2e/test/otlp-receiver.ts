@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { gunzipSync } from 'node:zlib';
+import { startTestSystem, type TestSystem } from './system';
 
 /** One span as OTLP/JSON has it, with the service that sent it. */
 export interface ReceivedSpan {
@@ -74,4 +75,40 @@ export async function startReceiver(): Promise<{
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return { url: `http://127.0.0.1:${port}`, spans, server };
+}
+
+/** A JSON log line of one app (replica numbers dropped from the source: `user#2` is `user`). */
+export interface AppLogLine {
+  source: string;
+  line: Record<string, unknown>;
+}
+
+/**
+ * The whole system exporting every trace (ratio 1) to `receiver`, with every app's JSON log lines
+ * (at debug: each call logs one, the lines to find a trace id on) collected in `logs`. Deadlines
+ * are generous: what is tested is where traces go, not how fast a login's password hashing answers
+ * (at the default 2 s, a loaded machine turns it into 504s).
+ */
+export function startTracedSystem(
+  receiver: { url: string },
+  logs: AppLogLine[],
+): Promise<TestSystem> {
+  const tracing = {
+    OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+    OTEL_TRACES_SAMPLER_ARG: '1',
+    LOG_LEVEL: 'debug',
+  };
+  return startTestSystem(
+    { ...tracing, ROUTE_DEADLINE_MS: '30000', BACKEND_DEADLINE_MS: '25000' },
+    {
+      env: { user: tracing, order: tracing },
+      onLog: (source, line) => {
+        try {
+          logs.push({ source: source.replace(/#\d+$/, ''), line: JSON.parse(line) });
+        } catch {
+          // not a JSON log line
+        }
+      },
+    },
+  );
 }

@@ -1,6 +1,12 @@
 import { Client } from 'pg';
-import { SPAN_KIND, startReceiver, type ReceivedSpan } from './otlp-receiver';
-import { KEYBOARD, api, signUp, sleep, startTestSystem, type TestSystem } from './system';
+import {
+  SPAN_KIND,
+  startReceiver,
+  startTracedSystem,
+  type AppLogLine,
+  type ReceivedSpan,
+} from './otlp-receiver';
+import { KEYBOARD, api, signUp, sleep, type TestSystem } from './system';
 
 /**
  * The order service asks the user service only about users it has not heard of (it keeps its own
@@ -27,31 +33,11 @@ async function forgetInOrderService(orderDatabase: string, userId: string): Prom
 describe('tracing: one trace per request, from the gateway to PostgreSQL, exported with OTLP', () => {
   let receiver: Awaited<ReturnType<typeof startReceiver>>;
   let system: TestSystem | undefined;
-  const logs: { source: string; line: Record<string, unknown> }[] = [];
+  const logs: AppLogLine[] = [];
 
   beforeAll(async () => {
     receiver = await startReceiver();
-    const tracing = {
-      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
-      OTEL_TRACES_SAMPLER_ARG: '1',
-      // Every call logs a line at debug: the lines to find the trace id on.
-      LOG_LEVEL: 'debug',
-    };
-    // Deadlines for a busy machine (a login's password hashing there can take seconds).
-    const deadlines = { ROUTE_DEADLINE_MS: '30000', BACKEND_DEADLINE_MS: '25000' };
-    system = await startTestSystem(
-      { ...tracing, ...deadlines },
-      {
-        env: { user: tracing, order: tracing },
-        onLog: (source, line) => {
-          try {
-            logs.push({ source: source.replace(/#\d+$/, ''), line: JSON.parse(line) });
-          } catch {
-            // not a JSON log line
-          }
-        },
-      },
-    );
+    system = await startTracedSystem(receiver, logs);
   });
 
   afterAll(async () => {
