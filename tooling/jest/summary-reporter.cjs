@@ -11,14 +11,33 @@ class SummaryReporter {
     const name = path.basename(process.cwd());
     // Suites that could not run at all (a crash in setup); their tests are not in the counts.
     const failedSuites = results.numRuntimeErrorTestSuites ?? 0;
+    // The failed tests by name, with the first line of their error, so the end of CI's output
+    // (often all that is kept of it) says what failed without the full log.
+    const failures = [];
+    for (const suite of results.testResults) {
+      const file = path.relative(process.cwd(), suite.testFilePath);
+      if (suite.testExecError) failures.push(`${file}: ${firstLine(suite.testExecError.message)}`);
+      for (const test of suite.testResults) {
+        if (test.status !== 'failed') continue;
+        failures.push(`${file} > ${test.fullName}: ${firstLine(test.failureMessages[0])}`);
+      }
+    }
     const summary = {
       package: name,
       passed: results.numPassedTests,
       failed: results.numFailedTests,
       failedSuites,
+      failures,
     };
     fs.writeFileSync(path.join(dir, `${name}-${process.pid}.json`), JSON.stringify(summary));
   }
+}
+
+function firstLine(message = '') {
+  // Jest's messages carry ANSI colours and a blank first line at times.
+  const plain = String(message).replace(/\u001b\[[0-9;]*m/g, '');
+  const line = plain.split('\n').find((text) => text.trim() !== '') ?? '';
+  return line.trim().slice(0, 300);
 }
 
 module.exports = SummaryReporter;
