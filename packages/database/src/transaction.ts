@@ -52,6 +52,40 @@ async function connectWithin(pool: Pool, budgetMs: number | undefined): Promise<
   }
 }
 
+/**
+ * Hooks to run once a transaction of `inTransaction` has committed, by the client it runs on.
+ * A Set: the same hook registered by several statements of one transaction runs once.
+ */
+const commitHooks = new WeakMap<object, Set<() => void>>();
+
+/**
+ * Runs `hook` after the transaction that `client` (the `client` of an `inTransaction` callback) is
+ * in has committed, and never if it rolls back. Returns false, registering nothing, when `client`
+ * is not in a transaction of `inTransaction` (a bare pool, a transaction opened by hand): the
+ * caller then cannot learn of the commit this way. Hooks run synchronously after COMMIT answered
+ * and must not throw (one that does is ignored: the commit happened whatever a hook does).
+ *
+ * For work that must follow the commit but is not part of it, such as waking the outbox relay of
+ * @repo/events, which would otherwise need a NOTIFY inside the transaction (a NOTIFY makes COMMIT
+ * take a lock that is global to the database, held while the transaction's row locks are).
+ */
+export function afterCommit(client: object, hook: () => void): boolean {
+  const hooks = commitHooks.get(client);
+  if (!hooks) return false;
+  hooks.add(hook);
+  return true;
+}
+
+function runCommitHooks(hooks: Set<() => void> | undefined): void {
+  for (const hook of hooks ?? []) {
+    try {
+      hook();
+    } catch {
+      // See afterCommit: the transaction committed; a hook's failure cannot change that.
+    }
+  }
+}
+
 /** What `work` can decide about its own transaction. */
 export interface TransactionControl {
   /** Roll back instead of committing when `work` returns (its result is still returned). */
@@ -91,6 +125,7 @@ async function transaction<T>(
     throwIfDone();
     await client.query(budgetSql(remainingMs()));
     open = true;
+    commitHooks.set(client, new Set());
     let commit = true;
     const result = await work(client, { rollbackOnly: () => (commit = false) });
     if (commit) {
@@ -99,6 +134,7 @@ async function transaction<T>(
     }
     open = false;
     await client.query(commit ? 'COMMIT' : 'ROLLBACK');
+    if (commit) runCommitHooks(commitHooks.get(client));
     return result;
   } catch (error) {
     if (open) {
@@ -109,6 +145,7 @@ async function transaction<T>(
     }
     throw translateDatabaseError(error) ?? error;
   } finally {
+    commitHooks.delete(client);
     client.release(broken);
   }
 }

@@ -1,12 +1,13 @@
+import { afterCommit } from '@repo/database/transaction';
 import { newEnvelope, type Envelope, type NewEvent } from './envelope';
+import { hasLocalRelay, OUTBOX_CHANNEL, wakeLocalRelays } from './wake';
 
 /** A statement runner: a pg Pool, or the client of a transaction (`inTransaction`'s `client`). */
 export interface Queryable {
   query(text: string, values?: unknown[]): Promise<{ rows: unknown[]; rowCount: number | null }>;
 }
 
-/** The NOTIFY channel `appendToOutbox` signals and the relay listens on. */
-export const OUTBOX_CHANNEL = 'outbox';
+export { OUTBOX_CHANNEL };
 
 /**
  * The outbox table, as a Prisma migration (`migration.sql`) for a service to copy
@@ -20,10 +21,9 @@ export const OUTBOX_CHANNEL = 'outbox';
  *   found in position order through the (sent_at, position) index, a plain index Prisma knows
  *   about (a partial one would be dropped by the next generated migration). Sent rows are deleted
  *   by the relay after `retainSentMs`.
- * - No trigger: `appendToOutbox` NOTIFYs in its own statement (a trigger function's body is
- *   dollar-quoted, and the schema engine `prisma migrate deploy` runs here splits a migration at
- *   every `;`, inside such bodies too). The notification is delivered at COMMIT, never for a
- *   rolled-back transaction, and PostgreSQL folds a transaction's identical notifications into one.
+ * - No trigger wakes the relay: `appendToOutbox` does, after commit (./wake). (A trigger
+ *   function's body is dollar-quoted, and the schema engine `prisma migrate deploy` runs here
+ *   splits a migration at every `;`, inside such bodies too.)
  */
 export function outboxMigrationSql(): string {
   return `-- The transactional outbox (packages/events): events written in the same transaction as the change.
@@ -101,26 +101,28 @@ model Inbox {
  * Returns the event's outbox position.
  */
 export async function appendToOutbox(tx: Queryable, envelope: Envelope): Promise<bigint> {
-  // One round trip: the row, and the NOTIFY that wakes the relay once the transaction commits.
-  const result = await tx.query(
-    `WITH "appended" AS (
-       INSERT INTO "outbox" ("event_id", "type", "aggregate_id", "occurred_at", "source",
-         "traceparent", "tracestate", "payload")
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING "position")
-     SELECT "position", pg_notify('${OUTBOX_CHANNEL}', '') FROM "appended"`,
-    [
-      envelope.id,
-      envelope.type,
-      envelope.aggregateId,
-      envelope.occurredAt ?? new Date(),
-      envelope.source,
-      envelope.traceparent,
-      envelope.tracestate,
-      Buffer.from(envelope.payload),
-    ],
-  );
+  // The relay is woken in this process once `tx` committed (./wake). Otherwise the statement
+  // NOTIFYs too (still one round trip), delivered at COMMIT, never for a rolled-back transaction.
+  const wokenAfterCommit = hasLocalRelay() && afterCommit(tx, wakeLocalRelays);
+  const result = await tx.query(wokenAfterCommit ? APPEND_SQL : APPEND_AND_NOTIFY_SQL, [
+    envelope.id,
+    envelope.type,
+    envelope.aggregateId,
+    envelope.occurredAt ?? new Date(),
+    envelope.source,
+    envelope.traceparent,
+    envelope.tracestate,
+    Buffer.from(envelope.payload),
+  ]);
   return BigInt((result.rows[0] as { position: string }).position);
 }
+
+const APPEND_SQL = `INSERT INTO "outbox" ("event_id", "type", "aggregate_id", "occurred_at",
+    "source", "traceparent", "tracestate", "payload")
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING "position"`;
+
+const APPEND_AND_NOTIFY_SQL = `WITH "appended" AS (${APPEND_SQL})
+  SELECT "position", pg_notify('${OUTBOX_CHANNEL}', '') FROM "appended"`;
 
 /**
  * The outbox's backlog, for the relay's metrics: unsent events (`outbox_backlog_events`) and how

@@ -32,7 +32,8 @@ import {
  * - `events_dead_letters`: what a consumer gave up on, until replayed.
  *
  * Publishing inserts the message and its deliveries for every consumer of its subject in one
- * transaction (durable once COMMIT returns), then NOTIFY wakes the consumers. A consumer claims the
+ * transaction (durable once COMMIT returns: the only one that waits for the disk, see below), then
+ * a NOTIFY wakes the consumers (`publishMany` does this for a whole relay round at once). A consumer claims the
  * head of each aggregate's queue (the lowest `seq` of the aggregate among its deliveries) that is
  * neither leased nor backing off, with `FOR UPDATE SKIP LOCKED` so several replicas never claim the
  * same row, and leases it for `ackWaitMs`. Acknowledging deletes the delivery; failing puts it back
@@ -44,6 +45,15 @@ import {
  * of `liveInactiveMs`) and starts with no backlog. Publishing skips expired consumers; `stop()`
  * deletes the consumer, and every transport deletes the expired ones (with their deliveries, by
  * cascade) every third of `liveInactiveMs`, which removes those of processes that vanished.
+ *
+ * Cost. Everything but publishing is bookkeeping of at-least-once delivery (claims, acks, retries,
+ * heartbeats), which the transport's connections commit with `synchronous_commit = off`: a crash
+ * of the broker database can forget the last fraction of a second of it, and a forgotten ack or
+ * lease only means an event is delivered again, which consumers' inboxes absorb. Publishing turns
+ * it back on for its transaction. The NOTIFY is sent after COMMIT, at most one in flight per
+ * process: inside the transaction it made every COMMIT take a lock global to the database. Both
+ * came from S3 (`pnpm bench --scenario b1,s3`): the broker's commits waited on the disk and on
+ * that lock beside the order service's, on the same PostgreSQL server.
  */
 export interface PostgresTransportOptions {
   /** The broker database's connection string (created when missing, see `createDatabase`). */
@@ -129,10 +139,14 @@ export async function migrateBroker(pool: Pool): Promise<void> {
   }
 }
 
-async function inTx<T>(pool: Pool, work: (client: PoolClient) => Promise<T>): Promise<T> {
+async function inTx<T>(
+  pool: Pool,
+  work: (client: PoolClient) => Promise<T>,
+  begin = 'BEGIN',
+): Promise<T> {
   const client = await pool.connect();
   try {
-    await client.query('BEGIN');
+    await client.query(begin);
     const result = await work(client);
     await client.query('COMMIT');
     return result;
@@ -289,25 +303,66 @@ class PostgresTransport implements Transport {
   }
 
   async publish(envelope: Envelope): Promise<PublishResult> {
-    const subject = subjectOf(envelope.type, this.prefix);
-    return inTx(this.pool, async (client) => {
-      await client.query('SELECT pg_advisory_xact_lock_shared($1)', [FANOUT_LOCK]);
-      const inserted = await client.query<{ seq: string }>(
-        `INSERT INTO events_messages (event_id, subject, aggregate_id, envelope)
-         VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING RETURNING seq`,
-        [envelope.id, subject, envelope.aggregateId, Buffer.from(encodeEnvelope(envelope))],
-      );
-      const seq = inserted.rows[0]?.seq;
-      if (seq === undefined) return { duplicate: true };
-      await client.query(
-        `INSERT INTO events_deliveries (consumer, seq, aggregate_id)
-         SELECT name, $1, $2 FROM events_consumers
-         WHERE $3 = ANY (subjects) AND (expires_at IS NULL OR expires_at > now())`,
-        [seq, envelope.aggregateId, subject],
-      );
-      await client.query(`SELECT pg_notify('${NOTIFY_CHANNEL}', $1)`, [subject]);
-      return { duplicate: false };
-    });
+    const [result] = await this.publishMany([envelope]);
+    return result!;
+  }
+
+  async publishMany(envelopes: readonly Envelope[]): Promise<PublishResult[]> {
+    if (envelopes.length === 0) return [];
+    const inserted = await inTx(
+      this.pool,
+      async (client) => {
+        await client.query('SELECT pg_advisory_xact_lock_shared($1)', [FANOUT_LOCK]);
+        // In the given order (WITH ORDINALITY): `seq` is each aggregate's delivery order.
+        const messages = await client.query<{ event_id: string }>(
+          `WITH inserted AS (
+             INSERT INTO events_messages (event_id, subject, aggregate_id, envelope)
+             SELECT event_id, subject, aggregate_id, envelope
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[])
+               WITH ORDINALITY AS e (event_id, subject, aggregate_id, envelope, n)
+             ORDER BY n
+             ON CONFLICT (event_id) DO NOTHING
+             RETURNING seq, event_id, subject, aggregate_id
+           ), fanned AS (
+             INSERT INTO events_deliveries (consumer, seq, aggregate_id)
+             SELECT c.name, i.seq, i.aggregate_id FROM inserted i
+             JOIN events_consumers c
+               ON i.subject = ANY (c.subjects) AND (c.expires_at IS NULL OR c.expires_at > now())
+           )
+           SELECT event_id FROM inserted`,
+          [
+            envelopes.map((envelope) => envelope.id),
+            envelopes.map((envelope) => subjectOf(envelope.type, this.prefix)),
+            envelopes.map((envelope) => envelope.aggregateId),
+            envelopes.map((envelope) => Buffer.from(encodeEnvelope(envelope))),
+          ],
+        );
+        return new Set(messages.rows.map((row) => row.event_id));
+      },
+      // Durable before the relay is told so (see the class comment: everything else is not).
+      'BEGIN; SET LOCAL synchronous_commit = on',
+    );
+    if (inserted.size > 0) this.notifyPublished();
+    return envelopes.map((envelope) => ({ duplicate: !inserted.has(envelope.id) }));
+  }
+
+  private notifying: 'idle' | 'sending' | 'again' = 'idle';
+
+  /** Wakes the consumers, after COMMIT; notifications asked for meanwhile fold into one more. */
+  private notifyPublished(): void {
+    if (this.notifying !== 'idle') {
+      this.notifying = 'again';
+      return;
+    }
+    this.notifying = 'sending';
+    this.pool
+      .query(`SELECT pg_notify('${NOTIFY_CHANNEL}', '')`)
+      .catch(() => undefined) // consumers find the events at their next poll
+      .finally(() => {
+        const again = this.notifying === 'again';
+        this.notifying = 'idle';
+        if (again && !this.closed) this.notifyPublished();
+      });
   }
 
   async subscribe(
@@ -708,6 +763,8 @@ export async function createPostgresTransport(options: PostgresTransportOptions)
     // initial delay, Node keeps the system's, two hours on Linux.
     keepAlive: true,
     keepAliveInitialDelayMillis: 30_000,
+    // At-least-once bookkeeping need not wait for the disk; publishing does (see PostgresTransport).
+    options: '-c synchronous_commit=off',
   });
   pool.on('error', () => undefined); // an idle connection dropped: the pool replaces it
   const transport = new PostgresTransport(pool, options);

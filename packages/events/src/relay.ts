@@ -1,7 +1,7 @@
 import type { Pool, PoolClient } from 'pg';
 import type { Envelope } from './envelope';
-import { OUTBOX_CHANNEL } from './outbox';
 import { backoffMs, errorMessage, type Transport } from './transport';
+import { OUTBOX_CHANNEL, registerLocalRelay, type LocalRelay } from './wake';
 
 /**
  * Publishes a service's outbox through a transport.
@@ -12,13 +12,15 @@ import { backoffMs, errorMessage, type Transport } from './transport';
  *   loses its connection and so the lock, and a standby takes over. (A lock rather than `FOR UPDATE
  *   SKIP LOCKED` on rows: two relays each skipping the other's rows would publish one aggregate's
  *   events side by side, out of order.)
- * - Waking: the same connection LISTENs on `outbox`, which `appendToOutbox` NOTIFYs (delivered on
- *   commit); without a notification the relay still looks every `pollMs` (slow: a lost
- *   notification only delays).
- * - Order: a round reads the oldest unsent rows by position, publishes each aggregate's events one
- *   after the other (an event is sent only once the previous one of its aggregate was confirmed;
- *   different aggregates go in parallel), and stops an aggregate at its first failure, so a later
- *   event never overtakes an earlier one.
+ * - Waking: `appendToOutbox` in this process wakes the relay after the writer's commit (./wake);
+ *   a standby passes that on to the leader with a NOTIFY on `outbox`, which the leader's
+ *   connection LISTENs to (as it does to the NOTIFY of writers without a relay in their process).
+ *   Without either the relay still looks every `pollMs` (slow: a lost wake only delays).
+ * - Order: a round reads the oldest unsent rows by position. A transport that can publish them
+ *   all at once in that order (`publishMany`) gets them in one call. Otherwise, or when that
+ *   fails, the round publishes each aggregate's events one after the other (an event is sent only
+ *   once the previous one of its aggregate was confirmed; different aggregates go in parallel),
+ *   and stops an aggregate at its first failure, so a later event never overtakes an earlier one.
  * - Confirmation: a row is marked sent only after the transport confirmed it; a failure records
  *   the attempt and the error and the round is retried after a backoff. A relay that dies between
  *   the broker's confirmation and the mark leaves the row unsent: the next leader sends it again,
@@ -86,7 +88,7 @@ const toEnvelope = (row: OutboxRow): Envelope => ({
 /** See RelayOptions.backoff. */
 const DEFAULT_RELAY_BACKOFF = { initialMs: 100, maxMs: 2000 };
 
-export class Relay {
+export class Relay implements LocalRelay {
   private stopped = true;
   private loop: Promise<void> | undefined;
   private client: PoolClient | undefined;
@@ -95,6 +97,7 @@ export class Relay {
   private woken = false;
   private failures = 0;
   private lastCleanup = 0;
+  private forwarding: 'idle' | 'sending' | 'again' = 'idle';
 
   constructor(private readonly options: RelayOptions) {}
 
@@ -106,7 +109,40 @@ export class Relay {
   start(): void {
     if (!this.stopped) return;
     this.stopped = false;
+    registerLocalRelay(this, true);
     this.loop = this.run();
+  }
+
+  /**
+   * An event was committed to the outbox in this process (./wake): the leader looks now; a
+   * standby tells the leader, wherever it runs, with a NOTIFY outside any transaction. Wakes that
+   * arrive while one NOTIFY is in flight are folded into one more.
+   */
+  outboxWritten(): void {
+    if (this.stopped) return;
+    if (this.leader) {
+      this.wake();
+      return;
+    }
+    if (this.forwarding !== 'idle') {
+      this.forwarding = 'again';
+      return;
+    }
+    this.forwarding = 'sending';
+    const send = (): void => {
+      this.options.pool
+        .query(`SELECT pg_notify('${OUTBOX_CHANNEL}', '')`)
+        .catch(() => undefined) // the leader's poll finds the event later
+        .finally(() => {
+          if (this.forwarding === 'again' && !this.stopped) {
+            this.forwarding = 'sending';
+            send();
+          } else {
+            this.forwarding = 'idle';
+          }
+        });
+    };
+    send();
   }
 
   /** Looks at the outbox now (the NOTIFY does this; tests and callers may too). */
@@ -122,6 +158,7 @@ export class Relay {
   async stop(timeoutMs = 5000): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    registerLocalRelay(this, false);
     this.wake();
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
@@ -222,6 +259,9 @@ export class Relay {
        FROM "outbox" WHERE "sent_at" IS NULL ORDER BY "position" LIMIT $1`,
       [batchSize],
     );
+    if (rows.length > 1 && transport.publishMany && (await this.publishAll(rows))) {
+      return { published: rows.length, full: rows.length === batchSize, failed: false };
+    }
     const byAggregate = new Map<string, OutboxRow[]>();
     for (const row of rows) {
       const list = byAggregate.get(row.aggregate_id) ?? [];
@@ -255,13 +295,30 @@ export class Relay {
       }
     };
     await Promise.all(Array.from({ length: Math.min(parallelism, chains.length) }, worker));
-    if (confirmed.length > 0) {
-      await pool.query(
-        'UPDATE "outbox" SET "sent_at" = now(), "attempts" = "attempts" + 1 WHERE "position" = ANY ($1::bigint[])',
-        [confirmed],
-      );
-    }
+    if (confirmed.length > 0) await markSent(pool, confirmed);
     return { published: confirmed.length, full: rows.length === batchSize && !failed, failed };
+  }
+
+  /**
+   * The round's rows in one call (`publishMany`: all or none, in position order, so each
+   * aggregate's too) and marked sent: true. On failure false, and the round goes one event at a
+   * time, which finds the event that fails and keeps the aggregates behind it waiting alone.
+   */
+  private async publishAll(rows: readonly OutboxRow[]): Promise<boolean> {
+    const { pool, transport } = this.options;
+    try {
+      await withTimeout(
+        transport.publishMany!(rows.map(toEnvelope)),
+        this.options.publishTimeoutMs ?? 10_000,
+      );
+    } catch {
+      return false;
+    }
+    await markSent(
+      pool,
+      rows.map((row) => row.position),
+    );
+    return true;
   }
 
   private async cleanup(): Promise<void> {
@@ -274,6 +331,25 @@ export class Relay {
       [retain],
     );
   }
+}
+
+/**
+ * Marks rows sent, in a transaction that does not wait for the disk (`synchronous_commit = off`):
+ * a mark lost to a crash of the database only sends those events again, which the broker
+ * de-duplicates by id, the at-least-once this relay gives anyway. Waiting for the disk here made
+ * every mark compete for the write-ahead log's flush with the service's own COMMITs (S3).
+ * One simple-protocol string, so one implicit transaction: the positions are inlined, and they
+ * are bigints this database gave, checked as such.
+ */
+async function markSent(pool: Pool, positions: readonly string[]): Promise<void> {
+  if (!positions.every((position) => /^[0-9]+$/.test(position))) {
+    throw new Error(`outbox positions are not integers: ${positions.join(', ')}`);
+  }
+  await pool.query(
+    `SET LOCAL synchronous_commit = off;
+     UPDATE "outbox" SET "sent_at" = now(), "attempts" = "attempts" + 1
+     WHERE "position" = ANY ('{${positions.join(',')}}'::bigint[])`,
+  );
 }
 
 /** `work`, or a rejection once `ms` have passed without it settling. */

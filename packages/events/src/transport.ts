@@ -23,6 +23,11 @@ export interface Transport {
   /** What every subject starts with (`events`, or a namespace's: see `connectTransport`). */
   readonly prefix: string;
   publish(envelope: Envelope): Promise<PublishResult>;
+  /**
+   * Several events at once, all or none, in this order (the relay's rounds): one transaction on
+   * PostgreSQL instead of one per event. Optional: the relay publishes one by one without it.
+   */
+  publishMany?(envelopes: readonly Envelope[]): Promise<PublishResult[]>;
   subscribe(
     consumer: string,
     subjects: readonly string[],

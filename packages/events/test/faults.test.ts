@@ -15,6 +15,7 @@ import {
   outboxMigrationSql,
 } from '../src/outbox';
 import { createPostgresTransport } from '../src/postgres';
+import { Relay } from '../src/relay';
 import { subjectOf } from '../src/subjects';
 import type { DeadLetter, Transport } from '../src/transport';
 import { NATS_URL, bodyOf, createDatabase, sleep, testEvent, unique, waitFor } from './helpers';
@@ -202,11 +203,12 @@ describe.each([
         return event;
       });
 
-    const startRelay = (transport: TransportConfig = broker.config()) =>
+    const startRelay = (transport: TransportConfig = broker.config(), pollMs?: number) =>
       start('relay.cjs', {
         serviceUrl: producer.url,
         applicationName: unique('faults_relay'),
         transport,
+        pollMs,
       });
 
     const startConsumer = async (transport: TransportConfig = broker.config()) => {
@@ -269,6 +271,28 @@ describe.each([
     };
   }
 
+  it('a standby relay passes the wake of a commit in its process to the leader in another process', async () => {
+    const s = await services();
+    await s.startConsumer();
+    const leader = s.startRelay(broker.config(), 600_000); // only a wake makes it look
+    await leader.waitForFact('leading', (fact) => fact.leader === true);
+    // No relay in this process yet: the writer's statement NOTIFYs (src/outbox.ts).
+    const first = await s.commitEvent('a', 'first');
+    await leader.waitForFact('the first event', (fact) => fact.published === first.id);
+
+    const transport = await broker.open(); // never used: this relay cannot take the lock
+    const standby = new Relay({ pool: s.producer.pool, transport, pollMs: 600_000 });
+    standby.start();
+    cleanups.push(async () => {
+      await standby.stop();
+      await transport.close();
+    });
+    // Now the writer wakes its process's relay after COMMIT, and the standby NOTIFYs the leader.
+    const second = await s.commitEvent('a', 'second');
+    await leader.waitForFact('the second event', (fact) => fact.published === second.id);
+    expect(standby.isLeader).toBe(false);
+  });
+
   it('kill -9 of the relay between publish and mark: the event is re-sent, de-duplicated, applied once', async () => {
     const s = await services();
     await s.startConsumer();
@@ -296,7 +320,7 @@ describe.each([
     await waitFor('the relay waiting to mark it sent', async () => {
       const waiting = await s.producer.pool.query(
         `SELECT 1 FROM pg_stat_activity
-         WHERE application_name = $1 AND wait_event_type = 'Lock' AND query LIKE 'UPDATE "outbox"%'`,
+         WHERE application_name = $1 AND wait_event_type = 'Lock' AND query LIKE '%UPDATE "outbox" SET "sent_at"%'`,
         [applicationName],
       );
       return waiting.rowCount === 1;

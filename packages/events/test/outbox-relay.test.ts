@@ -1,5 +1,5 @@
 import { Pool } from 'pg';
-import { inTransaction } from '@repo/database/transaction';
+import { afterCommit, inTransaction } from '@repo/database/transaction';
 import { freePort } from '@repo/service-kit/ports';
 import { TcpProxy } from '@repo/service-kit/testing';
 import type { Envelope } from '../src/envelope';
@@ -115,7 +115,59 @@ describe('outbox, relay and inbox (real PostgreSQL)', () => {
     expect((await rows()).map((row) => row.event_id)).toEqual([kept.id]);
   });
 
-  it('publishes on NOTIFY, and marks a row sent only once the transport confirmed it', async () => {
+  it('afterCommit: a hook runs once after COMMIT, never after a rollback, and not outside inTransaction', async () => {
+    const ran: string[] = [];
+    const hook = () => ran.push('committed');
+    await inTransaction(service, async (tx) => {
+      expect(afterCommit(tx, hook)).toBe(true);
+      expect(afterCommit(tx, hook)).toBe(true); // the same hook twice runs once
+      expect(ran).toEqual([]); // not before COMMIT
+    });
+    expect(ran).toEqual(['committed']);
+    await expect(
+      inTransaction(service, async (tx) => {
+        afterCommit(tx, () => ran.push('thrown'));
+        throw new Error('the change failed');
+      }),
+    ).rejects.toThrow('the change failed');
+    await inTransaction(service, async (tx, control) => {
+      afterCommit(tx, () => ran.push('rollbackOnly'));
+      control.rollbackOnly();
+    });
+    expect(ran).toEqual(['committed']);
+    expect(afterCommit(service, hook)).toBe(false);
+  });
+
+  it("wakes the relay in its process once the writer committed, with no NOTIFY in the writer's transaction", async () => {
+    // A NOTIFY in the order's transaction serialised every order's COMMIT (src/wake.ts).
+    const listener = await service.connect();
+    const heard: string[] = [];
+    listener.on('notification', (message) => heard.push(message.payload ?? ''));
+    await listener.query('LISTEN outbox');
+    try {
+      const published: string[] = [];
+      const relay = relayFor(
+        publishOnly(async (envelope) => {
+          published.push(envelope.id);
+          return { duplicate: false };
+        }),
+      );
+      relay.start();
+      await waitFor('the relay leading', () => relay.isLeader);
+      const event = await commitEvent('test.v1.Thing', 'a');
+      await waitFor('the event published', () => published.includes(event.id)); // pollMs is 60 s
+      // Notifications reach a listener in commit order: once this one arrived, any the writer's
+      // COMMIT sent would have too.
+      await service.query("SELECT pg_notify('outbox', 'marker')");
+      await waitFor('the marker', () => heard.includes('marker'));
+      expect(heard).toEqual(['marker']);
+    } finally {
+      await listener.query('UNLISTEN *');
+      listener.release();
+    }
+  });
+
+  it('publishes once the writer committed, and marks a row sent only once the transport confirmed it', async () => {
     const published: Envelope[] = [];
     let calls = 0;
     const confirm = deferred<PublishResult>();
@@ -178,8 +230,10 @@ describe('outbox, relay and inbox (real PostgreSQL)', () => {
       const during = await commitEvent('test.v1.Thing', 'a', 'during');
       await proxy.start();
       await waitFor('the event written during the outage', () => published.includes(during.id));
-      // That round over, only a NOTIFY on its new connection makes the relay look again.
-      const after = await commitEvent('test.v1.Thing', 'a', 'after');
+      // That round over, only a NOTIFY on its new connection makes the relay look again: this
+      // writer is outside a transaction of inTransaction, so its statement NOTIFYs (src/outbox.ts).
+      const after = testEvent('test.v1.Thing', 'a', 'after');
+      await appendToOutbox(service, after);
       await waitFor('the event written after the outage', () => published.includes(after.id));
       // In order; `before` may have been sent twice (its mark lost with the connection: at least
       // once, which the broker's de-duplication absorbs).

@@ -116,6 +116,30 @@ export function transportContract(setUp: () => Promise<TransportUnderTest>): voi
     expect(acked.filter((d) => d.envelope.id === event.id)).toHaveLength(1);
   });
 
+  it('publishes several at once when it can (publishMany): in order, duplicates stored once', async () => {
+    if (!transport.publishMany) return; // optional: the relay publishes one by one without it
+    const type = newType();
+    const { acked, subscription } = await record(transport, unique('c'), type);
+    const first = testEvent(type, 'a', '0');
+    await transport.publish(first);
+    const batch = [first, ...[1, 2, 3].map((i) => testEvent(type, 'a', String(i)))];
+    batch.push(testEvent(type, 'b', '0'));
+    expect(await transport.publishMany(batch)).toEqual([
+      { duplicate: true },
+      { duplicate: false },
+      { duplicate: false },
+      { duplicate: false },
+      { duplicate: false },
+    ]);
+    await waitFor('every event', () => acked.length === 5);
+    await subscription.stop();
+    const bodies = (aggregate: string) =>
+      acked.filter((d) => d.envelope.aggregateId === aggregate).map((d) => bodyOf(d.envelope));
+    expect(bodies('a')).toEqual(['0', '1', '2', '3']);
+    expect(bodies('b')).toEqual(['0']);
+    expect(await transport.publishMany([])).toEqual([]);
+  });
+
   it('delivers again, with the next attempt number, what a handler failed', async () => {
     const type = newType();
     const { deliveries, acked, subscription } = await record(
