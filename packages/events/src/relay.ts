@@ -38,6 +38,12 @@ export interface RelayOptions {
   parallelism?: number;
   /** Look for unsent rows this often even without a notification (default 5 s). */
   pollMs?: number;
+  /**
+   * After a wake, wait this long before the round (default 10 ms), so that the events committed
+   * meanwhile go to the broker in the same round: one broker transaction (and one disk flush) for
+   * many orders instead of one each, for at most this much more latency.
+   */
+  lingerMs?: number;
   /** How often a standby relay tries to take over (default 2 s). */
   standbyMs?: number;
   /**
@@ -201,7 +207,11 @@ export class Relay implements LocalRelay {
         }
         this.failures = 0;
         await this.cleanup();
-        if (!full) await this.idle(this.options.pollMs ?? 5000);
+        if (!full) {
+          await this.idle(this.options.pollMs ?? 5000);
+          const linger = this.options.lingerMs ?? 10;
+          if (linger > 0 && !this.stopped) await new Promise((r) => setTimeout(r, linger));
+        }
       } catch (error) {
         if (this.stopped) break;
         this.options.onError?.(error);

@@ -8,6 +8,9 @@
 //   pnpm bench --quick --check       exit 1 if any scenario had errors or unexpected statuses
 //   pnpm bench --compare-node /path/to/node   also run B1, S1-S3 on a second system under that
 //                                    Node.js binary, interleaved with the rest (runtime upgrades)
+//   pnpm bench --compare-tree ../other-checkout   also run B1, S1-S3 on a second system started
+//                                    from another checkout of this repository, built (a change's
+//                                    cost against the commit before it, interleaved round by round)
 //   pnpm bench --compare-tracing     also run S1 and S2 on two more systems, tracing at the
 //                                    default sampling ratio and at 100% into a local OTLP sink,
 //                                    interleaved with the rest (what tracing costs)
@@ -19,7 +22,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Metadata, credentials } from '@grpc/grpc-js';
 import { OrderServiceClient } from '@repo/contracts/order/v1';
 import { DEFAULT_TRACE_RATIO } from '@repo/service-kit/config';
@@ -55,6 +58,7 @@ interface Options {
   check: boolean;
   /** Another Node.js binary to run a second system on, measured side by side. */
   compareNode: string | undefined;
+  compareTree: string | undefined;
   /** S1 and S2 also on systems that trace (at the default ratio, and everything). */
   compareTracing: boolean;
   /** E1's burst: events written into the outbox at once. */
@@ -124,6 +128,7 @@ function parseOptions(argv: string[]): Options {
     quick,
     check: argv.includes('--check'),
     compareNode: value('--compare-node'),
+    compareTree: value('--compare-tree'),
     compareTracing: argv.includes('--compare-tracing'),
     eventsBurst: number('--events-burst', quick ? 200 : 2000),
     save,
@@ -256,14 +261,24 @@ async function main(): Promise<void> {
       );
     });
   }
-  const otherVersion = options.compareNode
-    ? execFileSync(options.compareNode, ['--version'], { encoding: 'utf8' }).trim()
-    : undefined;
-  const startingOther = options.compareNode
-    ? startBenchSystem({
+  // The other system: another Node.js binary (--compare-node), or this repository at another
+  // commit (--compare-tree: that checkout's own bench set-up starts its own apps), or both.
+  const otherTree = options.compareTree && resolve(options.compareTree);
+  const otherVersion = otherTree
+    ? `tree ${execFileSync('git', ['-C', otherTree, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim()}`
+    : options.compareNode
+      ? execFileSync(options.compareNode, ['--version'], { encoding: 'utf8' }).trim()
+      : undefined;
+  const startOther: typeof startBenchSystem = otherTree
+    ? // eslint-disable-next-line @typescript-eslint/no-require-imports
+      (require(join(otherTree, 'tooling', 'bench', 'dist', 'setup.js')) as typeof import('./setup'))
+        .startBenchSystem
+    : startBenchSystem;
+  const startingOther = otherVersion
+    ? startOther({
         users: options.users,
         signal: guard.signal,
-        nodePath: options.compareNode,
+        ...(options.compareNode ? { nodePath: options.compareNode } : {}),
         label: `[${otherVersion}] `,
       })
     : undefined;
@@ -419,10 +434,10 @@ async function main(): Promise<void> {
         : []),
     ];
     const other = startingOther ? await startingOther : undefined;
-    if (other && options.compareNode) {
-      // The same baseline and scenarios on the other runtime: ids `<id>@other`, processes named
-      // `<app>@<major>` so they do not count towards this runtime's targets.
-      const major = otherVersion!.replace(/^v/, '').split('.')[0];
+    if (other && otherVersion) {
+      // The same baseline and scenarios on the other system: ids `<id>@other`, processes named
+      // `<app>@<tag>` so they do not count towards this system's targets.
+      const major = otherTree ? 'other' : otherVersion.replace(/^v/, '').split('.')[0];
       const otherBackend = await startBaseline(
         'naive-backend',
         { DATABASE_URL: other.orderDatabaseUrl },
@@ -441,7 +456,7 @@ async function main(): Promise<void> {
         path: `/v1/products/${pick(other.productIds)}`,
       });
       const onOther = (id: string): Scenario | undefined => {
-        const title = `${all.find((scenario) => scenario.id === id)!.title} [Node ${otherVersion}]`;
+        const title = `${all.find((scenario) => scenario.id === id)!.title} [${otherTree ? otherVersion : `Node ${otherVersion}`}]`;
         switch (id) {
           case 'b1':
             return {

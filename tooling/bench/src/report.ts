@@ -31,7 +31,10 @@ export interface Report {
   oversold: number;
   /** Spawn to ready, per app, with its database already up. */
   readyMs: Record<string, number>;
-  /** With --compare-node: the other runtime's version (its scenarios have ids `<id>@other`). */
+  /**
+   * With --compare-node: the other runtime's version; with --compare-tree: `tree <commit>`. Its
+   * scenarios have ids `<id>@other`.
+   */
   compareNode?: string;
   /**
    * With --compare-tracing: the sampling ratio of each tracing system (its scenarios have ids
@@ -326,6 +329,8 @@ export function renderMarkdown(report: Report): string {
   }
 
   if (report.compareNode) {
+    // --compare-tree names the other system `tree <commit>`; --compare-node by its Node version.
+    const hereLabel = report.compareNode.startsWith('tree ') ? 'this tree' : report.machine.node;
     const peak = (s: ScenarioReport | undefined, suffix = '') =>
       s
         ? Object.entries(s.processes)
@@ -337,12 +342,12 @@ export function renderMarkdown(report: Report): string {
       ...markdownTable(
         [
           'scenario',
-          `req/s ${report.machine.node}`,
+          `req/s ${hereLabel}`,
           `req/s ${report.compareNode}`,
           'ratio',
-          `p99 ms ${report.machine.node}`,
+          `p99 ms ${hereLabel}`,
           `p99 ms ${report.compareNode}`,
-          `peak RSS MB ${report.machine.node}`,
+          `peak RSS MB ${hereLabel}`,
           `peak RSS MB ${report.compareNode}`,
         ],
         ['left', 'right', 'right', 'right', 'right', 'right', 'left', 'left'],
