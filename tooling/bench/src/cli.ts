@@ -269,10 +269,10 @@ async function main(): Promise<void> {
     : options.compareNode
       ? execFileSync(options.compareNode, ['--version'], { encoding: 'utf8' }).trim()
       : undefined;
-  const startOther: typeof startBenchSystem = otherTree
+  const otherSetup = otherTree && join(otherTree, 'tooling', 'bench', 'dist', 'setup.js');
+  const startOther: typeof startBenchSystem = otherSetup
     ? // eslint-disable-next-line @typescript-eslint/no-require-imports
-      (require(join(otherTree, 'tooling', 'bench', 'dist', 'setup.js')) as typeof import('./setup'))
-        .startBenchSystem
+      (require(otherSetup) as { startBenchSystem: typeof startBenchSystem }).startBenchSystem
     : startBenchSystem;
   const startingOther = otherVersion
     ? startOther({
