@@ -17,10 +17,10 @@ export { OUTBOX_CHANNEL };
  * - `position` orders the whole outbox; since a service writes an aggregate's event in the
  *   transaction that changed (and so locked) the aggregate, positions follow each aggregate's
  *   commit order, which the relay keeps when publishing. It becomes the envelope's `sequence`.
- * - `sent_at` is set by the relay once the broker confirmed; unsent rows (`sent_at IS NULL`) are
- *   found in position order through the (sent_at, position) index, a plain index Prisma knows
- *   about (a partial one would be dropped by the next generated migration). Sent rows are deleted
- *   by the relay after `retainSentMs`.
+ * - The relay deletes a row once the broker confirmed it, or, when told to keep sent rows for a
+ *   while (`retainSentMs`), sets `sent_at` and deletes it later. Unsent rows (`sent_at IS NULL`)
+ *   are found in position order through the (sent_at, position) index, a plain index Prisma
+ *   knows about (a partial one would be dropped by the next generated migration).
  * - No trigger wakes the relay: `appendToOutbox` does, after commit (./wake). (A trigger
  *   function's body is dollar-quoted, and the schema engine `prisma migrate deploy` runs here
  *   splits a migration at every `;`, inside such bodies too.)

@@ -59,7 +59,12 @@ export interface RelayOptions {
    * 15's "delivered within 10 s". A failed round costs one attempt per waiting aggregate.
    */
   backoff?: { initialMs?: number; maxMs?: number };
-  /** Sent rows are deleted after this long (default 24 h). */
+  /**
+   * How long a sent row stays in the outbox, marked `sent_at` (default 0: deleted as soon as the
+   * broker confirmed it; the broker keeps events for 7 days). Marking costs the write of a new
+   * row version and of its index entries, deleting only the row: on S3 every order pays one or
+   * the other. Keep them for a while to look at what was sent from the service's own database.
+   */
   retainSentMs?: number;
   /** A publish failed, or the relay lost its database connection. */
   onError?: (error: unknown, envelope?: Envelope) => void;
@@ -305,7 +310,7 @@ export class Relay implements LocalRelay {
       }
     };
     await Promise.all(Array.from({ length: Math.min(parallelism, chains.length) }, worker));
-    if (confirmed.length > 0) await markSent(pool, confirmed);
+    if (confirmed.length > 0) await this.markSent(confirmed);
     return { published: confirmed.length, full: rows.length === batchSize && !failed, failed };
   }
 
@@ -315,7 +320,7 @@ export class Relay implements LocalRelay {
    * time, which finds the event that fails and keeps the aggregates behind it waiting alone.
    */
   private async publishAll(rows: readonly OutboxRow[]): Promise<boolean> {
-    const { pool, transport } = this.options;
+    const { transport } = this.options;
     try {
       await withTimeout(
         transport.publishMany!(rows.map(toEnvelope)),
@@ -324,42 +329,42 @@ export class Relay implements LocalRelay {
     } catch {
       return false;
     }
-    await markSent(
-      pool,
-      rows.map((row) => row.position),
-    );
+    await this.markSent(rows.map((row) => row.position));
     return true;
   }
 
+  /**
+   * Deletes the rows the broker confirmed, or marks them sent when they are kept
+   * (`retainSentMs`). In a transaction that does not wait for the disk (`synchronous_commit =
+   * off`): a mark lost to a crash of the database only sends those events again, which the broker
+   * de-duplicates by id, the at-least-once this relay gives anyway. Waiting for the disk here made
+   * every mark compete for the write-ahead log's flush with the service's own COMMITs (S3).
+   * One simple-protocol string, so one implicit transaction: the positions are inlined, and they
+   * are bigints this database gave, checked as such.
+   */
+  private async markSent(positions: readonly string[]): Promise<void> {
+    if (!positions.every((position) => /^[0-9]+$/.test(position))) {
+      throw new Error(`outbox positions are not integers: ${positions.join(', ')}`);
+    }
+    const rows = `"position" = ANY ('{${positions.join(',')}}'::bigint[])`;
+    await this.options.pool.query(
+      (this.options.retainSentMs ?? 0) > 0
+        ? `SET LOCAL synchronous_commit = off;
+           UPDATE "outbox" SET "sent_at" = now(), "attempts" = "attempts" + 1 WHERE ${rows}`
+        : `SET LOCAL synchronous_commit = off; DELETE FROM "outbox" WHERE ${rows}`,
+    );
+  }
+
   private async cleanup(): Promise<void> {
+    const retain = this.options.retainSentMs ?? 0;
     const now = Date.now();
-    if (now - this.lastCleanup < 60_000) return;
+    if (retain <= 0 || now - this.lastCleanup < 60_000) return;
     this.lastCleanup = now;
-    const retain = this.options.retainSentMs ?? 24 * 3600_000;
     await this.options.pool.query(
       `DELETE FROM "outbox" WHERE "sent_at" < now() - make_interval(secs => $1::double precision / 1000)`,
       [retain],
     );
   }
-}
-
-/**
- * Marks rows sent, in a transaction that does not wait for the disk (`synchronous_commit = off`):
- * a mark lost to a crash of the database only sends those events again, which the broker
- * de-duplicates by id, the at-least-once this relay gives anyway. Waiting for the disk here made
- * every mark compete for the write-ahead log's flush with the service's own COMMITs (S3).
- * One simple-protocol string, so one implicit transaction: the positions are inlined, and they
- * are bigints this database gave, checked as such.
- */
-async function markSent(pool: Pool, positions: readonly string[]): Promise<void> {
-  if (!positions.every((position) => /^[0-9]+$/.test(position))) {
-    throw new Error(`outbox positions are not integers: ${positions.join(', ')}`);
-  }
-  await pool.query(
-    `SET LOCAL synchronous_commit = off;
-     UPDATE "outbox" SET "sent_at" = now(), "attempts" = "attempts" + 1
-     WHERE "position" = ANY ('{${positions.join(',')}}'::bigint[])`,
-  );
 }
 
 /** `work`, or a rejection once `ms` have passed without it settling. */

@@ -65,6 +65,7 @@ describe('outbox, relay and inbox (real PostgreSQL)', () => {
       lockName: 'outbox-relay-test',
       pollMs: 60_000, // only NOTIFY (or wake) makes these relays look: proves the NOTIFY works
       standbyMs: 50,
+      retainSentMs: 3600_000, // sent rows stay, marked, for these tests to look at
       backoff: { initialMs: 20, maxMs: 100 },
       ...options,
     });
@@ -165,6 +166,26 @@ describe('outbox, relay and inbox (real PostgreSQL)', () => {
       await listener.query('UNLISTEN *');
       listener.release();
     }
+  });
+
+  it('deletes a row once the broker confirmed it, by default (retainSentMs 0)', async () => {
+    const published: string[] = [];
+    let confirm: () => void = () => undefined;
+    const confirmed = new Promise<void>((resolve) => (confirm = resolve));
+    const relay = relayFor(
+      publishOnly(async (envelope) => {
+        published.push(envelope.id);
+        await confirmed;
+        return { duplicate: false };
+      }),
+      { retainSentMs: undefined },
+    );
+    relay.start();
+    const event = await commitEvent('test.v1.Thing', 'a');
+    await waitFor('the publish', () => published.includes(event.id));
+    expect((await rows()).map((row) => row.event_id)).toEqual([event.id]); // not confirmed yet
+    confirm();
+    await waitFor('the row deleted', async () => (await rows()).length === 0);
   });
 
   it('publishes once the writer committed, and marks a row sent only once the transport confirmed it', async () => {
