@@ -1,0 +1,337 @@
+// `pnpm gen service`: a new gRPC service in the shape of apps/user (see "Adding a service" in the
+// README). Without prompts: `pnpm gen service --args <name> <port> <routes: true|false>`.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import type { PlopTypes } from '@turbo/gen';
+
+const root = resolve(__dirname, '../..');
+const templates = join(__dirname, 'templates/service');
+const NAME_PATTERN = /^[a-z][a-z0-9]*$/;
+
+interface Answers {
+  name: string;
+  port: string;
+  routes: boolean | string;
+}
+
+/** Why `name` cannot be a new service, or undefined when it can. */
+export function refusal(name: string): string | undefined {
+  if (!NAME_PATTERN.test(name)) {
+    return `"${name}" is not a service name: lowercase letters and digits, starting with a letter`;
+  }
+  const taken = [
+    `apps/${name}`,
+    `proto/${name}`,
+    `packages/${name}`,
+    `deploy/kubernetes/base/${name}`,
+  ].filter((path) => existsSync(join(root, path)));
+  if (taken.length > 0) return `"${name}" exists already: ${taken.join(', ')}`;
+  return undefined;
+}
+
+/** The default ports the apps declare (package.json `service.port`, else src/config.ts). */
+function portsInUse(pattern: RegExp, fromManifest: boolean): number[] {
+  const ports: number[] = [];
+  for (const app of readdirSync(join(root, 'apps'))) {
+    const manifest = join(root, 'apps', app, 'package.json');
+    if (!existsSync(manifest)) continue;
+    const service = (JSON.parse(readFileSync(manifest, 'utf8')) as { service?: { port?: number } })
+      .service;
+    if (fromManifest && service?.port) {
+      ports.push(service.port);
+      continue;
+    }
+    const config = join(root, 'apps', app, 'src/config.ts');
+    if (!existsSync(config)) continue;
+    for (const match of readFileSync(config, 'utf8').matchAll(pattern))
+      ports.push(Number(match[1]));
+  }
+  return ports;
+}
+
+const nextPort = (ports: number[], floor: number) =>
+  Math.max(floor, ...ports.filter((port) => port >= floor && port < floor + 1000)) + 1;
+
+/** The next gRPC port after the existing apps' (50051, 50052, ... -> 50053). */
+export const suggestedPort = () =>
+  nextPort(portsInUse(/_GRPC_PORT: env\.port\((\d+)\)/g, true), 50050);
+const suggestedMetricsPort = () =>
+  nextPort(portsInUse(/METRICS_PORT: env\.port\((\d+)\)/g, false), 9100);
+
+function templateFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
+    entry.isDirectory() ? templateFiles(join(dir, entry.name)) : [join(dir, entry.name)],
+  );
+}
+
+function stamp(): string {
+  return new Date().toISOString().replace(/\D/g, '').slice(0, 14);
+}
+
+/**
+ * A file written for the user service, for the new one: its names, service and ports; not the
+ * word "user" where it means an operating-system user.
+ */
+function renamed(text: string, data: Record<string, string | number>): string {
+  return text
+    .replace(/user\.v1\.UserService/g, `${data.name}.v1.${data.Name}Service`)
+    .replace(/USER_GRPC_PORT/g, `${data.NAME}_GRPC_PORT`)
+    .replace(/50051/g, String(data.port))
+    .replace(/9101/g, String(data.metricsPort))
+    .replace(/(?<!`\w+` |non-root )\buser\b(?! is `node`)/g, String(data.name));
+}
+
+/** Every file of the user service's `deploy/kubernetes/base/user` with the new name and ports. */
+function kubernetesFiles(data: Record<string, string | number>): Map<string, string> {
+  const from = join(root, 'deploy/kubernetes/base/user');
+  const files = new Map<string, string>();
+  for (const file of readdirSync(from)) {
+    let text = renamed(readFileSync(join(from, file), 'utf8'), data);
+    if (file === 'kustomization.yaml') {
+      // Password hashing is the user service's own setting.
+      text = text.replace(
+        /\n *# Concurrent password hashes[^\n]*\n[^\n]*\n *- HASH_CONCURRENCY=1/,
+        '',
+      );
+    }
+    if (file === 'network-policy.yaml') {
+      // Only the gateway may call a new service until others are given its address.
+      text = text
+        .replace(
+          /the gateway and the order service \(on its gRPC port\), and\n# /,
+          'the gateway (on its gRPC port), and ',
+        )
+        .replace(/\n *- podSelector:\n *matchLabels:\n *app\.kubernetes\.io\/name: order/, '');
+    }
+    files.set(`deploy/kubernetes/base/${data.name}/${file}`, text);
+  }
+  const db = readFileSync(
+    join(root, 'deploy/kubernetes/overlays/local/databases/user-db.yaml'),
+    'utf8',
+  );
+  files.set(`deploy/kubernetes/overlays/local/databases/${data.name}-db.yaml`, renamed(db, data));
+  return files;
+}
+
+/** Inserts `text` before the first line matching `before` (which must exist). */
+function insertBefore(file: string, before: RegExp, text: string): void {
+  const path = join(root, file);
+  const content = readFileSync(path, 'utf8');
+  const match = before.exec(content);
+  if (!match) throw new Error(`${file}: no line matching ${before} to insert before`);
+  writeFileSync(path, content.slice(0, match.index) + text + content.slice(match.index));
+}
+
+function composeEntries(data: Record<string, string | number>): void {
+  const { name, NAME, Name, port } = data;
+  // One root Dockerfile with ARG APP when there is one, else the per-app Dockerfile as user has.
+  const rootDockerfile = existsSync(join(root, 'Dockerfile'));
+  const build = (target?: string) =>
+    rootDockerfile
+      ? `{ context: ., dockerfile: Dockerfile, args: { APP: ${name} }${target ? `, target: ${target}` : ''} }`
+      : `{ context: ., dockerfile: apps/${name}/Dockerfile${target ? `, target: ${target}` : ''} }`;
+  insertBefore(
+    'docker-compose.yml',
+    /^ {2}# One-shot jobs/m,
+    `  ${name}-db:
+    <<: *postgres
+    environment:
+      POSTGRES_USER: app
+      POSTGRES_PASSWORD: app
+      POSTGRES_DB: ${name}
+    volumes:
+      - ${name}-db-data:/var/lib/postgresql
+
+`,
+  );
+  insertBefore(
+    'docker-compose.yml',
+    /^ {2}# The events broker/m,
+    `  ${name}-migrate:
+    build: ${build('migrate')}
+    image: reference/${name}-migrate
+    command: ['node_modules/.bin/prisma', 'migrate', 'deploy']
+    environment:
+      DATABASE_URL: postgresql://app:app@${name}-db:5432/${name}
+    depends_on:
+      ${name}-db: { condition: service_healthy }
+    restart: 'no'
+
+`,
+  );
+  insertBefore(
+    'docker-compose.yml',
+    /^ {2}# The rate-limit counters/m,
+    `  ${name}:
+    build: ${build()}
+    image: reference/${name}
+    restart: unless-stopped
+    deploy: { replicas: 2 }
+    environment:
+      NODE_ENV: production
+      LOG_LEVEL: info
+      ${NAME}_GRPC_PORT: '${port}'
+      DATABASE_URL: postgresql://app:app@${name}-db:5432/${name}
+      MIGRATE_ON_START: 'false'
+      EVENTS_TRANSPORT: nats
+      NATS_URL: nats://nats:4222
+    depends_on:
+      ${name}-migrate: { condition: service_completed_successfully }
+      nats: { condition: service_healthy }
+    healthcheck:
+      test:
+        [
+          'CMD',
+          'node',
+          'node_modules/@repo/service-kit/dist/health-probe.js',
+          '127.0.0.1:${port}',
+          '${name}.v1.${Name}Service',
+        ]
+      interval: 10s
+      timeout: 3s
+      start_period: 20s
+      retries: 3
+
+`,
+  );
+  insertBefore('docker-compose.yml', /^ {2}nats-data:/m, `  ${name}-db-data:\n`);
+  if (!rootDockerfile) {
+    const dockerfile = renamed(readFileSync(join(root, 'apps/user/Dockerfile'), 'utf8'), data);
+    writeFileSync(join(root, 'apps', String(name), 'Dockerfile'), dockerfile);
+  }
+}
+
+function kubernetesEntries(data: Record<string, string | number>): void {
+  const { name } = data;
+  for (const [file, text] of kubernetesFiles(data)) {
+    mkdirSync(dirname(join(root, file)), { recursive: true });
+    writeFileSync(join(root, file), text);
+  }
+  insertBefore('deploy/kubernetes/base/kustomization.yaml', /^ {2}- gateway$/m, `  - ${name}\n`);
+  const policies = join(root, 'deploy/kubernetes/base/network-policies.yaml');
+  writeFileSync(
+    policies,
+    readFileSync(policies, 'utf8').replace(
+      /values: \[gateway, ([a-z0-9, ]+)\]/,
+      (_, apps: string) => `values: [gateway, ${apps}, ${name}]`,
+    ),
+  );
+  insertBefore(
+    'deploy/kubernetes/overlays/local/kustomization.yaml',
+    /^ {2}- name: gateway$/m,
+    `  - name: ${name}-database\n    literals:\n      - DATABASE_URL=postgresql://app:app@${name}-db:5432/${name}\n`,
+  );
+  // The apps that may reach the local overlay's NATS (its events).
+  const nats = join(root, 'deploy/kubernetes/overlays/local/nats/nats.yaml');
+  writeFileSync(
+    nats,
+    readFileSync(nats, 'utf8').replace(
+      /values: \[user, order, gateway([a-z0-9, ]*)\]/g,
+      (_, more: string) => `values: [user, order, gateway${more}, ${name}]`,
+    ),
+  );
+  const databases = join(root, 'deploy/kubernetes/overlays/local/databases/kustomization.yaml');
+  writeFileSync(databases, `${readFileSync(databases, 'utf8').trimEnd()}\n  - ${name}-db.yaml\n`);
+}
+
+/** `./<name>/v1` and `./<name>/v1/events` in @repo/contracts' exports, before `./events/v1`. */
+function contractsExports(name: string): void {
+  const path = join(root, 'packages/contracts/package.json');
+  const manifest = JSON.parse(readFileSync(path, 'utf8')) as { exports: Record<string, unknown> };
+  const exports: Record<string, unknown> = {};
+  const entry = (file: string) => ({
+    types: `./dist/generated/${name}/v1/${file}.d.ts`,
+    default: `./dist/generated/${name}/v1/${file}.js`,
+  });
+  for (const [key, value] of Object.entries(manifest.exports)) {
+    if (key === './events/v1') {
+      exports[`./${name}/v1`] = entry(name);
+      exports[`./${name}/v1/events`] = entry('events');
+    }
+    exports[key] = value;
+  }
+  writeFileSync(path, `${JSON.stringify({ ...manifest, exports }, null, 2)}\n`);
+}
+
+export default function generator(plop: PlopTypes.NodePlopAPI): void {
+  plop.setGenerator('service', {
+    description: 'A gRPC service like apps/user: proto, contracts, app, tests, compose, Kubernetes',
+    prompts: [
+      {
+        type: 'input',
+        name: 'name',
+        message: 'Service name (lowercase letters and digits, e.g. "stock"):',
+        validate: (name: string) => refusal(name) ?? true,
+      },
+      {
+        type: 'input',
+        name: 'port',
+        message: 'Its default gRPC port:',
+        default: () => String(suggestedPort()),
+        validate: (port: string) =>
+          /^\d+$/.test(port) && Number(port) > 1024 && Number(port) < 65536
+            ? true
+            : 'a port number above 1024',
+      },
+      {
+        type: 'confirm',
+        name: 'routes',
+        message: 'Add a gateway route group? (not generated yet: see the README)',
+        default: false,
+      },
+    ],
+    actions: (answers) => {
+      const { name, port } = answers as Answers;
+      // Prompts validate; --args with a bad name must fail too, before anything is written.
+      const refused = refusal(name);
+      if (refused) throw new Error(refused);
+      const data = {
+        name,
+        Name: name[0]!.toUpperCase() + name.slice(1),
+        NAME: name.toUpperCase(),
+        port: Number(port),
+        metricsPort: suggestedMetricsPort(),
+      };
+      const written: string[] = [];
+      const actions: PlopTypes.ActionType[] = templateFiles(templates).map((file) => {
+        const target = relative(templates, file)
+          .replace(/__name__/g, name)
+          .replace(/__stamp__/g, stamp())
+          .replace(/\.hbs$/, '');
+        written.push(target);
+        return { type: 'add', path: join(root, target), templateFile: file, data };
+      });
+      actions.push(
+        () => (contractsExports(name), 'packages/contracts/package.json: exports'),
+        () => (composeEntries(data), 'docker-compose.yml: db, migrate, service'),
+        () => (kubernetesEntries(data), `deploy/kubernetes: base/${name}, local overlay`),
+        () => {
+          // Formatted as the repository's prettier wants (the templates are not run through it).
+          execFileSync(
+            'pnpm',
+            [
+              'exec',
+              'prettier',
+              '--write',
+              '--log-level=warn',
+              `apps/${name}`,
+              'docker-compose.yml',
+            ],
+            {
+              cwd: root,
+              stdio: 'inherit',
+            },
+          );
+          return 'prettier';
+        },
+        () => {
+          if (process.env.SKIP_INSTALL) return 'pnpm install skipped (SKIP_INSTALL)';
+          execFileSync('pnpm', ['install', '--prefer-offline'], { cwd: root, stdio: 'inherit' });
+          return `pnpm install: @repo/${name} linked. Next: pnpm build, then pnpm dev`;
+        },
+      );
+      return actions;
+    },
+  });
+}
