@@ -12,6 +12,8 @@ export interface EventsSettings {
   EVENTS_NAMESPACE?: string | undefined;
   /** The NATS streams' replicas; unset: as they are (see NatsTransportOptions.replicas). */
   EVENTS_STREAM_REPLICAS?: number | undefined;
+  /** The relay's `retainSentMs` (see RelayOptions); unset: 0, sent rows deleted at once. */
+  OUTBOX_RETAIN_SENT_MS?: number | undefined;
 }
 
 /** The broker database's name when EVENTS_DATABASE_URL is not set. */

@@ -193,6 +193,7 @@ export function startServiceEvents(options: ServiceEventsOptions): ServiceEvents
       pool,
       transport: connected,
       lockName: `outbox-relay-${options.service}`,
+      retainSentMs: options.settings.OUTBOX_RETAIN_SENT_MS ?? 0,
       onError: (error, envelope) =>
         logger.warn(
           { err: errorMessage(error), eventId: envelope?.id, type: envelope?.type },

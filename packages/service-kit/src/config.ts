@@ -157,6 +157,18 @@ export function eventsEnv() {
         .max(5, 'must be a number of servers from 1 to 5')
         .default(1),
     ),
+    /**
+     * How long the relay keeps a sent event in the service's outbox, marked `sent_at`, to be
+     * looked at (ms). 0, the default: deleted once the broker confirmed it, which costs each write
+     * the least (the broker keeps events 7 days).
+     */
+    OUTBOX_RETAIN_SENT_MS: blankAsUnset(
+      z.coerce
+        .number({ error: 'must be a number of milliseconds' })
+        .int('must be a whole number of milliseconds')
+        .min(0, 'must be 0 or more milliseconds')
+        .default(0),
+    ),
   };
 }
 
