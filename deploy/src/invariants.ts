@@ -13,6 +13,7 @@ import type {
 import type { Ingress } from 'kubernetes-types/networking/v1';
 import type { PodDisruptionBudget } from 'kubernetes-types/policy/v1';
 import type { z } from 'zod';
+import type { AppManifest } from '@repo/system/manifest';
 import { allowedConnections } from './network';
 import type { KubeObject } from './objects';
 import { quantity, selects, workloads, type Workload } from './workloads';
@@ -26,13 +27,18 @@ import { quantity, selects, workloads, type Workload } from './workloads';
 /** What the rules know beyond the manifests themselves. */
 export interface Context {
   overlay: string;
+  /** The apps of the manifest (apps/*\/package.json's `service`, @repo/system/manifest). */
+  apps: readonly AppManifest[];
   /** Each app's config schema (apps/<app>/src/config.ts), by Deployment name. */
   configSchemas: Record<string, z.ZodType>;
   /** Where a Secret is not in the manifests (production), its values for checking: the local overlay's. */
   fallbackEnv?: (deployment: string, variable: string) => string | undefined;
   /** docker-compose.yml's services: the same images, commands and names. */
   compose: Record<string, { image?: string; command?: string[] }>;
-  /** `--max-old-space-size` and `--max-semi-space-size` (MB) of each app's image, by image name. */
+  /**
+   * `--max-old-space-size` and `--max-semi-space-size` (MB) of each app's image (its manifest's
+   * nodeOptions, which its image sets), by image name.
+   */
   heapLimits: Record<string, { oldSpaceMb: number; semiSpaceMb: number }>;
   /** drain delay (ms) an app uses for a parsed config (service-kit's drainDelayMs). */
   drainDelayMs: (config: { NODE_ENV: string; DRAIN_DELAY_MS?: number }) => number;
@@ -543,6 +549,29 @@ export const invariants: Record<string, Invariant> = {
       }),
     ),
 
+  'every app of the manifest runs as a Deployment of its name, with a migration Job if it has a database, and its replicas at least in production':
+    (objects, context) => {
+      const problems: string[] = [];
+      const deployments = ofKind<Deployment>(objects, 'Deployment');
+      const jobs = ofKind<Job>(objects, 'Job');
+      for (const app of context.apps) {
+        const deployment = deployments.find((object) => object.metadata.name === app.name);
+        if (!deployment) {
+          problems.push(
+            `apps/${app.name} has no Deployment ${app.name} (add deploy/kubernetes/base/${app.name})`,
+          );
+          continue;
+        }
+        if (app.database && !jobs.some((job) => job.metadata.name === `${app.name}-migrate`))
+          problems.push(`apps/${app.name} has a database but no migration Job ${app.name}-migrate`);
+        if (context.overlay === 'production' && (deployment.spec?.replicas ?? 1) < app.replicas)
+          problems.push(
+            `Deployment/${app.name}: ${deployment.spec?.replicas ?? 1} replicas in production, fewer than its manifest's ${app.replicas}`,
+          );
+      }
+      return problems;
+    },
+
   'production commits no Secret': (objects, context) =>
     context.overlay === 'production'
       ? ofKind<Secret>(objects, 'Secret').map(
@@ -550,8 +579,8 @@ export const invariants: Record<string, Invariant> = {
         )
       : [],
 
-  'network: default deny; only gateway->user, gateway->order, order->user, each service to its own database, the gateway to Redis, the apps to NATS, DNS, Prometheus scraping the apps, the apps to the collector':
-    (objects) => {
+  "network: default deny; only the calls of the apps' manifests (gateway->user, gateway->order, order->user), each service to its own database, the gateway to Redis, the apps to NATS, DNS, Prometheus scraping the apps, the apps to the collector":
+    (objects, context) => {
       const problems: string[] = [];
       const policies = objects.filter((object) => object.kind === 'NetworkPolicy') as unknown as {
         metadata: { name: string };
@@ -592,13 +621,13 @@ export const invariants: Record<string, Invariant> = {
           .map((connection) => `unexpected DNS connection: ${connection}`),
       );
 
-      // The apps: exactly the calls the system makes.
-      const apps = take(/^(gateway|user|order) -> (gateway|user|order):/);
-      const expectedApps = [
-        'gateway -> order:50052',
-        'gateway -> user:50051',
-        'order -> user:50051',
-      ];
+      // The apps: exactly the calls their manifests declare.
+      const appNames = `(${context.apps.map((app) => app.name).join('|')})`;
+      const apps = take(new RegExp(`^${appNames} -> ${appNames}:`));
+      const portOf = (name: string) => context.apps.find((app) => app.name === name)?.port;
+      const expectedApps = context.apps
+        .flatMap((app) => app.calls.map((callee) => `${app.name} -> ${callee}:${portOf(callee)}`))
+        .sort();
       if (JSON.stringify(apps) !== JSON.stringify(expectedApps))
         problems.push(
           `the apps may call ${JSON.stringify(apps)}, expected ${JSON.stringify(expectedApps)}`,
@@ -628,7 +657,10 @@ export const invariants: Record<string, Invariant> = {
 
       // The public entry: the ingress controller to the gateway's HTTP port, and nothing else
       // from outside the namespace.
-      const entry = take(/^namespace .* -> gateway:3000$/);
+      const gateway = context.apps.find((app) => app.kind === 'gateway');
+      const entry = gateway
+        ? take(new RegExp(`^namespace .* -> ${gateway.name}:${gateway.port}$`))
+        : [];
       if (entry.length !== 1)
         problems.push(`the gateway is reachable from ${JSON.stringify(entry)}`);
 
@@ -636,7 +668,8 @@ export const invariants: Record<string, Invariant> = {
       const databaseOf = (client: string) =>
         take(new RegExp(`^${client} -> .*:5432$`)).map((connection) => connection.split(' -> ')[1]);
       const reached = new Map<string, string>();
-      for (const service of ['user', 'order']) {
+      const withDatabase = context.apps.filter((app) => app.database).map((app) => app.name);
+      for (const service of withDatabase) {
         for (const client of [service, `${service}-migrate`]) {
           if (!names.has(client)) continue;
           const databases = databaseOf(client);
@@ -649,13 +682,13 @@ export const invariants: Record<string, Invariant> = {
           else reached.set(service, databases[0]!);
         }
       }
-      if (reached.size === 2 && new Set(reached.values()).size !== 2)
+      if (new Set(reached.values()).size !== reached.size)
         problems.push(`the services share a database: ${[...reached.values()].join(', ')}`);
       problems.push(
         ...take(/:5432$/).map((connection) => `unexpected database connection: ${connection}`),
       );
       // Redis: the gateway's, one of them.
-      const redis = take(/^gateway -> .*:6379$/);
+      const redis = take(new RegExp(`^${gateway?.name ?? 'gateway'} -> .*:6379$`));
       if (redis.length !== 1) problems.push(`the gateway reaches ${redis.length} Redis servers`);
       problems.push(
         ...take(/:6379$/).map((connection) => `unexpected Redis connection: ${connection}`),

@@ -2,15 +2,23 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { drainDelayMs } from '@repo/service-kit/config';
-import { configSchema as gatewayConfig } from '../../apps/gateway/src/config';
-import { configSchema as orderConfig } from '../../apps/order/src/config';
-import { configSchema as userConfig } from '../../apps/user/src/config';
+import type { z } from 'zod';
+import { loadManifest } from '@repo/system/manifest';
 import { invariants, resolvedEnv, type Context } from '../src/invariants';
 import { buildOverlay, OVERLAYS, type KubeObject } from '../src/objects';
 import { workloads } from '../src/workloads';
 
 const ROOT = join(__dirname, '..', '..');
-const APPS = ['user', 'order', 'gateway'] as const;
+/** The apps of the manifest (apps/*\/package.json's `service`), in start order. */
+const MANIFEST = loadManifest();
+/** Each app's config schema: every app exports `configSchema` from src/config.ts. */
+const configSchemas: Record<string, z.ZodType> = Object.fromEntries(
+  MANIFEST.map((app) => {
+    const file = join(ROOT, 'apps', app.name, 'src', 'config');
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return [app.name, (require(file) as { configSchema: z.ZodType }).configSchema];
+  }),
+);
 
 const compose = (
   parse(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as {
@@ -18,14 +26,17 @@ const compose = (
   }
 ).services;
 
-/** `ENV NODE_OPTIONS="--max-semi-space-size=4 --max-old-space-size=64"` of each app's image. */
+/**
+ * Each app's heap limits by image name: its manifest's nodeOptions, e.g.
+ * `--max-semi-space-size=4 --max-old-space-size=64`, which its image sets as NODE_OPTIONS (the
+ * end-to-end deploy test checks the image).
+ */
 const heapLimits = Object.fromEntries(
-  APPS.map((app) => {
-    const dockerfile = readFileSync(join(ROOT, 'apps', app, 'Dockerfile'), 'utf8');
-    const options = /^ENV NODE_OPTIONS="([^"]*)"/m.exec(dockerfile)?.[1] ?? '';
-    const flag = (name: string) => Number(new RegExp(`--${name}=(\\d+)`).exec(options)?.[1]);
+  MANIFEST.map(({ name, nodeOptions }) => {
+    const flag = (flagName: string) =>
+      Number(new RegExp(`--${flagName}=(\\d+)`).exec(nodeOptions)?.[1]);
     return [
-      compose[app]!.image!,
+      compose[name]?.image ?? `reference/${name}`,
       { oldSpaceMb: flag('max-old-space-size'), semiSpaceMb: flag('max-semi-space-size') },
     ];
   }),
@@ -37,7 +48,8 @@ const local = built.local!;
 function contextFor(overlay: string): Context {
   return {
     overlay,
-    configSchemas: { user: userConfig, order: orderConfig, gateway: gatewayConfig },
+    apps: MANIFEST,
+    configSchemas,
     compose,
     heapLimits,
     drainDelayMs,
@@ -102,6 +114,28 @@ describe('the invariants have teeth', () => {
     expect(problemsAfter("every app's variables", add)).toEqual([
       'Deployment/search: no config schema known for it (see configSchemas)',
     ]);
+  });
+
+  it('an app of the manifest without its Deployment or migration Job, or with fewer replicas in production, fails', () => {
+    const check = 'every app of the manifest runs as a Deployment';
+    expect(
+      problemsAfter(check, (objects) => {
+        objects.splice(objects.indexOf(find(objects, 'Deployment', 'order')), 1);
+        objects.splice(objects.indexOf(find(objects, 'Job', 'user-migrate')), 1);
+      }),
+    ).toEqual([
+      'apps/order has no Deployment order (add deploy/kubernetes/base/order)',
+      'apps/user has a database but no migration Job user-migrate',
+    ]);
+    expect(
+      problemsAfter(
+        check,
+        (objects) => {
+          find(objects, 'Deployment', 'user').spec.replicas = 1;
+        },
+        'production',
+      ),
+    ).toEqual(["Deployment/user: 1 replicas in production, fewer than its manifest's 2"]);
   });
 
   it('a gRPC app probed over HTTP, or whose liveness follows gRPC health, fails', () => {

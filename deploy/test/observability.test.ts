@@ -16,6 +16,7 @@ import {
   grpcServerMetrics,
 } from '@repo/service-kit/metrics';
 import { eventsMetrics } from '@repo/events/metrics';
+import { loadManifest } from '@repo/system/manifest';
 import { createMetrics } from '../../apps/gateway/src/metrics';
 import {
   DASHBOARDS_DIR,
@@ -40,7 +41,10 @@ import {
  * they read held to the names the apps' own registries expose.
  */
 
-const APPS = ['gateway', 'user', 'order'] as const;
+/** The apps of the manifest (apps/*\/package.json's `service`): each has a job and a dashboard. */
+const MANIFEST = loadManifest();
+const APPS = MANIFEST.map((app) => app.name);
+const manifest = (app: string) => MANIFEST.find((each) => each.name === app)!;
 
 /** What @repo/events/metrics exposes; the dashboards and alerts of events read these. */
 const EVENTS_METRICS = [
@@ -171,7 +175,7 @@ describe('Prometheus configuration', () => {
     const config = parse(readFileSync(join(PROMETHEUS_DIR, 'prometheus.yml'), 'utf8')) as {
       scrape_configs: { job_name: string }[];
     };
-    expect(config.scrape_configs.map((job) => job.job_name)).toEqual(APPS);
+    expect(config.scrape_configs.map((job) => job.job_name).sort()).toEqual([...APPS].sort());
   });
 
   it('prometheus-kubernetes.yml passes promtool check config (its discovery swapped for a static target)', () => {
@@ -300,14 +304,14 @@ describe('Grafana dashboards (observability/grafana/dashboards)', () => {
     dashboardExpressions().filter(({ where }) => where.startsWith(`${name}.json:`));
 
   it('one per app and a system overview, each with a unique uid', () => {
-    expect(Object.keys(dashboards).sort()).toEqual(['gateway', 'order', 'overview', 'user']);
+    expect(Object.keys(dashboards).sort()).toEqual([...APPS, 'overview'].sort());
     const uids = Object.values(dashboards).map((text) => (JSON.parse(text) as { uid: string }).uid);
     expect(new Set(uids).size).toBe(uids.length);
   });
 
   it.each(APPS)('%s: rate, error ratio, p50 and p99 per route or RPC, and saturation', (app) => {
     const queries = exprs(app).map(({ expr }) => expr);
-    const per = app === 'gateway' ? 'route' : 'method';
+    const per = manifest(app).kind === 'gateway' ? 'route' : 'method';
     const has = (pattern: RegExp) => queries.some((expr) => pattern.test(expr));
     expect(has(new RegExp(`sum by \\([^)]*${per}[^)]*\\) \\(rate\\(`))).toBe(true);
     expect(has(/ \/ sum by/)).toBe(true); // an error ratio
@@ -317,7 +321,7 @@ describe('Grafana dashboards (observability/grafana/dashboards)', () => {
       'nodejs_eventloop_lag_p99_seconds',
       'process_cpu_seconds_total',
       'process_resident_memory_bytes',
-      ...(app === 'gateway' ? [] : ['db_pool_connections', 'db_pool_waiting_requests']),
+      ...(manifest(app).database ? ['db_pool_connections', 'db_pool_waiting_requests'] : []),
     ])
       expect([metric, has(new RegExp(`\\b${metric}\\{job="${app}"`))]).toEqual([metric, true]);
   });

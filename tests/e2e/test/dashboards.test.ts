@@ -30,7 +30,7 @@ describe('the dashboards and alerts against the running system', () => {
   /** What every process of an app exposes, by series name. */
   const exposedBy = async (app: AppName) => {
     const scrapes = await Promise.all(
-      system.replicas[app].map(async (process) => {
+      system.replicas[app]!.map(async (process) => {
         const response = await fetch(process.metricsUrl);
         expect(response.status).toBe(200);
         return exposedInScrape(await response.text());

@@ -10,10 +10,7 @@ import { dropDatabase, ensureDatabase, withDatabase } from '@repo/database/admin
 import { checkHealth } from '@repo/service-kit/health-client';
 import { freePort } from '@repo/service-kit/ports';
 import { eventually } from '@repo/service-kit/testing';
-import { PRODUCTION_NODE_OPTIONS } from '@repo/system/system';
-import { configSchema as gatewayConfig } from '../../../apps/gateway/src/config';
-import { configSchema as orderConfig } from '../../../apps/order/src/config';
-import { configSchema as userConfig } from '../../../apps/user/src/config';
+import { MANIFEST, PRODUCTION_NODE_OPTIONS, type AppManifest } from '@repo/system/system';
 
 /**
  * No Docker engine runs on our CI machines, so these check what can be checked without one: the
@@ -22,16 +19,21 @@ import { configSchema as userConfig } from '../../../apps/user/src/config';
  */
 
 const ROOT = join(__dirname, '..', '..', '..');
-const APPS = ['user', 'order', 'gateway'] as const;
-type App = (typeof APPS)[number];
-const CONFIG: Record<App, z.ZodType> = {
-  user: userConfig,
-  order: orderConfig,
-  gateway: gatewayConfig,
-};
-/** What each image EXPOSEs: its API port, and a service's METRICS_PORT (the gateway's is its API's). */
-const EXPOSED: Record<App, string> = { user: '50051 9101', order: '50052 9102', gateway: '3000' };
-const SERVICES = { user: 'user.v1.UserService', order: 'order.v1.OrderService' } as const;
+/** Every app of the manifest (apps/*\/package.json's `service`), in start order. */
+const APPS = MANIFEST.map((app) => app.name);
+type App = string;
+const manifest = (app: App): AppManifest => MANIFEST.find((each) => each.name === app)!;
+/** The apps with a database of their own: each has a PostgreSQL container and a migration job. */
+const WITH_DATABASE = MANIFEST.filter((app) => app.database).map((app) => app.name);
+const GATEWAY = MANIFEST.find((app) => app.kind === 'gateway')!.name;
+/** Each app's config schema: every app exports `configSchema` from src/config.ts. */
+const CONFIG: Record<App, z.ZodType> = Object.fromEntries(
+  APPS.map((app) => {
+    const file = join(ROOT, 'apps', app, 'src', 'config');
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return [app, (require(file) as { configSchema: z.ZodType }).configSchema];
+  }),
+);
 /**
  * What an image may weigh at most, as `du -sm` counts its deployed directory: 132 MB today, most of
  * it @prisma/client (73 MB); the OpenTelemetry SDK and OTLP exporter brought ~22 MB (10 of them
@@ -66,6 +68,15 @@ function interpolate(value: string): string {
   return value.replace(/\$\{(\w+)(:\?[^}]*)?\}/g, (_match, name: string) =>
     name === 'JWT_SECRET' ? 'x'.repeat(32) : '',
   );
+}
+
+/** An app's config as compose's environment makes it (its schema's defaults filled in). */
+function composeConfig(app: App): Record<string, unknown> {
+  const environment = Object.entries(services[app]?.environment ?? {}).map(([name, value]) => [
+    name,
+    interpolate(String(value)),
+  ]);
+  return CONFIG[app]!.parse(Object.fromEntries(environment)) as Record<string, unknown>;
 }
 
 /**
@@ -105,17 +116,25 @@ describe('docker-compose.yml', () => {
     expect(validate({ ...compose, servicez: {} })).toBe(false);
   });
 
-  it('gives each service its own PostgreSQL container and volume', () => {
-    expect(services['user-db']?.image).toMatch(/^postgres:/);
-    expect(services['order-db']?.image).toMatch(/^postgres:/);
-    expect(services['user-db']?.volumes).toEqual(['user-db-data:/var/lib/postgresql']);
-    expect(services['order-db']?.volumes).toEqual(['order-db-data:/var/lib/postgresql']);
-    expect(services.user?.environment?.DATABASE_URL).toContain('@user-db:');
-    expect(services.order?.environment?.DATABASE_URL).toContain('@order-db:');
+  it('has a service for every app of the manifest, and a database and migration job for each app that has a database', () => {
+    const missing = MANIFEST.flatMap((app) =>
+      [app.name, ...(app.database ? [`${app.name}-db`, `${app.name}-migrate`] : [])]
+        .filter((name) => !services[name])
+        .map((name) => `${name} (apps/${app.name})`),
+    );
+    expect(missing).toEqual([]);
+  });
+
+  it.each(WITH_DATABASE)('gives %s its own PostgreSQL container and volume', (app) => {
+    expect(services[`${app}-db`]?.image).toMatch(/^postgres:/);
+    expect(services[`${app}-db`]?.volumes).toEqual([`${app}-db-data:/var/lib/postgresql`]);
+    expect(compose.volumes).toHaveProperty(`${app}-db-data`);
+    const url = new URL(services[app]!.environment!.DATABASE_URL!);
+    expect([url.host, url.pathname]).toEqual([`${app}-db:5432`, `/${manifest(app).database}`]);
   });
 
   it('migrates with one-shot jobs that the services wait for', () => {
-    for (const app of ['user', 'order'] as const) {
+    for (const app of WITH_DATABASE) {
       const job = services[`${app}-migrate`]!;
       expect(job.command).toEqual(['node_modules/.bin/prisma', 'migrate', 'deploy']);
       // The Dockerfile's `migrate` stage has the Prisma CLI; the service image does not.
@@ -135,40 +154,69 @@ describe('docker-compose.yml', () => {
 
   it('health-checks every app (gRPC health for the services) and publishes only the gateway', () => {
     for (const app of APPS) expect(services[app]?.healthcheck?.test.length).toBeGreaterThan(1);
-    expect(services.user?.healthcheck?.test.join(' ')).toContain(
-      'health-probe.js 127.0.0.1:50051 user.v1.UserService',
-    );
-    expect(services.order?.healthcheck?.test.join(' ')).toContain(
-      'health-probe.js 127.0.0.1:50052 order.v1.OrderService',
-    );
+    for (const app of MANIFEST.filter((each) => each.kind === 'grpc')) {
+      expect(services[app.name]?.healthcheck?.test.join(' ')).toContain(
+        `health-probe.js 127.0.0.1:${app.port} ${app.grpcService}`,
+      );
+    }
     const published = Object.entries(services).filter(([, service]) => service.ports?.length);
-    expect(published.map(([name]) => name)).toEqual(['gateway']);
-    expect(services.gateway?.depends_on).toEqual({
-      user: { condition: 'service_healthy' },
-      order: { condition: 'service_healthy' },
+    expect(published.map(([name]) => name)).toEqual([GATEWAY]);
+  });
+
+  it.each(APPS)(
+    '%s waits for the apps it calls to be healthy, and for its database to be migrated',
+    (app) => {
+      const { calls, database } = manifest(app);
+      const dependsOn = services[app]?.depends_on ?? {};
+      for (const callee of calls) {
+        expect([callee, dependsOn[callee]]).toEqual([callee, { condition: 'service_healthy' }]);
+      }
+      if (database) {
+        expect(dependsOn[`${app}-migrate`]).toEqual({
+          condition: 'service_completed_successfully',
+        });
+      }
+      // Nothing else among the apps: what it depends on is what it calls.
+      expect(
+        Object.keys(dependsOn)
+          .filter((name) => APPS.includes(name))
+          .sort(),
+      ).toEqual([...calls].sort());
+    },
+  );
+
+  it('runs the replicas each manifest asks for; the clients reach the services by name through DNS; the gateway counts in Redis', () => {
+    for (const app of MANIFEST) {
+      expect([app.name, services[app.name]?.deploy?.replicas ?? 1]).toEqual([
+        app.name,
+        app.replicas,
+      ]);
+      if (app.replicas > 1) {
+        // Replicas must not pin what only one container can have.
+        expect(services[app.name]?.ports).toBeUndefined();
+        expect(services[app.name]).not.toHaveProperty('container_name');
+      }
+      // `dns:///` resolves every replica (a bare host:port would take the first address only).
+      for (const callee of app.calls) {
+        const variable = `${callee.toUpperCase().replace(/-/g, '_')}_SERVICE_ADDR`;
+        expect([app.name, variable, services[app.name]?.environment?.[variable]]).toEqual([
+          app.name,
+          variable,
+          `dns:///${callee}:${manifest(callee).port}`,
+        ]);
+      }
+    }
+    expect(services[GATEWAY]?.depends_on).toMatchObject({
       redis: { condition: 'service_healthy' },
       nats: { condition: 'service_healthy' },
     });
-  });
-
-  it('runs two replicas of each gRPC service, which the clients reach by name through DNS; the gateway counts in Redis', () => {
-    for (const app of ['user', 'order'] as const) {
-      expect(services[app]?.deploy?.replicas).toBe(2);
-      // Replicas must not pin what only one container can have.
-      expect(services[app]?.ports).toBeUndefined();
-      expect(services[app]).not.toHaveProperty('container_name');
-    }
-    // `dns:///` resolves every replica (a bare host:port would take the first address only).
-    expect(services.order?.environment?.USER_SERVICE_ADDR).toBe('dns:///user:50051');
-    expect(services.gateway?.environment?.USER_SERVICE_ADDR).toBe('dns:///user:50051');
-    expect(services.gateway?.environment?.ORDER_SERVICE_ADDR).toBe('dns:///order:50052');
-    expect(services.gateway?.environment?.REDIS_URL).toBe('redis://redis:6379');
+    expect(services[GATEWAY]?.environment?.REDIS_URL).toBe('redis://redis:6379');
     expect(services.redis?.image).toMatch(/^redis:/);
     expect(services.redis?.healthcheck?.test).toEqual(['CMD', 'redis-cli', 'ping']);
   });
 
   it.each(APPS)('passes %s only variables its config accepts, and every one it requires', (app) => {
-    const schema = CONFIG[app] as z.ZodType & {
+    const schema = CONFIG[app]! as z.ZodType & {
       shape?: Record<string, z.ZodType>;
       def?: { in?: { shape: Record<string, z.ZodType> } };
     };
@@ -184,13 +232,11 @@ describe('docker-compose.yml', () => {
     );
     const unknown = Object.keys(environment).filter((name) => !(name in shape));
     expect(unknown).toEqual([]);
-    const result = CONFIG[app].safeParse(environment);
+    const result = CONFIG[app]!.safeParse(environment);
     expect(result.success ? [] : result.error.issues).toEqual([]);
     // And the production-only requirements really are required: without them the app would not start.
-    if (app === 'gateway')
-      expect(CONFIG.gateway.safeParse({ ...environment, JWT_SECRET: undefined }).success).toBe(
-        false,
-      );
+    if (app === GATEWAY)
+      expect(CONFIG[app]!.safeParse({ ...environment, JWT_SECRET: undefined }).success).toBe(false);
   });
 
   it('sends the events of every app through one NATS JetStream server, its streams on a volume, healthy once JetStream is', () => {
@@ -225,7 +271,7 @@ describe('docker-compose.yml', () => {
   });
 
   it('runs the migration jobs with the DATABASE_URL of the service they migrate', () => {
-    for (const app of ['user', 'order'] as const) {
+    for (const app of WITH_DATABASE) {
       expect(services[`${app}-migrate`]?.environment?.DATABASE_URL).toBe(
         services[app]?.environment?.DATABASE_URL,
       );
@@ -333,7 +379,7 @@ describe('docker-compose.observability.yml (docker compose -f docker-compose.yml
       ]),
     );
     const parsedEnv = (app: App) =>
-      CONFIG[app].parse(
+      CONFIG[app]!.parse(
         Object.fromEntries(
           Object.entries(all.services[app]!.environment ?? {}).map(([name, value]) => [
             name,
@@ -341,14 +387,18 @@ describe('docker-compose.observability.yml (docker compose -f docker-compose.yml
           ]),
         ),
       ) as Record<string, number>;
-    expect(targets).toEqual({
-      gateway: [`gateway:${parsedEnv('gateway').GATEWAY_PORT}`],
-      user: [`user:${parsedEnv('user').METRICS_PORT}`],
-      order: [`order:${parsedEnv('order').METRICS_PORT}`],
-    });
-    // Replicas: discovered through DNS, every address of the name (a static target is one).
-    for (const app of ['user', 'order'] as const)
-      expect(all.services[app]?.deploy?.replicas).toBeGreaterThan(1);
+    // One job per app, named after it: the gateway's metrics on its API port, a service's on its
+    // METRICS_PORT.
+    expect(targets).toEqual(
+      Object.fromEntries(
+        MANIFEST.map((app) => [
+          app.name,
+          [
+            `${app.name}:${parsedEnv(app.name)[app.kind === 'gateway' ? app.portVariable : 'METRICS_PORT']}`,
+          ],
+        ]),
+      ),
+    );
   });
 
   it.each(APPS)(
@@ -361,9 +411,9 @@ describe('docker-compose.observability.yml (docker compose -f docker-compose.yml
         ]),
       );
       expect(environment.OTEL_EXPORTER_OTLP_ENDPOINT).toBe('http://otel-collector:4318');
-      const result = CONFIG[app].safeParse(environment);
+      const result = CONFIG[app]!.safeParse(environment);
       expect(result.success ? [] : result.error.issues).toEqual([]);
-      const schema = CONFIG[app] as z.ZodType & { shape?: object };
+      const schema = CONFIG[app]! as z.ZodType & { shape?: object };
       const known = Object.keys(
         schema.shape ??
           (schema as unknown as { _zod: { def: { in: { shape: object } } } })._zod.def.in.shape,
@@ -446,9 +496,13 @@ describe.each(APPS)('apps/%s/Dockerfile', (app) => {
     expect(instructions.filter((line) => line.startsWith('FROM ')).at(-1)).toBe(
       'FROM ${NODE_IMAGE} AS runner',
     );
-    expect(instructions).toContain(`EXPOSE ${EXPOSED[app]}`);
+    // Its API port, and a service's METRICS_PORT as compose runs it (the gateway's is its API's).
+    const metricsPort = composeConfig(app).METRICS_PORT;
+    expect(instructions).toContain(
+      `EXPOSE ${[manifest(app).port, ...(manifest(app).kind === 'grpc' ? [metricsPort] : [])].join(' ')}`,
+    );
     expect(compose.services[app]?.build?.dockerfile).toBe(`apps/${app}/Dockerfile`);
-    if (app !== 'gateway') {
+    if (manifest(app).database) {
       // The migration job's image: the app with its dev dependencies (the Prisma CLI among them).
       expect(instructions).toContain(`RUN pnpm --filter @repo/${app} deploy /migrate`);
       const migrate = instructions.indexOf('FROM ${NODE_IMAGE} AS migrate');
@@ -530,7 +584,9 @@ describe.each(APPS)('apps/%s/Dockerfile', (app) => {
       const probe = instructions.find((line) => line.startsWith('HEALTHCHECK'))!;
       const script = /"(node_modules\/[^"]+\.js)"/.exec(probe)?.[1];
       if (script) expect(existsSync(join(deployed, script))).toBe(true);
-      if (app !== 'gateway') expect(existsSync(join(deployed, 'prisma', 'migrations'))).toBe(true);
+      if (manifest(app).database) {
+        expect(existsSync(join(deployed, 'prisma', 'migrations'))).toBe(true);
+      }
     });
 
     it(`deploys production code only: under ${MAX_DEPLOYED_MB} MB, without embedded PostgreSQL, TypeScript or the Prisma CLI`, () => {
@@ -546,8 +602,8 @@ describe.each(APPS)('apps/%s/Dockerfile', (app) => {
       expect(diskMb(deployed)).toBeLessThan(MAX_DEPLOYED_MB);
     });
 
-    if (app === 'gateway') return;
-    const service = SERVICES[app];
+    const { kind, database, grpcService: service, portVariable } = manifest(app);
+    if (kind !== 'grpc' || !database) return;
 
     it('migrates with the migrate directory; the service then starts without the Prisma CLI, and says what is missing otherwise', async () => {
       expect(existsSync(join(migrateDir, 'node_modules', '.bin', 'prisma'))).toBe(true);
@@ -560,7 +616,7 @@ describe.each(APPS)('apps/%s/Dockerfile', (app) => {
         NODE_ENV: 'production',
         LOG_LEVEL: 'info',
         DATABASE_URL: databaseUrl,
-        [`${app.toUpperCase()}_GRPC_PORT`]: String(port),
+        [portVariable]: String(port),
         METRICS_PORT: '0',
         DRAIN_DELAY_MS: '0',
       };

@@ -44,7 +44,7 @@ describe('tracing through events', () => {
     const userId = registered.body.id as string;
 
     // The order service has applied UserRegistered (its projection holds the user).
-    const orderDb = new Client({ connectionString: system!.databases.order });
+    const orderDb = new Client({ connectionString: system!.databases.order! });
     await orderDb.connect();
     try {
       await until('UserRegistered applied by the order service', async () => {

@@ -54,7 +54,7 @@ describe.each(['postgres', 'nats'] as const)(
     const projected = (userId: string) =>
       eventually(`user ${userId} in the order service's projection`, async () => {
         const rows = await query<{ registered_at: Date | null }>(
-          system.databases.order,
+          system.databases.order!,
           'SELECT registered_at FROM known_users WHERE user_id = $1',
           [userId],
         );
@@ -68,7 +68,7 @@ describe.each(['postgres', 'nats'] as const)(
       const user = await signUp(client, 'known');
       await projected(user.id);
 
-      const users = [...system.replicas.user];
+      const users = [...system.replicas.user!];
       await Promise.all(users.map((replica) => replica.stop()));
       try {
         // The user service is really gone: what needs it fails fast...
@@ -114,7 +114,7 @@ describe.each(['postgres', 'nats'] as const)(
       }
       expect(await stock(MOUSE)).toBe(before - 3);
 
-      const users = createServiceClient(UserServiceClient, system.replicas.user[0]!.address, {
+      const users = createServiceClient(UserServiceClient, system.replicas.user![0]!.address, {
         retry: false,
       });
       try {
@@ -132,13 +132,13 @@ describe.each(['postgres', 'nats'] as const)(
       expect(await stock(MOUSE)).toBe(before);
       // One OrderCancelled per order, and the deletion applied once (one inbox row).
       const cancelled = await query<{ aggregate_id: string }>(
-        system.databases.order,
+        system.databases.order!,
         `SELECT aggregate_id FROM outbox WHERE type = 'order.v1.OrderCancelled' AND aggregate_id = ANY($1)`,
         [orders],
       );
       expect(cancelled.map((row) => row.aggregate_id).sort()).toEqual([...orders].sort());
       const deletions = await query(
-        system.databases.user,
+        system.databases.user!,
         `SELECT event_id FROM outbox WHERE type = 'user.v1.UserDeleted' AND aggregate_id = $1`,
         [user.id],
       );

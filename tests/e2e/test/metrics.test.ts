@@ -68,7 +68,7 @@ describe('metrics of every process', () => {
     );
     // Order knows users from their UserRegistered events, and asks the user service about one it
     // has not heard of yet: its inbox held (the projection waits), this order asks.
-    const orderDb = new Client({ connectionString: system.databases.order });
+    const orderDb = new Client({ connectionString: system.databases.order! });
     await orderDb.connect();
     try {
       await orderDb.query('BEGIN; LOCK TABLE inbox IN SHARE MODE');
@@ -91,10 +91,10 @@ describe('metrics of every process', () => {
     return response.text();
   };
   const scrapeAll = async (app: 'user' | 'order') =>
-    parse((await Promise.all(system.replicas[app].map(scrape))).join('\n'));
+    parse((await Promise.all(system.replicas[app]!.map(scrape))).join('\n'));
 
   it('gives every service replica a metrics port of its own', () => {
-    const urls = [...system.replicas.user, ...system.replicas.order].map((p) => p.metricsUrl);
+    const urls = [...system.replicas.user!, ...system.replicas.order!].map((p) => p.metricsUrl);
     expect(urls).toHaveLength(4);
     expect(new Set(urls).size).toBe(4);
     for (const url of urls) expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
@@ -146,7 +146,7 @@ describe('metrics of every process', () => {
 
   it('reads each database pool when scraped', async () => {
     for (const app of ['user', 'order'] as const) {
-      for (const replica of system.replicas[app]) {
+      for (const replica of system.replicas[app]!) {
         const samples = parse(await scrape(replica));
         const idle = total(samples, 'db_pool_connections', { state: 'idle' });
         const inUse = total(samples, 'db_pool_connections', { state: 'in_use' });
@@ -172,8 +172,8 @@ describe('metrics of every process', () => {
     const consumer = { consumer: 'order-users' };
     const [broker, orderDb, userDb] = [
       system.databases.events,
-      system.databases.order,
-      system.databases.user,
+      system.databases.order!,
+      system.databases.user!,
     ].map((connectionString) => new Client({ connectionString }));
     await Promise.all([broker!.connect(), orderDb!.connect(), userDb!.connect()]);
     try {
@@ -230,7 +230,7 @@ describe('metrics of every process', () => {
   });
 
   it('exposes what promtool accepts, on every endpoint', async () => {
-    const processes = [system.apps.gateway!, ...system.replicas.user, ...system.replicas.order];
+    const processes = [system.apps.gateway!, ...system.replicas.user!, ...system.replicas.order!];
     for (const process of processes) {
       expect({ [process.label]: await checkMetricsWithPromtool(await scrape(process)) }).toEqual({
         [process.label]: '',

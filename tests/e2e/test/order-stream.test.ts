@@ -39,7 +39,7 @@ describe.each(['postgres', 'nats'] as const)('order event streams (%s transport)
 
   /** One open stream of `token`'s user on each gateway process (the others it took are closed). */
   async function onEveryGateway(token: string): Promise<OrderStream[]> {
-    const gateways = system.replicas.gateway;
+    const gateways = system.replicas.gateway!;
     expect(gateways).toHaveLength(2);
     const pids = gateways.map((gateway) => gateway.pid!);
     const byPid = new Map<number, OrderStream>();

@@ -88,8 +88,8 @@ const alive = (pid: number) => existsSync(`/proc/${pid}`);
 
 describe('replicas of every app', () => {
   let system: RunningSystem;
-  const file = (service: ServiceName) => system.discovery.files[service];
-  const addresses = (app: AppName) => system.replicas[app].map((replica) => replica.address);
+  const file = (service: ServiceName) => system.discovery.files[service]!;
+  const addresses = (app: AppName) => system.replicas[app]!.map((replica) => replica.address);
 
   beforeAll(async () => {
     system = await startTestSystem({}, { replicas: { user: 2, order: 2, gateway: 2 } });
@@ -101,31 +101,31 @@ describe('replicas of every app', () => {
 
   it('starts every replica, each service on a port of its own and the gateways on one; every service replica is listed', () => {
     for (const app of ['user', 'order', 'gateway'] as const) {
-      expect(system.replicas[app]).toHaveLength(2);
-      expect(system.replicas[app].every((replica) => replica.running)).toBe(true);
-      expect(new Set(system.replicas[app].map((replica) => replica.pid)).size).toBe(2);
-      expect(system.apps[app]).toBe(system.replicas[app][0]);
+      expect(system.replicas[app]!).toHaveLength(2);
+      expect(system.replicas[app]!.every((replica) => replica.running)).toBe(true);
+      expect(new Set(system.replicas[app]!.map((replica) => replica.pid)).size).toBe(2);
+      expect(system.apps[app]).toBe(system.replicas[app]![0]);
     }
-    expect(system.replicas.user.map((replica) => replica.label)).toEqual(['user', 'user#2']);
+    expect(system.replicas.user!.map((replica) => replica.label)).toEqual(['user', 'user#2']);
     for (const service of SERVICES) {
       expect(new Set(addresses(service)).size).toBe(2);
       expect(listed(file(service)).sort()).toEqual([...addresses(service)].sort());
     }
     // Both gateways accept connections on the one public port.
-    const [first, second] = system.replicas.gateway;
+    const [first, second] = system.replicas.gateway!;
     expect(second!.port).toBe(first!.port);
     expect(system.gatewayUrl).toBe(first!.url);
-    for (const gateway of system.replicas.gateway) {
+    for (const gateway of system.replicas.gateway!) {
       expect(listensOn(gateway.pid!, gateway.port)).toBe(true);
     }
     // The clients are given the files, always (one replica or many).
-    expect(system.envs.order.USER_SERVICE_ADDR).toBe(pathToFileURL(file('user')).href);
-    expect(system.envs.gateway.USER_SERVICE_ADDR).toBe(pathToFileURL(file('user')).href);
-    expect(system.envs.gateway.ORDER_SERVICE_ADDR).toBe(pathToFileURL(file('order')).href);
+    expect(system.envs.order!.USER_SERVICE_ADDR).toBe(pathToFileURL(file('user')).href);
+    expect(system.envs.gateway!.USER_SERVICE_ADDR).toBe(pathToFileURL(file('user')).href);
+    expect(system.envs.gateway!.ORDER_SERVICE_ADDR).toBe(pathToFileURL(file('order')).href);
   });
 
   it('removeReplica unlists the replica before it is sent SIGTERM, then waits for it to exit', async () => {
-    const replica = system.replicas.user[1]!;
+    const replica = system.replicas.user![1]!;
     const pid = replica.pid!;
     // On SIGTERM a service reports NOT_SERVING at once (its drain delay is 0 here): whenever the
     // watcher hears it, the address must already be gone from the file.
@@ -147,7 +147,7 @@ describe('replicas of every app', () => {
     expect(notServing.length).toBeGreaterThan(0);
     expect(notServing.every((entry) => !entry.listedThen)).toBe(true);
     expect(alive(pid)).toBe(false);
-    expect(system.replicas.user).toEqual([system.apps.user]);
+    expect(system.replicas.user!).toEqual([system.apps.user]);
     expect(listed(file('user'))).toEqual([system.apps.user!.address]);
   });
 
@@ -179,8 +179,8 @@ describe('replicas of every app', () => {
     }
     expect(added.running).toBe(true);
     expect(before).not.toContain(added.address);
-    expect(system.replicas.user).toHaveLength(2);
-    expect(system.replicas.user[1]).toBe(added);
+    expect(system.replicas.user!).toHaveLength(2);
+    expect(system.replicas.user![1]).toBe(added);
     expect(added.label).toBe('user#3');
     expect(listed(file('user'))).toEqual([...before, added.address]);
     // Seen in the file while adding (or right after): it was serving by then.
@@ -189,7 +189,7 @@ describe('replicas of every app', () => {
   });
 
   it('a replica that dies is unlisted; started again in place, it is listed again', async () => {
-    const replica = system.replicas.order[1]!;
+    const replica = system.replicas.order![1]!;
     const crashed = replica.crashed();
     process.kill(replica.pid!, 'SIGKILL');
     expect(await crashed).toBeNull(); // killed by a signal: no exit code
@@ -197,7 +197,7 @@ describe('replicas of every app', () => {
       () => !listed(file('order')).includes(replica.address),
       'the dead replica is unlisted',
     );
-    expect(system.replicas.order).toContain(replica); // still a member, until replaced or removed
+    expect(system.replicas.order!).toContain(replica); // still a member, until replaced or removed
 
     await replica.start();
     expect(listed(file('order')).sort()).toEqual([...addresses('order')].sort());
@@ -232,24 +232,24 @@ describe('replicas of every app', () => {
 
   it('rollingRestart replaces every replica of every app: new processes, as many, all listed, still serving', async () => {
     const old = Object.fromEntries(
-      (['user', 'order', 'gateway'] as const).map((app) => [app, [...system.replicas[app]]]),
+      (['user', 'order', 'gateway'] as const).map((app) => [app, [...system.replicas[app]!]]),
     ) as Record<AppName, AppProcess[]>;
-    const oldPids = (app: AppName) => old[app].map((replica) => replica.pid!);
+    const oldPids = (app: AppName) => old[app]!.map((replica) => replica.pid!);
     await system.rollingRestart();
     for (const app of ['user', 'order', 'gateway'] as const) {
-      const now = system.replicas[app];
+      const now = system.replicas[app]!;
       expect(now).toHaveLength(2);
       expect(now.every((replica) => replica.running)).toBe(true);
       for (const replica of now) expect(oldPids(app)).not.toContain(replica.pid);
       for (const pid of oldPids(app)) expect(alive(pid)).toBe(false);
       // Each old one was stopped, gracefully: none crashed while the others were replaced.
-      const exits = old[app].map(async (replica) => `${replica.label}: ${await replica.exited()}`);
-      expect(await Promise.all(exits)).toEqual(old[app].map((replica) => `${replica.label}: 0`));
+      const exits = old[app]!.map(async (replica) => `${replica.label}: ${await replica.exited()}`);
+      expect(await Promise.all(exits)).toEqual(old[app]!.map((replica) => `${replica.label}: 0`));
     }
     for (const service of SERVICES) {
       expect(listed(file(service)).sort()).toEqual([...addresses(service)].sort());
     }
-    for (const gateway of system.replicas.gateway) {
+    for (const gateway of system.replicas.gateway!) {
       expect(listensOn(gateway.pid!, gateway.port)).toBe(true);
     }
     const products = await fetch(`${system.gatewayUrl}/v1/products`);
@@ -258,7 +258,7 @@ describe('replicas of every app', () => {
 
   it('stop() leaves no process and no discovery files', async () => {
     const pids = (['user', 'order', 'gateway'] as const).flatMap((app) =>
-      system.replicas[app].map((replica) => replica.pid!),
+      system.replicas[app]!.map((replica) => replica.pid!),
     );
     expect(pids).toHaveLength(6);
     const { dir } = system.discovery;

@@ -68,7 +68,7 @@ describe('two replicas of each service behind client-side balancing', () => {
     await system?.stop();
   });
 
-  const labels = (app: 'user' | 'order') => system.replicas[app].map((replica) => replica.label);
+  const labels = (app: 'user' | 'order') => system.replicas[app]!.map((replica) => replica.label);
 
   it('spreads 1,000 calls over both replicas of each service: each serves 30-70%', async () => {
     const [order1, order2] = labels('order') as [string, string];
@@ -115,7 +115,7 @@ describe('two replicas of each service behind client-side balancing', () => {
   });
 
   it('keeps GET /v1/products/{id} error-free and p99 < 500 ms while one of two order replicas hangs (SIGSTOP)', async () => {
-    const [, second] = system.replicas.order as [AppProcess, AppProcess];
+    const [, second] = system.replicas.order! as [AppProcess, AppProcess];
     const load = startLoad(product(system.gatewayUrl!), { clients: 6 });
     await sleep(1_000);
     process.kill(second.pid!, 'SIGSTOP');
@@ -141,7 +141,7 @@ describe('two replicas of each service behind client-side balancing', () => {
 
   it('ejects a replica whose database is cut off: no failed read, and it stops getting calls', async () => {
     // A TCP proxy in front of PostgreSQL for this replica alone: cutting it is its network partition.
-    const database = new URL(system.envs.order.DATABASE_URL!);
+    const database = new URL(system.envs.order!.DATABASE_URL!);
     const proxy = new TcpProxy(await freePort(), {
       host: database.hostname,
       port: Number(database.port || 5432),
@@ -171,7 +171,7 @@ describe('two replicas of each service behind client-side balancing', () => {
   });
 
   it('answers 503 at once when every order replica is down, and the user routes keep working', async () => {
-    await Promise.all(system.replicas.order.map((replica) => replica.stop()));
+    await Promise.all(system.replicas.order!.map((replica) => replica.stop()));
     const started = Date.now();
     const products = await client.get(`/v1/products/${MOUSE}`);
     expect(products.status).toBe(503);

@@ -77,7 +77,7 @@ describe('graceful shutdown under load', () => {
   });
 
   async function withOrderDatabase<T>(use: (db: Client) => Promise<T>): Promise<T> {
-    const db = new Client({ connectionString: system.envs.order.DATABASE_URL });
+    const db = new Client({ connectionString: system.envs.order!.DATABASE_URL });
     await db.connect();
     try {
       return await use(db);

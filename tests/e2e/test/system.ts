@@ -1,13 +1,20 @@
 import { tmpdir } from 'node:os';
 import { withDatabase } from '@repo/database/admin';
 import { createNatsTransport } from '@repo/events/nats';
-import { startSystem, type AppName, type LogSink, type RunningSystem } from '@repo/system/system';
+import {
+  MANIFEST,
+  startSystem,
+  type AppName,
+  type LogSink,
+  type RunningSystem,
+} from '@repo/system/system';
 
 let counter = 0;
 
 /** A test system, and the connection strings of its databases (to look at what a test did). */
 export type TestSystem = RunningSystem & {
-  databases: { user: string; order: string; events: string };
+  /** Per app that has a database (see the manifest), and `events`, the events broker's. */
+  databases: Readonly<Record<AppName, string>> & { readonly events: string };
   /** The events namespace of this system (EVENTS_NAMESPACE): its NATS stream is `EVENTS_<it>`. */
   eventsNamespace: string;
 };
@@ -21,8 +28,8 @@ export type TestSystem = RunningSystem & {
 export async function startTestSystem(
   gatewayEnv: Record<string, string> = {},
   options: {
-    /** Extra environment for the services. */
-    env?: { user?: Record<string, string>; order?: Record<string, string> };
+    /** Extra environment for the services, by app. */
+    env?: Partial<Record<AppName, Record<string, string>>>;
     /** Every log line of every app, besides E2E_VERBOSE's printing. */
     onLog?: LogSink;
     /** How many processes of each app (default 1 each). */
@@ -33,7 +40,13 @@ export async function startTestSystem(
 ): Promise<TestSystem> {
   const prefix = `e2e_${process.pid}_${++counter}`;
   const verbose = process.env.E2E_VERBOSE;
-  const names = { user: `${prefix}_user`, order: `${prefix}_order`, events: `${prefix}_events` };
+  // Databases of its own: `<prefix>_<database>` for each app's database, and the broker's.
+  const names: Record<string, string> = {
+    ...Object.fromEntries(
+      MANIFEST.flatMap((app) => (app.database ? [[app.name, `${prefix}_${app.database}`]] : [])),
+    ),
+    events: `${prefix}_events`,
+  };
   const events = {
     EVENTS_TRANSPORT: options.eventsTransport ?? 'postgres',
     EVENTS_NAMESPACE: prefix,
@@ -45,11 +58,14 @@ export async function startTestSystem(
     nodeEnv: 'production',
     logLevel: 'warn',
     replicas: options.replicas,
-    env: {
-      gateway: { RATE_LIMIT_MAX: '100000', DRAIN_DELAY_MS: '0', ...events, ...gatewayEnv },
-      user: { DRAIN_DELAY_MS: '0', ...events, ...options.env?.user },
-      order: { DRAIN_DELAY_MS: '0', ...events, ...options.env?.order },
-    },
+    env: Object.fromEntries(
+      MANIFEST.map((app) => [
+        app.name,
+        app.kind === 'gateway'
+          ? { RATE_LIMIT_MAX: '100000', DRAIN_DELAY_MS: '0', ...events, ...gatewayEnv }
+          : { DRAIN_DELAY_MS: '0', ...events, ...options.env?.[app.name] },
+      ]),
+    ),
     onLog:
       verbose || options.onLog
         ? (source, line) => {
@@ -66,7 +82,9 @@ export async function startTestSystem(
       await stop();
       if (events.EVENTS_TRANSPORT === 'nats') await deleteNatsStreams(prefix);
     },
-    databases: { user: url(names.user), order: url(names.order), events: url(names.events) },
+    databases: Object.fromEntries(
+      Object.entries(names).map(([name, database]) => [name, url(database)]),
+    ) as TestSystem['databases'],
     eventsNamespace: prefix,
   });
 }

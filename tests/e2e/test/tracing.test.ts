@@ -48,7 +48,7 @@ describe('tracing: one trace per request, from the gateway to PostgreSQL, export
   it('places an order: gateway, order, user and database spans in one trace, and its id in every log line', async () => {
     const client = api(system!.gatewayUrl!);
     const me = await signUp(client, 'tracing');
-    await forgetInOrderService(system!.databases.order, me.id);
+    await forgetInOrderService(system!.databases.order!, me.id);
     const requestId = `tracing-${Date.now()}`;
     const placed = await client.post(
       '/v1/orders',

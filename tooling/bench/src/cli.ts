@@ -27,7 +27,7 @@ import { Metadata, credentials } from '@grpc/grpc-js';
 import { OrderServiceClient } from '@repo/contracts/order/v1';
 import { DEFAULT_TRACE_RATIO } from '@repo/service-kit/config';
 import { exitGuard } from '@repo/system/lifecycle';
-import type { AppName, RunningSystem } from '@repo/system/system';
+import { APPS, type AppName, type RunningSystem } from '@repo/system/system';
 import { callLoad, httpLoad, summarize, type HttpRequestSpec, type LoadSample } from './load';
 import {
   defaultTransport,
@@ -332,7 +332,7 @@ async function main(): Promise<void> {
     const pids = (apps: AppName[], running: RunningSystem = system) =>
       Object.fromEntries(
         apps.flatMap((app) =>
-          running.replicas[app].map((replica) => [replica.label, replica.pid!]),
+          (running.replicas[app] ?? []).map((replica) => [replica.label, replica.pid!]),
         ),
       );
     const http =
@@ -565,7 +565,7 @@ async function main(): Promise<void> {
     // Readiness: with the database up, how long each app takes from spawn to ready (tracing too).
     const readyMs: Record<string, number> = {};
     const timeRestarts = async (running: RunningSystem, suffix = '') => {
-      for (const app of ['user', 'order', 'gateway'] as const) {
+      for (const app of APPS) {
         const process = running.apps[app]!;
         await process.stop();
         const started = Date.now();

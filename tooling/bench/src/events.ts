@@ -107,7 +107,9 @@ export interface EventsOptions {
  * the environment's, which its apps inherit (default postgres).
  */
 export function defaultTransport(bench: BenchSystem): EventsTransport {
-  const setting = bench.system.envs.user.EVENTS_TRANSPORT ?? process.env.EVENTS_TRANSPORT;
+  // Every app is given the same transport: any app's environment tells.
+  const setting =
+    Object.values(bench.system.envs)[0]?.EVENTS_TRANSPORT ?? process.env.EVENTS_TRANSPORT;
   return setting === 'nats' ? 'nats' : 'postgres';
 }
 

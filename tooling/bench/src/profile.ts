@@ -5,6 +5,7 @@
 import { mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { exitGuard } from '@repo/system/lifecycle';
+import { APPS } from '@repo/system/system';
 import { httpLoad, summarize } from './load';
 import { ProcessSampler } from './procstats';
 import { log, scenarioRequest, startBenchSystem } from './setup';
@@ -72,9 +73,9 @@ export function topFunctions(
 
 async function main(): Promise<void> {
   const app = process.argv[2];
-  if (app !== 'gateway' && app !== 'order' && app !== 'user') {
+  if (app === undefined || !APPS.includes(app)) {
     process.stderr.write(
-      'usage: pnpm run profile <gateway|order|user> [--scenario s1|s2|s3] [--duration 10] [--connections 50]\n',
+      `usage: pnpm run profile <${APPS.join('|')}> [--scenario s1|s2|s3] [--duration 10] [--connections 50]\n`,
     );
     process.exit(2);
   }

@@ -1,3 +1,4 @@
+import { MANIFEST } from '@repo/system/system';
 import type { EventsResult } from './events';
 import type { LoadResult } from './load';
 
@@ -103,6 +104,11 @@ const HASHING = new Set(['r1', 'r2']);
 /** What one scrypt hash holds while it runs: 128 x N x r bytes (apps/user/src/domain/password.ts). */
 const SCRYPT_MB = 32;
 const fmt = (value: number | undefined) => (value === undefined ? '–' : value.toFixed(2));
+/** Every app, the gateway first (the public one, then the services in start order). */
+const APPS_GATEWAY_FIRST = [
+  ...MANIFEST.filter((app) => app.kind === 'gateway'),
+  ...MANIFEST.filter((app) => app.kind !== 'gateway'),
+].map((app) => app.name);
 /** A scenario's processes of one app: `gateway`, `gateway#2`... (not `gateway@20`, another runtime's). */
 const processesOf = (s: ScenarioReport, app: string) =>
   Object.entries(s.processes)
@@ -533,7 +539,7 @@ export function renderMarkdown(report: Report): string {
       report.scenarios.every((s) => s.errors === 0 && s.non2xx === 0),
       '',
     ],
-    ...(['gateway', 'user', 'order'] as const).map((app): [string, boolean | undefined, string] => [
+    ...APPS_GATEWAY_FIRST.map((app): [string, boolean | undefined, string] => [
       `${app} peak RSS < 150 MB`,
       appPeak(app) ? appPeak(app) < 150 : undefined,
       `${appPeak(app)} MB`,

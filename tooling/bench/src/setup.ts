@@ -3,7 +3,7 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { withDatabase } from '@repo/database/admin';
-import { startSystem, type AppName, type RunningSystem } from '@repo/system/system';
+import { APPS, startSystem, type AppName, type RunningSystem } from '@repo/system/system';
 import { SignJWT } from 'jose';
 import { Client } from 'pg';
 import type { HttpRequestSpec } from './load';
@@ -55,6 +55,7 @@ export async function startBenchSystem(options: {
     nodeEnv: 'production',
     logLevel: 'warn',
     env: {
+      ...Object.fromEntries(APPS.map((app) => [app, { ...nodeOptions, ...options.env }])),
       // A rate limit far above the load, unless RATE_LIMIT_MAX says otherwise.
       gateway: {
         JWT_SECRET: jwtSecret,
@@ -70,7 +71,6 @@ export async function startBenchSystem(options: {
         ...nodeOptions,
         ...options.env,
       },
-      order: { ...nodeOptions, ...options.env },
     },
     replicas: options.replicas,
     nodeArgs: options.nodeArgs,

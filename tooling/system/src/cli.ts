@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // `pnpm dev` and `pnpm start`: the whole system on this machine, no Docker. One embedded
 // PostgreSQL (data in .data/ at the repository root, reused by the next start), a database per
-// service, then user, order and gateway with their logs prefixed by app name. Ctrl-C stops
+// app that has one, then the apps of the manifest (apps/*/package.json's `service`: see
+// manifest.ts) in dependency order, with their logs prefixed by app name. Ctrl-C stops
 // everything in order. `--replicas user=2,order=2,gateway=2` (or REPLICAS=...) runs more than one
 // process of an app: see replicas.ts and registry.ts.
 //
@@ -14,7 +15,10 @@ import { resolve } from 'node:path';
 import { exitGuard } from './lifecycle';
 import { replicasFromCommandLine } from './replicas';
 import {
+  APPS,
   DEFAULT_PORTS,
+  MANIFEST,
+  PORT_VARIABLE,
   ROOT,
   SystemError,
   startSystem,
@@ -22,15 +26,15 @@ import {
   type AppProcess,
 } from './system';
 
+/** The apps' colours, in start order (cyan, magenta, yellow for user, order, gateway), then more. */
+const PALETTE = ['36', '35', '33', '34', '31', '96', '95', '93', '94', '91'];
 const COLOURS: Record<string, string> = {
-  user: '36',
-  order: '35',
-  gateway: '33',
+  ...Object.fromEntries(APPS.map((app, index) => [app, PALETTE[index % PALETTE.length]!])),
   postgres: '90',
   system: '32',
 };
 /** Room for `gateway#2` (a longer label, after many restarts in watch mode, just sticks out). */
-const width = 'gateway#2'.length;
+const width = Math.max('postgres'.length, ...APPS.map((app) => `${app}#2`.length));
 const colour = process.stdout.isTTY;
 
 function print(source: string, line: string): void {
@@ -44,7 +48,7 @@ function print(source: string, line: string): void {
 /** Ports from the environment, defaulting to the well-known ones; 0 picks a free port. */
 function port(app: AppName, variable: string): number {
   const value = process.env[variable];
-  if (value === undefined || value === '') return DEFAULT_PORTS[app];
+  if (value === undefined || value === '') return DEFAULT_PORTS[app]!;
   const parsed = Number(value);
   if (!Number.isInteger(parsed) || parsed < 0 || parsed > 65535) {
     throw new SystemError(`${variable} must be a port number (got ${JSON.stringify(value)})`);
@@ -53,7 +57,7 @@ function port(app: AppName, variable: string): number {
 }
 
 const SLOW_MS = { TRACE_SLOW_MS: '200' };
-const devTracing = { user: SLOW_MS, order: SLOW_MS, gateway: SLOW_MS };
+const devTracing = Object.fromEntries(APPS.map((app) => [app, SLOW_MS]));
 
 async function main(): Promise<void> {
   const started = Date.now();
@@ -62,7 +66,8 @@ async function main(): Promise<void> {
   const guard = exitGuard({ log: (line) => print('system', line) });
   const logLevel = process.env.LOG_LEVEL ?? 'info';
   const showPostgres = logLevel === 'debug' || logLevel === 'trace';
-  if ((replicas.gateway ?? 1) > 1 && !process.env.REDIS_URL) {
+  const gateway = MANIFEST.find((app) => app.kind === 'gateway')?.name;
+  if (gateway && (replicas[gateway] ?? 1) > 1 && !process.env.REDIS_URL) {
     print(
       'system',
       'warning: REDIS_URL is not set, so each gateway replica counts rate limits on its own (a client gets RATE_LIMIT_MAX per replica)',
@@ -88,11 +93,7 @@ async function main(): Promise<void> {
     // A relative DATA_DIR is relative to the repository root, wherever pnpm was run from.
     dataDir: resolve(ROOT, process.env.DATA_DIR || '.data'),
     databaseUrl: process.env.DATABASE_URL || undefined,
-    ports: {
-      user: port('user', 'USER_GRPC_PORT'),
-      order: port('order', 'ORDER_GRPC_PORT'),
-      gateway: port('gateway', 'GATEWAY_PORT'),
-    },
+    ports: Object.fromEntries(APPS.map((app) => [app, port(app, PORT_VARIABLE[app]!)])),
     replicas,
     nodeEnv: process.env.NODE_ENV === 'production' ? 'production' : 'development',
     logLevel,
@@ -109,7 +110,7 @@ async function main(): Promise<void> {
   guard.defer(async () => {
     const system = await starting.catch(() => undefined);
     if (!system) return;
-    print('system', 'stopping gateway, order, user, then PostgreSQL');
+    print('system', `stopping ${[...APPS].reverse().join(', ')}, then PostgreSQL`);
     await system.stop();
     print('system', 'stopped');
   });
@@ -129,8 +130,9 @@ async function main(): Promise<void> {
   print('system', `ready in ${seconds} s`);
   print('system', `  API       ${url}/v1/products`);
   print('system', `  docs      ${url}/docs`);
-  for (const app of ['gateway', 'user', 'order'] as const) {
-    for (const replica of system.replicas[app]) {
+  // The gateway's first, then the services' in start order.
+  for (const app of [...APPS].sort((a, b) => Number(b === gateway) - Number(a === gateway))) {
+    for (const replica of system.replicas[app] ?? []) {
       print('system', `  metrics   ${replica.metricsUrl} (${replica.label})`);
     }
   }

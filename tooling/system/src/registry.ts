@@ -9,12 +9,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { writeAddressFile } from '@repo/service-kit/discovery';
+import { loadManifest } from './manifest';
 
-/** The apps others call, so found through discovery (the gateway is reached on its one port). */
-export const SERVICES = ['user', 'order'] as const;
-export type ServiceName = (typeof SERVICES)[number];
+/**
+ * The apps others may call, so found through discovery: the manifest's gRPC services (the gateway
+ * is reached on its one port).
+ */
+export const SERVICES: readonly string[] = loadManifest()
+  .filter((app) => app.kind === 'grpc')
+  .map((app) => app.name);
+export type ServiceName = string;
 
-const isService = (app: string): app is ServiceName => SERVICES.includes(app as ServiceName);
+const isService = (app: string): app is ServiceName => SERVICES.includes(app);
 
 /**
  * How long a replica keeps running after its address left the discovery file, before it is sent
@@ -29,42 +35,48 @@ export class Registry {
   /** A fresh directory, removed by close(). */
   readonly dir = mkdtempSync(join(tmpdir(), 'system-discovery-'));
   readonly files: Readonly<Record<ServiceName, string>>;
-  private readonly listed: Record<ServiceName, string[]> = { user: [], order: [] };
+  private readonly listed: Record<ServiceName, string[]> = Object.fromEntries(
+    SERVICES.map((service) => [service, []]),
+  );
   private closed = false;
 
   constructor() {
-    this.files = {
-      user: join(this.dir, 'user.addresses'),
-      order: join(this.dir, 'order.addresses'),
-    };
+    this.files = Object.fromEntries(
+      SERVICES.map((service) => [service, join(this.dir, `${service}.addresses`)]),
+    );
     // There from the start, empty: a client started before any replica is ready gets UNAVAILABLE
     // at once (an empty list) rather than an error about a missing file.
-    for (const service of SERVICES) writeAddressFile(this.files[service], []);
+    for (const service of SERVICES) writeAddressFile(this.files[service]!, []);
   }
 
   /** The target a client of `service` dials (`file:///...`). */
   target(service: ServiceName): string {
-    return pathToFileURL(this.files[service]).href;
+    const file = this.files[service];
+    if (!file)
+      throw new Error(`${service} is not a gRPC service of the manifest: nothing calls it`);
+    return pathToFileURL(file).href;
   }
 
   /** The addresses listed for `service` now. */
   addresses(service: ServiceName): readonly string[] {
-    return this.listed[service];
+    return this.listed[service] ?? [];
   }
 
   /** Lists an app's replica; false if it was already listed, or the app is not a service. */
   register(app: string, address: string): boolean {
-    if (this.closed || !isService(app) || this.listed[app].includes(address)) return false;
-    this.listed[app] = [...this.listed[app], address];
-    writeAddressFile(this.files[app], this.listed[app]);
+    const listed = this.listed[app];
+    if (this.closed || !isService(app) || !listed || listed.includes(address)) return false;
+    this.listed[app] = [...listed, address];
+    writeAddressFile(this.files[app]!, this.listed[app]);
     return true;
   }
 
   /** Unlists an app's replica; false if it was not listed. */
   deregister(app: string, address: string): boolean {
-    if (this.closed || !isService(app) || !this.listed[app].includes(address)) return false;
-    this.listed[app] = this.listed[app].filter((listed) => listed !== address);
-    writeAddressFile(this.files[app], this.listed[app]);
+    const listed = this.listed[app];
+    if (this.closed || !isService(app) || !listed?.includes(address)) return false;
+    this.listed[app] = listed.filter((other) => other !== address);
+    writeAddressFile(this.files[app]!, this.listed[app]);
     return true;
   }
 

@@ -2,40 +2,48 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { ensureDatabase, withDatabase } from '@repo/database/admin';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '@repo/database/embedded';
 import { freePort } from '@repo/service-kit/ports';
 import { checkHealth } from '@repo/service-kit/health-client';
+import {
+  ROOT,
+  appManifest,
+  loadManifest,
+  serviceAddressVariable,
+  type AppManifest,
+} from './manifest';
 import { PROPAGATION_DELAY_MS, Registry, type ServiceName } from './registry';
 import { listensOn } from './sockets';
 
+export { ROOT, loadManifest, type AppManifest } from './manifest';
 export { PROPAGATION_DELAY_MS, SERVICES, type ServiceName } from './registry';
 export { listensOn } from './sockets';
 
-export type AppName = 'user' | 'order' | 'gateway';
+/** An app's name: its directory under apps/ (the apps are those of the manifest, manifest.ts). */
+export type AppName = string;
+/** The apps' manifests, in start order: each app after the apps it calls. */
+export const MANIFEST: readonly AppManifest[] = loadManifest();
 /** Start order: each app's dependencies come before it. Stop order is the reverse. */
-export const APPS: readonly AppName[] = ['user', 'order', 'gateway'];
+export const APPS: readonly AppName[] = MANIFEST.map((app) => app.name);
 
-export const ROOT = resolve(__dirname, '..', '..', '..');
+const byApp = <T>(value: (app: AppManifest) => T): Readonly<Record<AppName, T>> =>
+  Object.fromEntries(MANIFEST.map((app) => [app.name, value(app)]));
+
 export const appEntry = (app: AppName) => join(ROOT, 'apps', app, 'dist', 'main.js');
 /** Preloaded into every process the runner starts: it stops when the runner is gone. */
 export const WATCHDOG = join(__dirname, 'watchdog.js');
 
 /** Default ports of `pnpm dev` (tests pass 0: a free port each). */
-export const DEFAULT_PORTS: Readonly<Record<AppName, number>> = {
-  user: 50051,
-  order: 50052,
-  gateway: 3000,
-};
+export const DEFAULT_PORTS: Readonly<Record<AppName, number>> = byApp((app) => app.port);
 
-/** The variable each app takes its port from. */
-const PORT_VARIABLE: Readonly<Record<AppName, string>> = {
-  user: 'USER_GRPC_PORT',
-  order: 'ORDER_GRPC_PORT',
-  gateway: 'GATEWAY_PORT',
-};
+/** The variable each app takes its port from (its manifest's portVariable). */
+export const PORT_VARIABLE: Readonly<Record<AppName, string>> = byApp((app) => app.portVariable);
+
+/** The variable each app takes the address it listens on from: its port variable's `_HOST` twin. */
+const hostVariable = (app: AppManifest) => app.portVariable.replace(/_PORT$/, '_HOST');
 
 /** The most replicas of one app the runner starts: more only makes a small machine swap. */
 export const MAX_REPLICAS = 8;
@@ -47,19 +55,14 @@ export const MAX_REPLICAS = 8;
  */
 export const SHARED_PORTS = process.platform === 'linux';
 
-const GRPC_SERVICE: Partial<Record<AppName, string>> = {
-  user: 'user.v1.UserService',
-  order: 'order.v1.OrderService',
-};
-
 /** A failure a person can act on; the runner prints its message as one line. */
 export class SystemError extends Error {
   override readonly name = 'SystemError';
 }
 
 /**
- * V8 heap limits per app in production mode, the same as each app's Dockerfile sets (the deploy
- * test checks). Under load V8 otherwise grows each heap well past what these apps keep alive: on
+ * V8 heap limits per app in production mode (each manifest's nodeOptions), the same as each app's
+ * image sets (the deploy test checks). Under load V8 otherwise grows each heap well past what these apps keep alive: on
  * Node 24 the naive baseline, which has no limits, peaks at 240-290 MB per process (`pnpm bench`).
  *
  * Tuned on Node 24 with `pnpm bench` (b1,s1,s2,s3, 3 interleaved rounds, 4 settings compared):
@@ -69,16 +72,14 @@ export class SystemError extends Error {
  * measured S2/B1 0.53-0.61 against 0.79-0.84 for 8 MB, and 7-15 MB more RSS. The services keep
  * 4 MB (2 MB saved no memory).
  */
-export const PRODUCTION_NODE_OPTIONS: Readonly<Record<AppName, string>> = {
-  gateway: '--max-semi-space-size=8 --max-old-space-size=64',
-  user: '--max-semi-space-size=4 --max-old-space-size=64',
-  order: '--max-semi-space-size=4 --max-old-space-size=64',
-};
+export const PRODUCTION_NODE_OPTIONS: Readonly<Record<AppName, string>> = byApp(
+  (app) => app.nodeOptions,
+);
 
 /** A process of an app: `user` for the first one started, then `user#2`, `user#3`... */
-export type ReplicaLabel = AppName | `${AppName}#${number}`;
-/** Who a log line comes from: a process of an app, PostgreSQL or the runner. */
-export type LogSource = ReplicaLabel | 'postgres' | 'system';
+export type ReplicaLabel = string;
+/** Who a log line comes from: a process of an app (its label), `postgres` or `system` (the runner). */
+export type LogSource = string;
 export type LogSink = (source: LogSource, line: string) => void;
 
 export interface SystemOptions {
@@ -87,10 +88,10 @@ export interface SystemOptions {
   /** Use this PostgreSQL server instead of an embedded one (databases are created in it). */
   databaseUrl?: string | undefined;
   /**
-   * Database names per service (default `user` and `order`), and of the events broker database
-   * (default `events`; used with the `postgres` events transport).
+   * Database names per app that has one (default: its manifest's `database`), and `events` of the
+   * events broker database (default `events`; used with the `postgres` events transport).
    */
-  databaseNames?: { user: string; order: string; events?: string };
+  databaseNames?: Partial<Record<string, string>>;
   apps?: readonly AppName[];
   /**
    * Per app; 0 or absent picks a free port. A service's first replica listens on it, the others on
@@ -159,6 +160,8 @@ export class AppProcess {
   /** Whether this run shares its port with another process: then a probe of the port may reach either. */
   private sharedPort = false;
   private recent: string[] = [];
+  /** What the manifest says of its app. */
+  readonly manifest: AppManifest;
 
   constructor(
     readonly name: AppName,
@@ -173,7 +176,9 @@ export class AppProcess {
     private readonly nodePath: string = process.execPath,
     /** The system it is part of, if any (startSystem's processes). */
     private readonly membership?: Membership,
-  ) {}
+  ) {
+    this.manifest = appManifest(name, MANIFEST);
+  }
 
   /** What its log lines are prefixed with: `user`, `user#2`, ... */
   get label(): ReplicaLabel {
@@ -190,7 +195,7 @@ export class AppProcess {
 
   /** Its Prometheus metrics: the gateway's on its API port, a service's on its METRICS_PORT. */
   get metricsUrl(): string {
-    const port = this.name === 'gateway' ? this.port : this.env.METRICS_PORT;
+    const port = this.manifest.kind === 'gateway' ? this.port : this.env.METRICS_PORT;
     return `http://127.0.0.1:${port}/metrics`;
   }
 
@@ -254,11 +259,11 @@ export class AppProcess {
 
   private async probe(): Promise<boolean> {
     try {
-      if (this.name === 'gateway') {
+      if (this.manifest.kind === 'gateway') {
         if (this.sharedPort && !listensOn(this.pid!, this.port)) return false;
         return (await fetch(`${this.url}/readyz`)).status === 200;
       }
-      return (await checkHealth(this.address, GRPC_SERVICE[this.name], 500)) === 'SERVING';
+      return (await checkHealth(this.address, this.manifest.grpcService, 500)) === 'SERVING';
     } catch {
       return false;
     }
@@ -375,6 +380,12 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
   const readyTimeoutMs = options.readyTimeoutMs ?? 90_000;
   options.signal?.throwIfAborted();
 
+  for (const app of [...(options.apps ?? []), ...Object.keys(options.replicas ?? {})]) {
+    if (!APPS.includes(app)) {
+      throw new SystemError(`no app is called ${app} (the apps are ${APPS.join(', ')})`);
+    }
+  }
+  const gateway = MANIFEST.find((app) => app.kind === 'gateway')?.name;
   const counts = {} as Record<AppName, number>;
   for (const app of APPS) {
     const count = options.replicas?.[app] ?? 1;
@@ -385,7 +396,7 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     }
     counts[app] = count;
   }
-  if (counts.gateway > 1 && !SHARED_PORTS) throw sharedPortsMissing();
+  if (gateway && counts[gateway]! > 1 && !SHARED_PORTS) throw sharedPortsMissing();
 
   const ports = {} as Record<AppName, number>;
   for (const app of APPS) {
@@ -417,7 +428,7 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     }
     serverUrl = postgres.serverUrl;
   }
-  const names = options.databaseNames ?? { user: 'user', order: 'order' };
+  const databaseName = (app: AppManifest) => options.databaseNames?.[app.name] ?? app.database!;
   const databaseUrl = (name: string) => withDatabase(serverUrl, name);
   const registry = new Registry();
 
@@ -432,65 +443,64 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     // Events (see @repo/events): on the embedded PostgreSQL, in a broker database that belongs to
     // no service, unless EVENTS_TRANSPORT=nats (then NATS_URL, default nats://127.0.0.1:4222).
     EVENTS_TRANSPORT: given('EVENTS_TRANSPORT', 'postgres'),
-    EVENTS_DATABASE_URL: given('EVENTS_DATABASE_URL', databaseUrl(names.events ?? 'events')),
+    EVENTS_DATABASE_URL: given(
+      'EVENTS_DATABASE_URL',
+      databaseUrl(options.databaseNames?.events ?? 'events'),
+    ),
     ...(process.env.NATS_URL ? { NATS_URL: process.env.NATS_URL } : {}),
     // No load balancer watches these processes' health: the runner takes a replica out of
     // discovery before it stops it (PROPAGATION_DELAY_MS), so reporting "not ready" first would
     // only delay every stop (production mode defaults to a 5 s drain delay).
     DRAIN_DELAY_MS: '0',
   };
-  const nodeOptions = (app: AppName): Record<string, string> =>
-    nodeEnv === 'production' ? { NODE_OPTIONS: PRODUCTION_NODE_OPTIONS[app] } : {};
-  const envs: Record<AppName, Record<string, string>> = {
-    user: {
-      ...common,
-      ...nodeOptions('user'),
-      USER_GRPC_HOST: given('USER_GRPC_HOST', '127.0.0.1'),
-      USER_GRPC_PORT: String(ports.user),
-      DATABASE_URL: databaseUrl(names.user),
-    },
-    order: {
-      ...common,
-      ...nodeOptions('order'),
-      ORDER_GRPC_HOST: given('ORDER_GRPC_HOST', '127.0.0.1'),
-      ORDER_GRPC_PORT: String(ports.order),
-      USER_SERVICE_ADDR: registry.target('user'),
-      DATABASE_URL: databaseUrl(names.order),
-    },
-    gateway: {
-      ...common,
-      ...nodeOptions('gateway'),
-      GATEWAY_HOST: given('GATEWAY_HOST', '127.0.0.1'),
-      GATEWAY_PORT: String(ports.gateway),
-      // Always, also with one replica: a rolling restart starts the replacement beside it.
-      ...(SHARED_PORTS ? { GATEWAY_REUSE_PORT: 'true' } : {}),
-      USER_SERVICE_ADDR: registry.target('user'),
-      ORDER_SERVICE_ADDR: registry.target('order'),
-      // One signing secret for every gateway process of the system (given, or made up for this
-      // run): a token one replica issued is good at the others, and after a restart (rolling or in
-      // watch mode). Left unset, each gateway process would make up its own.
-      JWT_SECRET: jwtSecret,
-    },
-  };
+  const nodeOptions = (app: AppManifest): Record<string, string> =>
+    nodeEnv === 'production' ? { NODE_OPTIONS: app.nodeOptions } : {};
+  // Each app's wiring, from its manifest: where it listens, its database, the discovery file of
+  // each app it calls (`<NAME>_SERVICE_ADDR`).
+  const envOf = (app: AppManifest): Record<string, string> => ({
+    ...common,
+    ...nodeOptions(app),
+    [hostVariable(app)]: given(hostVariable(app), '127.0.0.1'),
+    [app.portVariable]: String(ports[app.name]),
+    ...(app.kind === 'gateway'
+      ? {
+          // Always, also with one replica: a rolling restart starts the replacement beside it.
+          ...(SHARED_PORTS ? { GATEWAY_REUSE_PORT: 'true' } : {}),
+        }
+      : {}),
+    ...Object.fromEntries(
+      app.calls.map((callee) => [serviceAddressVariable(callee), registry.target(callee)]),
+    ),
+    ...(app.database ? { DATABASE_URL: databaseUrl(databaseName(app)) } : {}),
+    // One signing secret for every gateway process of the system (given, or made up for this
+    // run): a token one replica issued is good at the others, and after a restart (rolling or in
+    // watch mode). Left unset, each gateway process would make up its own.
+    ...(app.kind === 'gateway' ? { JWT_SECRET: jwtSecret } : {}),
+  });
+  const envs: Record<AppName, Record<string, string>> = Object.fromEntries(
+    MANIFEST.map((app) => [app.name, envOf(app)]),
+  );
 
-  const replicas: Record<AppName, AppProcess[]> = { user: [], order: [], gateway: [] };
+  const replicas: Record<AppName, AppProcess[]> = Object.fromEntries(
+    APPS.map((app) => [app, [] as AppProcess[]]),
+  );
   /** How many processes of each app were ever started: the next one's label. */
-  const started: Record<AppName, number> = { user: 0, order: 0, gateway: 0 };
+  const started: Record<AppName, number> = Object.fromEntries(APPS.map((app) => [app, 0]));
   let stopping = false;
   const unlist = (process: AppProcess) => {
-    const list = replicas[process.name];
+    const list = replicas[process.name]!;
     if (list.includes(process)) list.splice(list.indexOf(process), 1);
   };
 
   const membership = (label: Membership['label']): Membership => ({
     label,
     sharesPort: (process) =>
-      replicas[process.name].some(
+      replicas[process.name]!.some(
         (other) => other !== process && other.running && other.port === process.port,
       ),
     ready: (process) => {
       registry.register(process.name, process.address);
-      const metrics = process.name === 'gateway' ? '' : `, metrics ${process.metricsUrl}`;
+      const metrics = process.manifest.kind === 'gateway' ? '' : `, metrics ${process.metricsUrl}`;
       onLog(
         'system',
         `${process.label} ready on ${process.address} (pid ${process.pid})${metrics}`,
@@ -522,12 +532,15 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     env: Record<string, string> = {},
   ): Promise<AppProcess> => {
     options.signal?.throwIfAborted();
-    const taken = replicas[app].some((other) => other.port === ports[app]);
-    const port = app === 'gateway' || !taken ? ports[app] : await freePort();
-    const metrics: Record<string, string> =
-      app === 'gateway' ? {} : { METRICS_PORT: String(await freePort()) };
+    const isGateway = app === gateway;
+    const taken = replicas[app]!.some((other) => other.port === ports[app]);
+    const port = isGateway || !taken ? ports[app]! : await freePort();
+    const metrics: Record<string, string> = isGateway
+      ? {}
+      : { METRICS_PORT: String(await freePort()) };
     if (stopping) throw new SystemError(`the system is stopping: no ${app} replica starts`);
-    const label = ++started[app] === 1 ? app : (`${app}#${started[app]}` as const);
+    started[app] = started[app]! + 1;
+    const label = started[app] === 1 ? app : `${app}#${started[app]}`;
     const process = new AppProcess(
       app,
       port,
@@ -535,7 +548,7 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
         ...envs[app],
         ...options.env?.[app],
         ...env,
-        [PORT_VARIABLE[app]]: String(port),
+        [PORT_VARIABLE[app]!]: String(port),
         ...metrics,
       },
       onLog,
@@ -545,7 +558,7 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
       options.nodePath,
       membership(label),
     );
-    const list = replicas[app];
+    const list = replicas[app]!;
     list.splice(after ? list.indexOf(after) + 1 : list.length, 0, process);
     onLog('system', `starting ${label} on port ${port}`);
     try {
@@ -560,14 +573,14 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
 
   const addReplica = async (app: AppName, after?: AppProcess, env?: Record<string, string>) => {
     if (!apps.includes(app)) throw new SystemError(`${app} is not part of this system`);
-    if (app === 'gateway' && !SHARED_PORTS && replicas.gateway.some((other) => other.running)) {
+    if (app === gateway && !SHARED_PORTS && replicas[app]!.some((other) => other.running)) {
       throw sharedPortsMissing();
     }
     return launch(app, after, env);
   };
 
   const removeReplica = async (process: AppProcess) => {
-    const list = replicas[process.name];
+    const list = replicas[process.name] ?? [];
     if (!list.includes(process)) throw new SystemError(`${process.label} is not a replica here`);
     onLog('system', `stopping ${process.label}`);
     await process.stop();
@@ -579,8 +592,8 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
     stopping = true;
     try {
       for (const app of [...APPS].reverse()) {
-        if (replicas[app].some((process) => process.running)) onLog('system', `stopping ${app}`);
-        await Promise.all(replicas[app].map((process) => process.stop()));
+        if (replicas[app]!.some((process) => process.running)) onLog('system', `stopping ${app}`);
+        await Promise.all(replicas[app]!.map((process) => process.stop()));
       }
       await postgres?.stop();
     } finally {
@@ -590,19 +603,30 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
 
   try {
     options.signal?.throwIfAborted();
-    for (const name of ['user', 'order'] as const) {
-      if (apps.includes(name)) await ensureDatabase(serverUrl, names[name]);
+    for (const app of MANIFEST) {
+      if (app.database && apps.includes(app.name)) {
+        await ensureDatabase(serverUrl, databaseName(app));
+      }
     }
-    const launchAll = async (app: AppName) => {
-      if (!apps.includes(app)) return;
-      // The first one alone: it migrates its database, or checks that the gateway's port is free.
-      await launch(app);
-      await Promise.all(Array.from({ length: counts[app] - 1 }, () => launch(app)));
-    };
-    // The services start side by side (each migrates its own database; the order service needs the
-    // user service only when an order is placed); the gateway starts once both are ready.
-    await Promise.all([launchAll('user'), launchAll('order')]);
-    await launchAll('gateway');
+    // Each app starts once every app it calls (among those started) is ready; apps that do not
+    // depend on each other start side by side. MANIFEST is in start order, so every callee's
+    // start is under way before its caller's.
+    const launched = new Map<AppName, Promise<void>>();
+    for (const app of MANIFEST) {
+      if (!apps.includes(app.name)) continue;
+      const callees = app.calls.flatMap((callee) => launched.get(callee) ?? []);
+      launched.set(
+        app.name,
+        Promise.all(callees).then(async () => {
+          // The first one alone: it migrates its database, or checks that the gateway's port is free.
+          await launch(app.name);
+          await Promise.all(Array.from({ length: counts[app.name]! - 1 }, () => launch(app.name)));
+        }),
+      );
+    }
+    // The first failure stops everything (the catch below), starts still under way included: a
+    // replica is listed from the moment its start begins.
+    await Promise.all(launched.values());
   } catch (error) {
     await stop();
     throw error;
@@ -610,21 +634,22 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
 
   const first = {} as Partial<Record<AppName, AppProcess>>;
   for (const app of apps) {
-    Object.defineProperty(first, app, { enumerable: true, get: () => replicas[app][0] });
+    Object.defineProperty(first, app, { enumerable: true, get: () => replicas[app]![0] });
   }
   return {
     apps: first,
     replicas,
     envs,
-    gatewayUrl: apps.includes('gateway') ? `http://127.0.0.1:${ports.gateway}` : undefined,
+    gatewayUrl:
+      gateway && apps.includes(gateway) ? `http://127.0.0.1:${ports[gateway]}` : undefined,
     serverUrl,
     discovery: { dir: registry.dir, files: registry.files },
     addReplica: (app, added) => addReplica(app, undefined, added?.env),
     removeReplica,
     rollingRestart: async (which = apps) => {
       for (const app of APPS.filter((name) => apps.includes(name) && which.includes(name))) {
-        for (const old of [...replicas[app]]) {
-          if (app === 'gateway' && !SHARED_PORTS) {
+        for (const old of [...replicas[app]!]) {
+          if (app === gateway && !SHARED_PORTS) {
             // No second gateway can listen beside it here: restart in place (a short outage).
             await old.stop();
             await old.start();

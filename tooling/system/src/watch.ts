@@ -53,7 +53,7 @@ export function readWorkspace(root: string): WorkspacePackage[] {
   for (const group of ['packages', 'apps']) {
     // Apps in start order (user, order, gateway), so the log lists them that way.
     const rank = (entry: string) => {
-      const index = APPS.indexOf(entry as AppName);
+      const index = APPS.indexOf(entry);
       return index === -1 ? APPS.length : index;
     };
     const entries = readdirSync(join(root, group)).sort((a, b) => rank(a) - rank(b));
