@@ -235,6 +235,102 @@ function kubernetesEntries(data: Record<string, string | number>): void {
   writeFileSync(databases, `${readFileSync(databases, 'utf8').trimEnd()}\n  - ${name}-db.yaml\n`);
 }
 
+/** Rewrites `file` (under the root) with `edit`; fails when the edit changes nothing. */
+function edit(file: string, change: (text: string) => string): void {
+  const path = join(root, file);
+  const before = readFileSync(path, 'utf8');
+  const after = change(before);
+  if (after === before) throw new Error(`${file}: nothing to change (has its layout changed?)`);
+  writeFileSync(path, after);
+}
+
+/** The production overlay: its images, replicas, settings, Secret and database egress. */
+function productionEntries(data: Record<string, string | number>): void {
+  const { name } = data;
+  const overlay = 'deploy/kubernetes/overlays/production';
+  edit(`${overlay}/kustomization.yaml`, (text) =>
+    text
+      .replace(
+        /^(#\s+order-database\s+DATABASE_URL\s+)postgresql:\/\/\.\.\. of the order service's own database\n/m,
+        (line: string, prefix: string) =>
+          `${line}${prefix.replace('order-database', `${name}-database`.padEnd('order-database'.length))}postgresql://... of the ${name} service's own database\n`,
+      )
+      .replace(
+        /^ {2}- \{ name: reference\/gateway,/m,
+        `  - { name: reference/${name}, newName: registry.example.com/reference/${name}, newTag: 1.0.0 }\n` +
+          `  - {\n      name: reference/${name}-migrate,\n      newName: registry.example.com/reference/${name}-migrate,\n      newTag: 1.0.0,\n    }\n$&`,
+      )
+      .replace(/^ {2}- \{ name: gateway, count: 2 \}/m, `  - { name: ${name}, count: 2 }\n$&`)
+      .replace(
+        /^ {2}- name: gateway-config\n(?: {4}.*\n)+/m,
+        (block: string) => `${block.replace('gateway-config', `${name}-config`)}${block}`,
+      ),
+  );
+  edit(`${overlay}/external-services.yaml`, (text) => {
+    // The order database's policy, for the new one: its address is to be filled in (CHANGE).
+    const order =
+      /---\n(apiVersion: networking\.k8s\.io\/v1\nkind: NetworkPolicy\nmetadata:\n {2}name: order-to-order-db\n[\s\S]*?)(?=---\n)/.exec(
+        text,
+      );
+    if (!order) throw new Error(`${overlay}/external-services.yaml: no order-to-order-db policy`);
+    const policy = order[1]!
+      .replace(/order/g, String(name))
+      .replace(
+        /(ipBlock: \{ cidr: )[\d./]+( \})/,
+        `$1192.0.2.${30 + (Number(data.port) % 200)}/32$2 # CHANGE: the ${name} database's address`,
+      );
+    return text
+      .replace(order[0], `${order[0]}---\n${policy}`)
+      .replace(
+        /values: \[user, order, gateway([a-z0-9, ]*)\]/g,
+        (_: string, more: string) => `values: [user, order, gateway${more}, ${name}]`,
+      );
+  });
+}
+
+/** Prometheus scrapes it (compose), the alerts and the overview dashboard know it, and it has a dashboard. */
+function observabilityEntries(data: Record<string, string | number>): void {
+  const { name, Name } = data;
+  const observability = 'deploy/observability';
+  edit(`${observability}/prometheus/prometheus.yml`, (text) =>
+    text.replace(
+      /^ {2}- job_name: order\n(?: {4}.*\n| {6}.*\n| {8}.*\n)+/m,
+      (block: string) =>
+        `${block}\n${block
+          .replace(/order/g, String(name))
+          .replace(/port: \d+/, `port: ${data.metricsPort}`)}`,
+    ),
+  );
+  // Every `job=~"gateway|user|order"` matcher gets the new app. (AppAbsent's absent(...) list is
+  // left as it is: alerts.test.yml's unit tests give series for the apps it names.)
+  const withApp = (text: string) =>
+    text.replace(
+      /job=~(\\?)"([a-z0-9|]+)\1"/g,
+      (_: string, slash: string, jobs: string) => `job=~${slash}"${jobs}|${name}${slash}"`,
+    );
+  edit(`${observability}/prometheus/alerts.yml`, withApp);
+  edit(`${observability}/grafana/dashboards/overview.json`, withApp);
+  const dashboard = renamed(
+    readFileSync(join(root, `${observability}/grafana/dashboards/user.json`), 'utf8'),
+    data,
+  ).replace(/User service/g, `${Name} service`);
+  writeFileSync(join(root, `${observability}/grafana/dashboards/${name}.json`), dashboard);
+}
+
+/** The app in @repo/apps (tooling/apps), through which turbo builds every app the runner starts. */
+function appsPackage(name: string): void {
+  const path = join(root, 'tooling/apps/package.json');
+  if (!existsSync(path)) return;
+  const manifest = JSON.parse(readFileSync(path, 'utf8')) as {
+    devDependencies?: Record<string, string>;
+  };
+  const dependencies = { ...manifest.devDependencies, [`@repo/${name}`]: 'workspace:*' };
+  manifest.devDependencies = Object.fromEntries(
+    Object.entries(dependencies).sort(([a], [b]) => a.localeCompare(b)),
+  );
+  writeFileSync(path, `${JSON.stringify(manifest, null, 2)}\n`);
+}
+
 /** `./<name>/v1` and `./<name>/v1/events` in @repo/contracts' exports, before `./events/v1`. */
 function contractsExports(name: string): void {
   const path = join(root, 'packages/contracts/package.json');
@@ -304,8 +400,11 @@ export default function generator(plop: PlopTypes.NodePlopAPI): void {
       });
       actions.push(
         () => (contractsExports(name), 'packages/contracts/package.json: exports'),
+        () => (appsPackage(name), 'tooling/apps/package.json: the app, for turbo'),
         () => (composeEntries(data), 'docker-compose.yml: db, migrate, service'),
         () => (kubernetesEntries(data), `deploy/kubernetes: base/${name}, local overlay`),
+        () => (productionEntries(data), 'deploy/kubernetes/overlays/production'),
+        () => (observabilityEntries(data), 'deploy/observability: Prometheus, alerts, dashboards'),
         () => {
           // Formatted as the repository's prettier wants (the templates are not run through it).
           execFileSync(
@@ -317,6 +416,8 @@ export default function generator(plop: PlopTypes.NodePlopAPI): void {
               '--log-level=warn',
               `apps/${name}`,
               'docker-compose.yml',
+              'deploy',
+              'tooling/apps/package.json',
             ],
             {
               cwd: root,

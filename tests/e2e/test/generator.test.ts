@@ -2,7 +2,7 @@
 // builds, passes lint, type checking and its own tests, and compose and Kubernetes know it; an
 // existing name is refused before anything is written.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -39,6 +39,40 @@ function generate(copy: string, name: string, port: number) {
   });
   return { status: result.status, output: `${result.stdout}${result.stderr}` };
 }
+
+/**
+ * Run in the copy: starts its whole system as `pnpm start` does (production mode, every app of the
+ * manifest), prints what it saw as the last line, and stops everything it started.
+ */
+const CHECK_SYSTEM = `
+const { MANIFEST, startSystem } = require('./tooling/system/dist/system.js');
+const { checkHealth } = require('./packages/service-kit/dist/health-client.js');
+const [name, grpcService] = process.argv.slice(2);
+const prefix = 'generator_' + process.pid;
+(async () => {
+  const system = await startSystem({
+    dataDir: require('node:os').tmpdir(),
+    databaseUrl: process.env.E2E_DATABASE_URL,
+    databaseNames: {
+      ...Object.fromEntries(MANIFEST.filter((app) => app.database).map((app) => [app.name, prefix + '_' + app.database])),
+      events: prefix + '_events',
+    },
+    nodeEnv: 'production',
+    logLevel: 'warn',
+    env: Object.fromEntries(MANIFEST.map((app) => [app.name, { DRAIN_DELAY_MS: '0', EVENTS_TRANSPORT: 'postgres', EVENTS_NAMESPACE: prefix }])),
+  });
+  try {
+    const health = await checkHealth('127.0.0.1:' + system.apps[name].port, grpcService);
+    const readyz = (await fetch(system.gatewayUrl + '/readyz')).status;
+    console.log(JSON.stringify({ started: Object.keys(system.apps), health, readyz }));
+  } finally {
+    await system.stop();
+  }
+})().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});
+`;
 
 describe('pnpm gen service', () => {
   let copy: string;
@@ -122,6 +156,12 @@ describe('pnpm gen service', () => {
     );
     expect(deployment).toContain(`service: ${NAME}.v1.StockService`);
     expect(deployment).not.toMatch(/\buser\b(?! is `node`)/);
+    expect(existsSync(join(copy, `deploy/observability/grafana/dashboards/${NAME}.json`))).toBe(
+      true,
+    );
+    expect(
+      readFileSync(join(copy, 'deploy/kubernetes/overlays/production/kustomization.yaml'), 'utf8'),
+    ).toContain(`- { name: ${NAME}, count: 2 }`);
     const contracts = JSON.parse(
       readFileSync(join(copy, 'packages/contracts/package.json'), 'utf8'),
     );
@@ -149,11 +189,28 @@ describe('pnpm gen service', () => {
       `apps/${NAME}`,
       'docker-compose.yml',
       'deploy/kubernetes',
+      'deploy/observability',
+      'tooling/apps/package.json',
       'packages/contracts/package.json',
     ]);
   }, 600_000);
 
-  // Starting the whole system with the new service (gRPC health, the gateway's /readyz) waits for
-  // the runner to discover apps from their package.json `service` blocks (@repo/system).
-  it.todo('starts with the whole system: SERVING in gRPC health');
+  it('starts with the whole system: the runner finds it, SERVING in gRPC health, the gateway ready', () => {
+    // The copy's runner (its ROOT is the copy), on the run's PostgreSQL with databases of its own.
+    run(copy, 'pnpm', [
+      'turbo',
+      'run',
+      'build',
+      '--filter=@repo/system...',
+      '--filter=@repo/apps...',
+      '--output-logs=errors-only',
+    ]);
+    writeFileSync(join(copy, 'check-system.cjs'), CHECK_SYSTEM);
+    const output = run(copy, 'node', ['check-system.cjs', NAME, `${NAME}.v1.StockService`]);
+    expect(JSON.parse(output.trim().split('\n').pop()!)).toEqual({
+      started: expect.arrayContaining(['user', 'order', NAME, 'gateway']),
+      health: 'SERVING',
+      readyz: 200,
+    });
+  }, 300_000);
 });
