@@ -17,7 +17,10 @@ export interface AppManifest {
   readonly kind: AppKind;
   /** `pnpm dev`'s port (tests pick free ones). */
   readonly port: number;
-  /** The variable the app reads its port from, e.g. `USER_GRPC_PORT`. */
+  /**
+   * The variable the app reads its port from, e.g. `USER_GRPC_PORT`; the one it reads its listen
+   * address from is the same ending in `_HOST`.
+   */
   readonly portVariable: string;
   /** grpc kind: the fully qualified service its gRPC health check reports, e.g. `user.v1.UserService`. */
   readonly grpcService?: string;
@@ -81,10 +84,11 @@ export function parseAppManifest(name: string, packageName: string, raw: unknown
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) {
     fail('port', `must be a port number from 1 to 65535 (got ${JSON.stringify(port)})`);
   }
-  if (typeof portVariable !== 'string' || !/^[A-Z][A-Z0-9_]*$/.test(portVariable)) {
+  // Ending in _PORT: the app's listen address is read from the same name ending in _HOST.
+  if (typeof portVariable !== 'string' || !/^[A-Z][A-Z0-9_]*_PORT$/.test(portVariable)) {
     fail(
       'portVariable',
-      `must be an environment variable's name, e.g. USER_GRPC_PORT (got ${JSON.stringify(portVariable)})`,
+      `must be an environment variable's name ending in _PORT, e.g. USER_GRPC_PORT (got ${JSON.stringify(portVariable)})`,
     );
   }
   if (kind === 'grpc') {

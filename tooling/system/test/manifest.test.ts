@@ -36,9 +36,12 @@ const app = (name: string, calls: string[] = [], index = 0): AppManifest =>
   );
 
 describe('the repository manifest', () => {
-  it('lists user, order and gateway in start order, with what the code hard-coded before', () => {
+  it('lists user, order and gateway in start order (among any others), with what the code hard-coded before', () => {
     const apps = loadManifest();
-    expect(apps.map((each) => each.name)).toEqual(['user', 'order', 'gateway']);
+    const names = apps.map((each) => each.name);
+    expect(names).toEqual(expect.arrayContaining(['user', 'order', 'gateway']));
+    expect(names.indexOf('user')).toBeLessThan(names.indexOf('order'));
+    expect(names.indexOf('order')).toBeLessThan(names.indexOf('gateway'));
     expect(apps.find((each) => each.name === 'order')).toEqual({
       name: 'order',
       packageName: '@repo/order',
@@ -71,6 +74,10 @@ describe('parseAppManifest', () => {
     [{ port: 70000 }, '"service".port must be a port number'],
     [{ port: '3000' }, '"service".port must be a port number'],
     [{ portVariable: 'user-port' }, '"service".portVariable must be'],
+    [
+      { portVariable: 'USER_GRPC' },
+      '"service".portVariable must be an environment variable\'s name ending in _PORT',
+    ],
     [{ grpcService: undefined }, '"service".grpcService must be the fully qualified'],
     [{ database: 'User DB' }, '"service".database must be a database name'],
     [{ calls: 'order' }, '"service".calls must be a list'],
@@ -159,9 +166,9 @@ describe('loadManifest', () => {
   it('reads the apps with a service key, in start order, and skips the others', () => {
     write('order', {
       name: '@repo/order',
-      service: grpc({ port: 2, portVariable: 'B', database: 'order', calls: ['user'] }),
+      service: grpc({ port: 2, portVariable: 'B_PORT', database: 'order', calls: ['user'] }),
     });
-    write('user', { name: '@repo/user', service: grpc({ port: 1, portVariable: 'A' }) });
+    write('user', { name: '@repo/user', service: grpc({ port: 1, portVariable: 'A_PORT' }) });
     write('docs', { name: '@repo/docs' });
     mkdirSync(join(root, 'apps', 'empty'));
     expect(loadManifest(root).map((each) => each.name)).toEqual(['user', 'order']);
