@@ -378,7 +378,7 @@ export default function generator(plop: PlopTypes.NodePlopAPI): void {
       },
     ],
     actions: (answers) => {
-      const { name, port } = answers as Answers;
+      const { name, port, routes } = answers as Answers;
       // Prompts validate; --args with a bad name must fail too, before anything is written.
       const refused = refusal(name);
       if (refused) throw new Error(refused);
@@ -426,6 +426,10 @@ export default function generator(plop: PlopTypes.NodePlopAPI): void {
           );
           return 'prettier';
         },
+        () =>
+          routes === true || routes === 'true'
+            ? 'gateway routes: not generated yet; see "Adding a service" in the README'
+            : 'no gateway routes',
         () => {
           if (process.env.SKIP_INSTALL) return 'pnpm install skipped (SKIP_INSTALL)';
           execFileSync('pnpm', ['install', '--prefer-offline'], { cwd: root, stdio: 'inherit' });
