@@ -42,7 +42,12 @@ describe.each(['postgres', 'nats'] as const)(
     let client: Api;
 
     beforeAll(async () => {
-      system = await startTestSystem({}, { eventsTransport: transport });
+      // Sent events stay in the outboxes (marked) for the tests below to look at.
+      const retain = { OUTBOX_RETAIN_SENT_MS: '3600000' };
+      system = await startTestSystem(
+        {},
+        { eventsTransport: transport, env: { user: retain, order: retain } },
+      );
       client = api(system.gatewayUrl!);
     });
 

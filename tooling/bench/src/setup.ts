@@ -68,6 +68,9 @@ export async function startBenchSystem(options: {
       // all. Unless HASH_QUEUE_WAIT_MAX_MS says otherwise, the callers' deadlines decide instead.
       user: {
         HASH_QUEUE_WAIT_MAX_MS: process.env.HASH_QUEUE_WAIT_MAX_MS || '5000',
+        // E1 matches the user outbox's rows with the order inbox's after the fact (./events.ts).
+        // Not the order service's: S3 measures its outbox as production runs it.
+        OUTBOX_RETAIN_SENT_MS: '3600000',
         ...nodeOptions,
         ...options.env,
       },
