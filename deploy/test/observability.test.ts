@@ -62,23 +62,28 @@ const EVENTS_METRICS = [
  * endpoints). Both services write an outbox; order consumes the user service's events.
  */
 async function exposedByApp(): Promise<Record<string, string[]>> {
-  const service = (consumes: boolean) => {
+  // Every gRPC service of the manifest serves, has a pool and writes an outbox; one that calls
+  // others has client metrics; the order service consumes the user service's events too.
+  const service = (app: (typeof MANIFEST)[number]) => {
     const registry = createRegistry();
-    grpcServerMetrics(registry, 'user');
-    dbPoolMetrics(registry, () => ({ inUse: 0, idle: 0, waiting: 0 }));
-    if (consumes) grpcClientMetrics(registry);
+    grpcServerMetrics(registry, app.name);
+    if (app.database) dbPoolMetrics(registry, () => ({ inUse: 0, idle: 0, waiting: 0 }));
+    if (app.calls.length > 0) grpcClientMetrics(registry);
     eventsMetrics(registry, {
       outbox: { query: () => Promise.resolve({ rows: [], rowCount: 0 }) },
       transport: { pending: () => Promise.resolve(0) },
-      consumers: consumes ? ['order-users'] : [],
+      consumers: app.name === 'order' ? ['order-users'] : [],
     });
     return exposedNames(registry);
   };
-  return {
-    gateway: await exposedNames(createMetrics().registry),
-    user: await service(false),
-    order: await service(true),
-  };
+  return Object.fromEntries(
+    await Promise.all(
+      MANIFEST.map(async (app) => [
+        app.name,
+        app.kind === 'gateway' ? await exposedNames(createMetrics().registry) : await service(app),
+      ]),
+    ),
+  );
 }
 
 const expressions = [...dashboardExpressions(), ...ruleExpressions()];

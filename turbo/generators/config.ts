@@ -123,83 +123,32 @@ function insertBefore(file: string, before: RegExp, text: string): void {
   writeFileSync(path, content.slice(0, match.index) + text + content.slice(match.index));
 }
 
+/**
+ * The user service's block `key` of docker-compose.yml (from its line to the next one at that
+ * indentation, the blank line after it included), for copying.
+ */
+function composeBlock(compose: string, key: string): string {
+  const lines = compose.split('\n');
+  const start = lines.indexOf(`  ${key}:`);
+  if (start < 0) throw new Error(`docker-compose.yml has no service "${key}" to copy`);
+  let end = start + 1;
+  while (end < lines.length && !/^ {0,2}\S/.test(lines[end]!)) end++;
+  return `${lines.slice(start, end).join('\n')}\n`;
+}
+
+/**
+ * Its database, migration job and service in docker-compose.yml: the user service's three blocks,
+ * renamed, so they follow whatever the user service's do (build arguments from the manifest, the
+ * health check, the events settings) without this file repeating them.
+ */
 function composeEntries(data: Record<string, string | number>): void {
-  const { name, NAME, Name, port } = data;
-  // One root Dockerfile with ARG APP when there is one, else the per-app Dockerfile as user has.
-  const rootDockerfile = existsSync(join(root, 'Dockerfile'));
-  const build = (target?: string) =>
-    rootDockerfile
-      ? `{ context: ., dockerfile: Dockerfile, args: { APP: ${name} }${target ? `, target: ${target}` : ''} }`
-      : `{ context: ., dockerfile: apps/${name}/Dockerfile${target ? `, target: ${target}` : ''} }`;
-  insertBefore(
-    'docker-compose.yml',
-    /^ {2}# One-shot jobs/m,
-    `  ${name}-db:
-    <<: *postgres
-    environment:
-      POSTGRES_USER: app
-      POSTGRES_PASSWORD: app
-      POSTGRES_DB: ${name}
-    volumes:
-      - ${name}-db-data:/var/lib/postgresql
-
-`,
-  );
-  insertBefore(
-    'docker-compose.yml',
-    /^ {2}# The events broker/m,
-    `  ${name}-migrate:
-    build: ${build('migrate')}
-    image: reference/${name}-migrate
-    command: ['node_modules/.bin/prisma', 'migrate', 'deploy']
-    environment:
-      DATABASE_URL: postgresql://app:app@${name}-db:5432/${name}
-    depends_on:
-      ${name}-db: { condition: service_healthy }
-    restart: 'no'
-
-`,
-  );
-  insertBefore(
-    'docker-compose.yml',
-    /^ {2}# The rate-limit counters/m,
-    `  ${name}:
-    build: ${build()}
-    image: reference/${name}
-    restart: unless-stopped
-    deploy: { replicas: 2 }
-    environment:
-      NODE_ENV: production
-      LOG_LEVEL: info
-      ${NAME}_GRPC_PORT: '${port}'
-      DATABASE_URL: postgresql://app:app@${name}-db:5432/${name}
-      MIGRATE_ON_START: 'false'
-      EVENTS_TRANSPORT: nats
-      NATS_URL: nats://nats:4222
-    depends_on:
-      ${name}-migrate: { condition: service_completed_successfully }
-      nats: { condition: service_healthy }
-    healthcheck:
-      test:
-        [
-          'CMD',
-          'node',
-          'node_modules/@repo/service-kit/dist/health-probe.js',
-          '127.0.0.1:${port}',
-          '${name}.v1.${Name}Service',
-        ]
-      interval: 10s
-      timeout: 3s
-      start_period: 20s
-      retries: 3
-
-`,
-  );
+  const { name } = data;
+  const compose = readFileSync(join(root, 'docker-compose.yml'), 'utf8');
+  const copy = (key: string) => renamed(composeBlock(compose, key), data);
+  insertBefore('docker-compose.yml', /^ {2}# One-shot jobs/m, copy('user-db'));
+  insertBefore('docker-compose.yml', /^ {2}# The events broker/m, copy('user-migrate'));
+  insertBefore('docker-compose.yml', /^ {2}# The rate-limit counters/m, copy('user'));
   insertBefore('docker-compose.yml', /^ {2}nats-data:/m, `  ${name}-db-data:\n`);
-  if (!rootDockerfile) {
-    const dockerfile = renamed(readFileSync(join(root, 'apps/user/Dockerfile'), 'utf8'), data);
-    writeFileSync(join(root, 'apps', String(name), 'Dockerfile'), dockerfile);
-  }
 }
 
 function kubernetesEntries(data: Record<string, string | number>): void {
@@ -288,10 +237,19 @@ function productionEntries(data: Record<string, string | number>): void {
   });
 }
 
-/** Prometheus scrapes it (compose), the alerts and the overview dashboard know it, and it has a dashboard. */
+/**
+ * Compose's observability file sends its traces to the collector, Prometheus scrapes it, the alerts
+ * and the overview dashboard know it, and it has a dashboard.
+ */
 function observabilityEntries(data: Record<string, string | number>): void {
   const { name, Name } = data;
   const observability = 'deploy/observability';
+  const composeObservability = readFileSync(join(root, 'docker-compose.observability.yml'), 'utf8');
+  insertBefore(
+    'docker-compose.observability.yml',
+    /^ {2}gateway:$/m,
+    `${renamed(composeBlock(composeObservability, 'user'), data)}`,
+  );
   edit(`${observability}/prometheus/prometheus.yml`, (text) =>
     text.replace(
       /^ {2}- job_name: order\n(?: {4}.*\n| {6}.*\n| {8}.*\n)+/m,
@@ -404,7 +362,10 @@ export default function generator(plop: PlopTypes.NodePlopAPI): void {
         () => (composeEntries(data), 'docker-compose.yml: db, migrate, service'),
         () => (kubernetesEntries(data), `deploy/kubernetes: base/${name}, local overlay`),
         () => (productionEntries(data), 'deploy/kubernetes/overlays/production'),
-        () => (observabilityEntries(data), 'deploy/observability: Prometheus, alerts, dashboards'),
+        () => (
+          observabilityEntries(data),
+          'docker-compose.observability.yml and deploy/observability: traces, Prometheus, alerts, dashboards'
+        ),
         () => {
           // Formatted as the repository's prettier wants (the templates are not run through it).
           execFileSync(

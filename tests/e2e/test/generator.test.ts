@@ -1,6 +1,7 @@
 // `pnpm gen service` (turbo/generators/config.ts) on a copy of the repository: the service it writes
-// builds, passes lint, type checking and its own tests, and compose and Kubernetes know it; an
-// existing name is refused before anything is written.
+// builds, passes lint, type checking and its own tests, starts with the system, and passes the
+// deployment checks (compose, Kubernetes, dashboards, alerts); an existing name is refused before
+// anything is written.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,6 +10,16 @@ import { join } from 'node:path';
 const repository = join(__dirname, '../../..');
 const NAME = 'stock';
 
+/**
+ * The environment of what runs in the copy: this one's, without JEST_SUMMARY_DIR (the copy's Jest
+ * runs are this test's steps, not packages of the CI summary).
+ */
+function copyEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
+  delete env.JEST_SUMMARY_DIR;
+  return env;
+}
+
 /** Runs a command in the copy; its output is returned, and shown when it fails. */
 function run(copy: string, command: string, args: string[], cwd = copy): string {
   const result = spawnSync(command, args, {
@@ -16,7 +27,7 @@ function run(copy: string, command: string, args: string[], cwd = copy): string 
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'pipe'],
     // Nothing asks for input: the generator's prompts get --args, and an unanswered one fails.
-    env: { ...process.env, CI: 'true', FORCE_COLOR: '0' },
+    env: copyEnv({ CI: 'true', FORCE_COLOR: '0' }),
     maxBuffer: 64 * 1024 * 1024,
   });
   const output = `${result.stdout}${result.stderr}`;
@@ -35,7 +46,7 @@ function generate(copy: string, name: string, port: number) {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'pipe'],
     // The test installs once itself, offline, after generating.
-    env: { ...process.env, FORCE_COLOR: '0', SKIP_INSTALL: '1' },
+    env: copyEnv({ FORCE_COLOR: '0', SKIP_INSTALL: '1' }),
   });
   return { status: result.status, output: `${result.stdout}${result.stderr}` };
 }
@@ -188,6 +199,7 @@ describe('pnpm gen service', () => {
       '--check',
       `apps/${NAME}`,
       'docker-compose.yml',
+      'docker-compose.observability.yml',
       'deploy/kubernetes',
       'deploy/observability',
       'tooling/apps/package.json',
@@ -212,5 +224,17 @@ describe('pnpm gen service', () => {
       health: 'SERVING',
       readyz: 200,
     });
+  }, 300_000);
+
+  it("passes the repository's deployment checks as it is: compose, Kubernetes, dashboards and alerts", () => {
+    // Built by the step above (everything the runner starts, and what the checks import).
+    run(copy, 'pnpm', ['exec', 'jest'], join(copy, 'deploy'));
+    // The compose checks of the end-to-end deploy test (the image builds are left to the repo's own run).
+    run(
+      copy,
+      'pnpm',
+      ['exec', 'jest', 'test/deploy.test.ts', '-t', 'docker-compose.yml'],
+      join(copy, 'tests/e2e'),
+    );
   }, 300_000);
 });
