@@ -433,6 +433,12 @@ describe('the invariants have teeth', () => {
     });
 
     it('an app calling another in a new direction fails', () => {
+      // What the manifests declare (a generated service with gateway routes adds the gateway's call).
+      const port = (name: string) => MANIFEST.find((app) => app.name === name)?.port;
+      const declared = MANIFEST.flatMap((app) =>
+        app.calls.map((callee) => `${app.name} -> ${callee}:${port(callee)}`),
+      ).sort();
+      const allowed = [...declared, 'user -> order:50052'].sort();
       expect(
         problemsAfter('network', (objects) => {
           objects.push(
@@ -449,7 +455,7 @@ describe('the invariants have teeth', () => {
           });
         }),
       ).toEqual([
-        'the apps may call ["gateway -> order:50052","gateway -> user:50051","order -> user:50051","user -> order:50052"], expected ["gateway -> order:50052","gateway -> user:50051","order -> user:50051"]',
+        `the apps may call ${JSON.stringify(allowed)}, expected ${JSON.stringify(declared)}`,
       ]);
     });
 

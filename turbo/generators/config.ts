@@ -7,6 +7,7 @@ import type { PlopTypes } from '@turbo/gen';
 
 const root = resolve(__dirname, '../..');
 const templates = join(__dirname, 'templates/service');
+const gatewayTemplates = join(__dirname, 'templates/gateway-routes');
 const NAME_PATTERN = /^[a-z][a-z0-9]*$/;
 
 interface Answers {
@@ -275,6 +276,102 @@ function observabilityEntries(data: Record<string, string | number>): void {
   writeFileSync(join(root, `${observability}/grafana/dashboards/${name}.json`), dashboard);
 }
 
+/**
+ * The gateway calls the new service: its route group (templates/gateway-routes) and the wiring at
+ * the gateway's `// pnpm gen service: ... above this line` markers; the gateway's manifest `calls`
+ * it (the runner starts it first and passes its address); compose and Kubernetes give the gateway
+ * its address and let it through.
+ */
+function gatewayEntries(data: Record<string, string | number>): void {
+  const { name, Name, NAME, port } = data;
+  const gateway = 'apps/gateway';
+  const marker = (what: string) =>
+    new RegExp(`^ *// pnpm gen service: ${what} above this line$`, 'm');
+  insertBefore(
+    `${gateway}/src/config.ts`,
+    marker('service addresses'),
+    `    ${NAME}_SERVICE_ADDR: env.address('127.0.0.1:${port}'),\n`,
+  );
+  insertBefore(
+    `${gateway}/src/main.ts`,
+    marker('service addresses'),
+    `    ${name}Address: config.${NAME}_SERVICE_ADDR,\n`,
+  );
+  // The gateway's tests start every app of its manifest's `calls` (test/global-setup.ts).
+  insertBefore(
+    `${gateway}/test/harness.ts`,
+    marker('service addresses'),
+    `    ${name}Address: process.env.TEST_${NAME}_ADDR!,\n`,
+  );
+  const backends = `${gateway}/src/backends/index.ts`;
+  insertBefore(
+    backends,
+    marker('imports'),
+    `import { ${Name}ServiceClient } from '@repo/contracts/${name}/v1';\n`,
+  );
+  insertBefore(backends, marker('services'), `  ${name}: '${name}.v1.${Name}Service',\n`);
+  insertBefore(
+    backends,
+    marker('client types'),
+    `  ${name}: ServiceClient<${Name}ServiceClient, keyof typeof ${Name}ServiceClient.service>;\n`,
+  );
+  insertBefore(backends, marker('address options'), `  ${name}Address: string;\n`);
+  insertBefore(backends, marker('addresses'), `    ${name}: options.${name}Address,\n`);
+  insertBefore(
+    backends,
+    marker('clients'),
+    `    ${name}: createServiceClient(${Name}ServiceClient, addresses.${name}, callOptions('${name}')),\n`,
+  );
+  insertBefore(
+    `${gateway}/src/app.ts`,
+    marker("route groups' imports"),
+    `import { ${name}Routes } from './routes/${name}';\n`,
+  );
+  insertBefore(
+    `${gateway}/src/app.ts`,
+    marker('route groups'),
+    `    ...${name}Routes(backends),\n`,
+  );
+
+  const manifestPath = join(root, gateway, 'package.json');
+  const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as {
+    service: { calls: string[] };
+  };
+  manifest.service.calls.push(String(name));
+  writeFileSync(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`);
+
+  // Compose: the gateway's address of it, after the others', and it starts once the service is healthy.
+  const compose = readFileSync(join(root, 'docker-compose.yml'), 'utf8');
+  const block = composeBlock(compose, 'gateway');
+  const withService = block
+    .replace(
+      /((?: +[A-Z0-9_]+_SERVICE_ADDR: .*\n)+)/,
+      `$1      ${NAME}_SERVICE_ADDR: dns:///${name}:${port}\n`,
+    )
+    .replace(
+      /( +depends_on:\n(?: {6}[a-z0-9-]+: .*\n)*?)( {6}redis:)/,
+      `$1      ${name}: { condition: service_healthy }\n$2`,
+    );
+  if (withService === block || !withService.includes(`${name}: { condition`))
+    throw new Error(
+      'docker-compose.yml: the gateway block has no *_SERVICE_ADDR or depends_on to extend',
+    );
+  writeFileSync(join(root, 'docker-compose.yml'), compose.replace(block, withService));
+
+  // Kubernetes: the gateway's config names it; its network policy lets the gateway out to it.
+  edit('deploy/kubernetes/base/gateway/kustomization.yaml', (text) =>
+    text.replace(
+      /((?: +- [A-Z0-9_]+_SERVICE_ADDR=.*\n)+)/,
+      `$1      - ${NAME}_SERVICE_ADDR=dns:///${name}:${port}\n`,
+    ),
+  );
+  edit(
+    'deploy/kubernetes/base/gateway/network-policy.yaml',
+    (text) =>
+      `${text.trimEnd()}\n    - to:\n        - podSelector:\n            matchLabels:\n              app.kubernetes.io/name: ${name}\n      ports:\n        - { protocol: TCP, port: ${port} }\n`,
+  );
+}
+
 /** The app in @repo/apps (tooling/apps), through which turbo builds every app the runner starts. */
 function appsPackage(name: string): void {
   const path = join(root, 'tooling/apps/package.json');
@@ -331,15 +428,24 @@ export default function generator(plop: PlopTypes.NodePlopAPI): void {
       {
         type: 'confirm',
         name: 'routes',
-        message: 'Add a gateway route group? (not generated yet: see the README)',
+        message: 'Add a gateway route group (POST /v1/<name>/items, GET /v1/<name>/items/:id)?',
         default: false,
       },
     ],
     actions: (answers) => {
       const { name, port, routes } = answers as Answers;
+      const withRoutes = routes === true || routes === 'true';
       // Prompts validate; --args with a bad name must fail too, before anything is written.
       const refused = refusal(name);
       if (refused) throw new Error(refused);
+      // Its client is `backends.<name>` and its routes `routes/<name>.ts` in the gateway.
+      if (
+        withRoutes &&
+        (['health', 'close', 'users', 'orders'].includes(name) ||
+          existsSync(join(root, `apps/gateway/src/routes/${name}.ts`)))
+      ) {
+        throw new Error(`"${name}" cannot have gateway routes: the gateway uses the name already`);
+      }
       const data = {
         name,
         Name: name[0]!.toUpperCase() + name.slice(1),
@@ -356,6 +462,16 @@ export default function generator(plop: PlopTypes.NodePlopAPI): void {
         written.push(target);
         return { type: 'add', path: join(root, target), templateFile: file, data };
       });
+      if (withRoutes) {
+        // The route group: one file of the gateway's, from its own template.
+        const target = `apps/gateway/src/routes/${name}.ts`;
+        actions.push({
+          type: 'add',
+          path: join(root, target),
+          templateFile: join(gatewayTemplates, 'apps/gateway/src/routes/__name__.ts.hbs'),
+          data,
+        });
+      }
       actions.push(
         () => (contractsExports(name), 'packages/contracts/package.json: exports'),
         () => (appsPackage(name), 'tooling/apps/package.json: the app, for turbo'),
@@ -366,6 +482,11 @@ export default function generator(plop: PlopTypes.NodePlopAPI): void {
           observabilityEntries(data),
           'docker-compose.observability.yml and deploy/observability: traces, Prometheus, alerts, dashboards'
         ),
+        () =>
+          withRoutes
+            ? (gatewayEntries(data),
+              `apps/gateway: /v1/${name}/items routes, its client, readiness; compose and Kubernetes: the gateway calls it`)
+            : 'no gateway routes',
         () => {
           // Formatted as the repository's prettier wants (the templates are not run through it).
           execFileSync(
@@ -379,6 +500,7 @@ export default function generator(plop: PlopTypes.NodePlopAPI): void {
               'docker-compose.yml',
               'deploy',
               'tooling/apps/package.json',
+              ...(withRoutes ? ['apps/gateway'] : []),
             ],
             {
               cwd: root,
@@ -387,10 +509,6 @@ export default function generator(plop: PlopTypes.NodePlopAPI): void {
           );
           return 'prettier';
         },
-        () =>
-          routes === true || routes === 'true'
-            ? 'gateway routes: not generated yet; see "Adding a service" in the README'
-            : 'no gateway routes',
         () => {
           if (process.env.SKIP_INSTALL) return 'pnpm install skipped (SKIP_INSTALL)';
           execFileSync('pnpm', ['install', '--prefer-offline'], { cwd: root, stdio: 'inherit' });

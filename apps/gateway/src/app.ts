@@ -30,6 +30,7 @@ import { docsRouter } from './openapi/docs-page';
 import { catalogRoutes } from './routes/catalog';
 import { orderRoutes } from './routes/orders';
 import { userRoutes } from './routes/users';
+// pnpm gen service: route groups' imports above this line
 
 /** Every API route's path starts with this; the rate limit applies below it. */
 const API_BASE_PATH = '/v1';
@@ -74,6 +75,7 @@ export function createApp(options: AppOptions): GatewayApp {
     ...userRoutes(backends, options.tokens),
     ...catalogRoutes(backends),
     ...orderRoutes(backends, orderStreams),
+    // pnpm gen service: route groups above this line
   ];
   const openApi = JSON.stringify(buildOpenApiDocument(routes));
   let draining = false;

@@ -17,6 +17,7 @@ export const configSchema = z
     GATEWAY_REUSE_PORT: env.boolean(false),
     USER_SERVICE_ADDR: env.address('127.0.0.1:50051'),
     ORDER_SERVICE_ADDR: env.address('127.0.0.1:50052'),
+    // pnpm gen service: service addresses above this line
     /** HS256 key for access tokens, at least 32 characters. Required in production. */
     JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
     JWT_ISSUER: z.string().min(1).default('microservices-reference'),

@@ -35,6 +35,7 @@ async function main(): Promise<void> {
   const backends = createBackends({
     userAddress: config.USER_SERVICE_ADDR,
     orderAddress: config.ORDER_SERVICE_ADDR,
+    // pnpm gen service: service addresses above this line
     deadlineMs: config.BACKEND_DEADLINE_MS,
     metrics,
   });

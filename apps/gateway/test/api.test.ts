@@ -1,5 +1,14 @@
 import request from 'supertest';
-import { KEYBOARD, MOUSE, buildGateway, expectProblem, signUp, type TestGateway } from './harness';
+import {
+  KEYBOARD,
+  MOUSE,
+  buildGateway,
+  expectProblem,
+  readinessChecks,
+  signUp,
+  type TestGateway,
+} from './harness';
+import { BACKEND_SERVICES } from '../src/backends';
 
 describe('the public API against the real user and order services', () => {
   let gateway: TestGateway;
@@ -327,7 +336,7 @@ describe('the public API against the real user and order services', () => {
       const ready = await request(gateway.app).get('/readyz').expect(200);
       expect(ready.body).toEqual({
         status: 'ready',
-        checks: { user: 'SERVING', order: 'SERVING' },
+        checks: readinessChecks(),
       });
     });
 
@@ -384,6 +393,10 @@ describe('the public API against the real user and order services', () => {
           'GET /readyz',
           'GET /metrics',
           'GET /openapi.json',
+          // Those of the route groups `pnpm gen service` writes, one per service it added.
+          ...Object.keys(BACKEND_SERVICES)
+            .filter((name) => name !== 'user' && name !== 'order')
+            .flatMap((name) => [`POST /v1/${name}/items`, `GET /v1/${name}/items/{id}`]),
         ].sort(),
       );
       // Generated from the validating schemas: the request body schema carries their constraints.

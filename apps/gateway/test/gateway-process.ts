@@ -4,6 +4,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { WATCHDOG, appEntry } from '@repo/system/system';
 import { SECRET } from './harness';
 
+/** The services the global setup started, as gateway settings (TEST_USER_ADDR -> USER_SERVICE_ADDR). */
+function serviceAddresses(): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(process.env)
+      .filter(([name, value]) => /^TEST_[A-Z0-9]+_ADDR$/.test(name) && value)
+      .map(([name, value]) => [name.replace(/^TEST_(\w+)_ADDR$/, '$1_SERVICE_ADDR'), value!]),
+  );
+}
+
 /**
  * The built gateway (`node apps/gateway/dist/main.js`) as a real process in front of the test run's
  * user and order services, configured only by `env`, its JSON log lines kept. It holds a pipe from
@@ -42,8 +51,7 @@ export class GatewayProcess {
         DRAIN_DELAY_MS: '0',
         GATEWAY_HOST: '127.0.0.1',
         GATEWAY_PORT: String(port),
-        USER_SERVICE_ADDR: process.env.TEST_USER_ADDR!,
-        ORDER_SERVICE_ADDR: process.env.TEST_ORDER_ADDR!,
+        ...serviceAddresses(),
         ...env,
       },
       stdio: ['pipe', 'pipe', 'pipe'],

@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startSystem, type RunningSystem } from '@repo/system/system';
@@ -7,9 +7,16 @@ declare global {
   var __gatewayTestSystem: { system: RunningSystem; dataDir: string } | undefined;
 }
 
+/** The services the gateway calls: its manifest's `calls` (user, order, any generated with routes). */
+const CALLS = (
+  JSON.parse(readFileSync(join(__dirname, '../package.json'), 'utf8')) as {
+    service: { calls: string[] };
+  }
+).service.calls;
+
 /**
- * Starts the real user and order services as processes (the same way `pnpm dev` does) on an
- * embedded PostgreSQL, and tells the test files where they are through the environment.
+ * Starts the real services the gateway calls (user, order, ...) as processes (the same way
+ * `pnpm dev` does) on an embedded PostgreSQL, and tells the test files where they are through the environment.
  */
 export default async function globalSetup(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'gateway-test-'));
@@ -17,7 +24,7 @@ export default async function globalSetup(): Promise<void> {
   chmodSync(dataDir, 0o755);
   const system = await startSystem({
     dataDir,
-    apps: ['user', 'order'],
+    apps: CALLS,
     nodeEnv: 'production',
     logLevel: 'warn',
     // No test here is about shedding: on a busy machine, hashing must queue rather than be refused
@@ -27,7 +34,9 @@ export default async function globalSetup(): Promise<void> {
     ephemeral: true,
   });
   globalThis.__gatewayTestSystem = { system, dataDir };
-  process.env.TEST_USER_ADDR = system.apps.user!.address;
-  process.env.TEST_ORDER_ADDR = system.apps.order!.address;
+  // TEST_USER_ADDR, TEST_ORDER_ADDR, ...
+  for (const name of CALLS) {
+    process.env[`TEST_${name.toUpperCase()}_ADDR`] = system.apps[name]!.address;
+  }
   process.env.TEST_ORDER_ENV = JSON.stringify(system.envs.order);
 }

@@ -4,7 +4,7 @@ import request from 'supertest';
 import { createLogger, type Logger } from '@repo/service-kit/logger';
 import { createApp, type AppOptions, type GatewayApp } from '../src/app';
 import { TokenService } from '../src/auth/tokens';
-import { createBackends, type Backends } from '../src/backends';
+import { BACKEND_SERVICES, createBackends, type Backends } from '../src/backends';
 import { createMetrics } from '../src/metrics';
 
 export const SECRET = 'test-secret-that-is-long-enough-for-hs256!';
@@ -40,6 +40,7 @@ export function buildGateway(
   const backends = createBackends({
     userAddress: overrides.userAddress ?? process.env.TEST_USER_ADDR!,
     orderAddress: overrides.orderAddress ?? process.env.TEST_ORDER_ADDR!,
+    // pnpm gen service: service addresses above this line
     // Generous defaults (production: 2 s and 3 s): the tests about deadlines set their own, and
     // the others must not fail because a busy machine hashed a password slowly.
     deadlineMs: overrides.backendDeadlineMs ?? 20_000,
@@ -94,6 +95,17 @@ export async function forgeToken(
   jwt.setIssuer(claims.iss ?? ISSUER).setAudience(claims.aud ?? AUDIENCE);
   jwt.setExpirationTime(claims.exp ?? Math.floor(Date.now() / 1000) + 600);
   return jwt.sign(new TextEncoder().encode(secret));
+}
+
+/**
+ * /readyz's `checks` with every backend SERVING (user, order, and any service `pnpm gen service`
+ * added), then `changes`.
+ */
+export function readinessChecks(changes: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    ...Object.fromEntries(Object.keys(BACKEND_SERVICES).map((name) => [name, 'SERVING'])),
+    ...changes,
+  };
 }
 
 /** Every error answer must be an RFC 9457 problem document. */

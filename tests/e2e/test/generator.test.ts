@@ -1,7 +1,8 @@
 // `pnpm gen service` (turbo/generators/config.ts) on a copy of the repository: the service it writes
 // builds, passes lint, type checking and its own tests, starts with the system, and passes the
-// deployment checks (compose, Kubernetes, dashboards, alerts); an existing name is refused before
-// anything is written.
+// deployment checks (compose, Kubernetes, dashboards, alerts); a second one with a gateway route
+// group is called through the gateway over HTTP; an existing name is refused before anything is
+// written.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,6 +10,8 @@ import { join } from 'node:path';
 
 const repository = join(__dirname, '../../..');
 const NAME = 'stock';
+/** Generated with a gateway route group, after NAME, in the same copy. */
+const ROUTED = 'ledger';
 
 /**
  * The environment of what runs in the copy: this one's, without JEST_SUMMARY_DIR (the copy's Jest
@@ -40,26 +43,64 @@ function run(copy: string, command: string, args: string[], cwd = copy): string 
 }
 
 /** `pnpm gen service` without prompts; its exit status and output. */
-function generate(copy: string, name: string, port: number) {
-  const result = spawnSync('pnpm', ['gen', 'service', '--args', name, String(port), 'false'], {
-    cwd: copy,
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'pipe'],
-    // The test installs once itself, offline, after generating.
-    env: copyEnv({ FORCE_COLOR: '0', SKIP_INSTALL: '1' }),
-  });
+function generate(copy: string, name: string, port: number, routes = false) {
+  const result = spawnSync(
+    'pnpm',
+    ['gen', 'service', '--args', name, String(port), String(routes)],
+    {
+      cwd: copy,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      // The test installs once itself, offline, after generating.
+      env: copyEnv({ FORCE_COLOR: '0', SKIP_INSTALL: '1' }),
+    },
+  );
   return { status: result.status, output: `${result.stdout}${result.stderr}` };
 }
 
 /**
  * Run in the copy: starts its whole system as `pnpm start` does (production mode, every app of the
- * manifest), prints what it saw as the last line, and stops everything it started.
+ * manifest), prints what it saw as the last line, and stops everything it started. Given an app
+ * with a route group, it also signs up a user and, through the gateway, creates an item, reads it
+ * back, sends a bad one, asks for an unknown id, then stops that app and asks again.
  */
 const CHECK_SYSTEM = `
 const { MANIFEST, startSystem } = require('./tooling/system/dist/system.js');
 const { checkHealth } = require('./packages/service-kit/dist/health-client.js');
-const [name, grpcService] = process.argv.slice(2);
+const [name, grpcService, routesApp] = process.argv.slice(2);
+const items = routesApp && '/v1/' + routesApp + '/items';
 const prefix = 'generator_' + process.pid;
+
+async function routes(system) {
+  const gatewayUrl = system.gatewayUrl;
+  const call = async (method, path, body, token) => {
+    const response = await fetch(gatewayUrl + path, {
+      method,
+      headers: {
+        ...(body ? { 'content-type': 'application/json' } : {}),
+        ...(token ? { authorization: 'Bearer ' + token } : {}),
+      },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    return { status: response.status, body: await response.json() };
+  };
+  const email = 'generator-' + process.pid + '@example.com';
+  const password = 'correct horse battery staple';
+  await call('POST', '/v1/users', { email, name: 'Generator', password });
+  const token = (await call('POST', '/v1/auth/token', { email, password })).body.accessToken;
+  const created = await call('POST', items, { name: 'First item' }, token);
+  const checks = {
+    created,
+    read: await call('GET', items + '/' + created.body.id, undefined, token),
+    invalid: await call('POST', items, { name: '' }, token),
+    unknown: (await call('GET', items + '/00000000-0000-4000-8000-000000000000', undefined, token)).status,
+    anonymous: (await call('POST', items, { name: 'First item' })).status,
+  };
+  // The service stopped: the gateway answers for it with a 503 problem.
+  await system.apps[routesApp].stop();
+  return { ...checks, down: (await call('GET', items + '/' + created.body.id, undefined, token)).status };
+}
+
 (async () => {
   const system = await startSystem({
     dataDir: require('node:os').tmpdir(),
@@ -74,8 +115,13 @@ const prefix = 'generator_' + process.pid;
   });
   try {
     const health = await checkHealth('127.0.0.1:' + system.apps[name].port, grpcService);
-    const readyz = (await fetch(system.gatewayUrl + '/readyz')).status;
-    console.log(JSON.stringify({ started: Object.keys(system.apps), health, readyz }));
+    const readyz = await (await fetch(system.gatewayUrl + '/readyz')).json();
+    console.log(JSON.stringify({
+      started: Object.keys(system.apps),
+      health,
+      readyz,
+      ...(items ? { routes: await routes(system) } : {}),
+    }));
   } finally {
     await system.stop();
   }
@@ -207,8 +253,30 @@ describe('pnpm gen service', () => {
     ]);
   }, 600_000);
 
-  it('starts with the whole system: the runner finds it, SERVING in gRPC health, the gateway ready', () => {
-    // The copy's runner (its ROOT is the copy), on the run's PostgreSQL with databases of its own.
+  it('with a gateway route group: the gateway calls it (manifest, compose, Kubernetes), builds, lints, type-checks and passes its tests', () => {
+    const { status, output } = generate(copy, ROUTED, 50054, true);
+    expect({ status, output }).toMatchObject({ status: 0 });
+    const gateway = JSON.parse(readFileSync(join(copy, 'apps/gateway/package.json'), 'utf8'));
+    expect(gateway.service.calls).toEqual(['user', 'order', ROUTED]);
+    expect(existsSync(join(copy, `apps/gateway/src/routes/${ROUTED}.ts`))).toBe(true);
+    const compose = readFileSync(join(copy, 'docker-compose.yml'), 'utf8');
+    expect(compose).toContain(`LEDGER_SERVICE_ADDR: dns:///${ROUTED}:50054`);
+    expect(
+      readFileSync(join(copy, 'deploy/kubernetes/base/gateway/kustomization.yaml'), 'utf8'),
+    ).toContain(`- LEDGER_SERVICE_ADDR=dns:///${ROUTED}:50054`);
+
+    run(copy, 'pnpm', ['install', '--offline', '--frozen-lockfile=false']);
+    run(copy, 'pnpm', [
+      'turbo',
+      'run',
+      'build',
+      'lint',
+      'typecheck',
+      '--filter=@repo/gateway...',
+      `--filter=@repo/${ROUTED}...`,
+      '--output-logs=errors-only',
+    ]);
+    // The services the gateway's tests start (the runner's apps; the system test below uses them).
     run(copy, 'pnpm', [
       'turbo',
       'run',
@@ -217,17 +285,57 @@ describe('pnpm gen service', () => {
       '--filter=@repo/apps...',
       '--output-logs=errors-only',
     ]);
+    // The gateway's tests that know every route and backend (the document lists and lints them,
+    // /readyz checks them), against the services it calls, the new one included. The rest of its
+    // suite is the same code as in this checkout, run by the gateway's own tests.
+    const gatewayTests = run(
+      copy,
+      'pnpm',
+      ['exec', 'jest', 'test/api.test.ts', 'test/openapi.test.ts', 'test/operations.test.ts'],
+      join(copy, 'apps/gateway'),
+    );
+    expect(gatewayTests).toMatch(/Tests: +\d+ passed, \d+ total/);
+    run(copy, 'pnpm', [
+      'exec',
+      'prettier',
+      '--check',
+      'apps/gateway',
+      `apps/${ROUTED}`,
+      'docker-compose.yml',
+      'deploy/kubernetes',
+    ]);
+  }, 600_000);
+
+  it('starts with the whole system: the runner finds both, the gateway ready and answering for the route group', () => {
+    // The copy's runner (its ROOT is the copy, built by the step above), on the run's PostgreSQL
+    // with databases of its own.
     writeFileSync(join(copy, 'check-system.cjs'), CHECK_SYSTEM);
-    const output = run(copy, 'node', ['check-system.cjs', NAME, `${NAME}.v1.StockService`]);
-    expect(JSON.parse(output.trim().split('\n').pop()!)).toEqual({
-      started: expect.arrayContaining(['user', 'order', NAME, 'gateway']),
+    const output = run(copy, 'node', ['check-system.cjs', NAME, `${NAME}.v1.StockService`, ROUTED]);
+    const seen = JSON.parse(output.trim().split('\n').pop()!);
+    const item = { id: expect.any(String), name: 'First item', createdAt: expect.any(String) };
+    expect(seen).toEqual({
+      started: expect.arrayContaining(['user', 'order', NAME, ROUTED, 'gateway']),
       health: 'SERVING',
-      readyz: 200,
+      readyz: {
+        status: 'ready',
+        checks: { user: 'SERVING', order: 'SERVING', [ROUTED]: 'SERVING' },
+      },
+      routes: {
+        created: { status: 201, body: item },
+        read: { status: 200, body: seen.routes.created.body },
+        invalid: {
+          status: 400,
+          body: expect.objectContaining({ errors: [{ field: 'name', message: 'is required' }] }),
+        },
+        unknown: 404,
+        anonymous: 401,
+        down: 503,
+      },
     });
   }, 300_000);
 
   it("passes the repository's deployment checks as it is: compose, Kubernetes, dashboards and alerts", () => {
-    // Built by the step above (everything the runner starts, and what the checks import).
+    // Built by the steps above (everything the runner starts, and what the checks import).
     run(copy, 'pnpm', ['exec', 'jest'], join(copy, 'deploy'));
     // The compose checks of the end-to-end deploy test (the image builds are left to the repo's own run).
     run(

@@ -1,5 +1,6 @@
 import { OrderServiceClient } from '@repo/contracts/order/v1';
 import { UserServiceClient } from '@repo/contracts/user/v1';
+// pnpm gen service: imports above this line
 import {
   createServiceClient,
   failedService,
@@ -8,12 +9,17 @@ import {
 import { createHealthClient, type HealthClient } from '@repo/service-kit/health-client';
 import type { Metrics } from '../metrics';
 
-export type BackendName = 'user' | 'order';
-
-export const BACKEND_SERVICES: Readonly<Record<BackendName, string>> = {
+/**
+ * The services the gateway calls, by app name, with their gRPC service names (for health). A service
+ * `pnpm gen service` writes with gateway routes is added at each `// pnpm gen service:` line.
+ */
+export const BACKEND_SERVICES = {
   user: 'user.v1.UserService',
   order: 'order.v1.OrderService',
-};
+  // pnpm gen service: services above this line
+} as const;
+
+export type BackendName = keyof typeof BACKEND_SERVICES;
 
 export type UserBackend = ServiceClient<UserServiceClient, keyof typeof UserServiceClient.service>;
 export type OrderBackend = ServiceClient<
@@ -24,6 +30,7 @@ export type OrderBackend = ServiceClient<
 export interface Backends {
   users: UserBackend;
   orders: OrderBackend;
+  // pnpm gen service: client types above this line
   health: Readonly<Record<BackendName, HealthClient>>;
   close(): void;
 }
@@ -31,6 +38,7 @@ export interface Backends {
 export interface BackendOptions {
   userAddress: string;
   orderAddress: string;
+  // pnpm gen service: address options above this line
   deadlineMs: number;
   metrics: Metrics;
 }
@@ -45,27 +53,31 @@ export function backendOf(error: unknown): BackendName | undefined {
 
 /** One long-lived channel per backend, shared by every request; metrics for every call. */
 export function createBackends(options: BackendOptions): Backends {
-  const users = createServiceClient(UserServiceClient, options.userAddress, {
-    deadlineMs: options.deadlineMs,
-    ...options.metrics.grpcClient.hooks('user'),
-  });
-  const orders = createServiceClient(OrderServiceClient, options.orderAddress, {
-    deadlineMs: options.deadlineMs,
-    ...options.metrics.grpcClient.hooks('order'),
-  });
-  const health = {
-    user: createHealthClient(options.userAddress),
-    order: createHealthClient(options.orderAddress),
+  const addresses: Record<BackendName, string> = {
+    user: options.userAddress,
+    order: options.orderAddress,
+    // pnpm gen service: addresses above this line
   };
+  const callOptions = (name: BackendName) => ({
+    deadlineMs: options.deadlineMs,
+    ...options.metrics.grpcClient.hooks(name),
+  });
+  const clients = {
+    users: createServiceClient(UserServiceClient, addresses.user, callOptions('user')),
+    orders: createServiceClient(OrderServiceClient, addresses.order, callOptions('order')),
+    // pnpm gen service: clients above this line
+  };
+  const health = Object.fromEntries(
+    (Object.keys(addresses) as BackendName[]).map((name) => [
+      name,
+      createHealthClient(addresses[name]),
+    ]),
+  ) as Record<BackendName, HealthClient>;
   return {
-    users,
-    orders,
+    ...clients,
     health,
     close() {
-      users.close();
-      orders.close();
-      health.user.close();
-      health.order.close();
+      for (const client of [...Object.values(clients), ...Object.values(health)]) client.close();
     },
   };
 }

@@ -172,8 +172,6 @@ export function notFound(
   };
 }
 
-const BACKEND_NAMES = { user: 'the user service', order: 'the order service' } as const;
-
 /** The `type` of the error `verifyUtf8` throws. */
 const MALFORMED_UTF8 = 'entity.utf8.malformed';
 
@@ -267,7 +265,7 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
         error.code,
         found.map((violation) => violation.reason),
       );
-      const backend = BACKEND_NAMES[backendOf(error) ?? 'user'];
+      const backend = `the ${backendOf(error) ?? 'user'} service`;
       const headers: Record<string, string> = {};
       let detail = withApiFieldNames(
         error.details,

@@ -162,6 +162,14 @@ function problemResponse(
 
 const json = (schema: JsonSchema) => ({ 'application/json': { schema } });
 
+/** The tags of the hand-written route groups, in the document's order. */
+const TAGS = [
+  { name: 'users', description: 'Accounts' },
+  { name: 'auth', description: 'Access tokens' },
+  { name: 'catalog', description: 'Products' },
+  { name: 'orders', description: "The caller's orders" },
+];
+
 /**
  * OpenAPI 3.1 for the API, generated from the same route specs and zod schemas that validate
  * requests (see src/http/route.ts). JSON Schema 2020-12 is OpenAPI 3.1's schema dialect.
@@ -310,10 +318,11 @@ export function buildOpenApiDocument(routes: readonly AnyRoute[]): JsonSchema {
     },
     servers: [{ url: '/' }],
     tags: [
-      { name: 'users', description: 'Accounts' },
-      { name: 'auth', description: 'Access tokens' },
-      { name: 'catalog', description: 'Products' },
-      { name: 'orders', description: "The caller's orders" },
+      ...TAGS,
+      // The route groups `pnpm gen service` writes: one tag per service, named after it.
+      ...[...new Set(routes.map((route) => route.tag))]
+        .filter((tag) => !TAGS.some((known) => known.name === tag))
+        .map((tag) => ({ name: tag, description: `The ${tag} service's items` })),
       { name: 'operations', description: 'Health, readiness, metrics and this document' },
     ],
     paths,

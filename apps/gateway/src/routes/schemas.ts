@@ -38,7 +38,7 @@ interface TextRules {
  * refuses it) and no unpaired surrogate (JSON's `\uD800` escape makes one; it is not Unicode and
  * would be stored as U+FFFD); the services refuse both too, for gRPC callers.
  */
-const text = (rules: TextRules) => {
+export const text = (rules: TextRules) => {
   const check = (value: string): string | undefined => {
     if (!isStorableText(value)) return STORABLE_TEXT_RULE;
     if (rules.required && !/\S/.test(value)) return 'is required';
