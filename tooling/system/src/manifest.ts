@@ -2,7 +2,7 @@
 // `service`: its kind, `pnpm dev`'s port and the variable it reads it from, the gRPC service its
 // health check reports, its database, the apps it calls, its default replicas and production V8
 // flags. The runner, the bench, the end-to-end and deployment checks read it here, so adding an app
-// (`pnpm turbo gen service`) edits none of them.
+// (`pnpm gen service`) edits none of them.
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
