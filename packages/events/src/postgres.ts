@@ -2,6 +2,7 @@ import { Client, Pool, type PoolClient } from 'pg';
 import { ensureDatabase } from '@repo/database/admin';
 import { decodeEnvelope, encodeEnvelope, type Envelope } from './envelope';
 import { EVENTS_PREFIX, subjectOf } from './subjects';
+import { coalescedNotifier } from './wake';
 import {
   DEFAULT_ACK_WAIT_MS,
   DEFAULT_MAX_ATTEMPTS,
@@ -346,24 +347,11 @@ class PostgresTransport implements Transport {
     return envelopes.map((envelope) => ({ duplicate: !inserted.has(envelope.id) }));
   }
 
-  private notifying: 'idle' | 'sending' | 'again' = 'idle';
-
   /** Wakes the consumers, after COMMIT; notifications asked for meanwhile fold into one more. */
-  private notifyPublished(): void {
-    if (this.notifying !== 'idle') {
-      this.notifying = 'again';
-      return;
-    }
-    this.notifying = 'sending';
-    this.pool
-      .query(`SELECT pg_notify('${NOTIFY_CHANNEL}', '')`)
-      .catch(() => undefined) // consumers find the events at their next poll
-      .finally(() => {
-        const again = this.notifying === 'again';
-        this.notifying = 'idle';
-        if (again && !this.closed) this.notifyPublished();
-      });
-  }
+  private readonly notifyPublished = coalescedNotifier(
+    () => this.pool.query(`SELECT pg_notify('${NOTIFY_CHANNEL}', '')`),
+    () => this.closed,
+  );
 
   async subscribe(
     consumer: string,

@@ -1,7 +1,7 @@
 import type { Pool, PoolClient } from 'pg';
 import type { Envelope } from './envelope';
 import { backoffMs, errorMessage, type Transport } from './transport';
-import { OUTBOX_CHANNEL, registerLocalRelay, type LocalRelay } from './wake';
+import { OUTBOX_CHANNEL, coalescedNotifier, registerLocalRelay, type LocalRelay } from './wake';
 
 /**
  * Publishes a service's outbox through a transport.
@@ -108,7 +108,11 @@ export class Relay implements LocalRelay {
   private woken = false;
   private failures = 0;
   private lastCleanup = 0;
-  private forwarding: 'idle' | 'sending' | 'again' = 'idle';
+  /** NOTIFY `outbox` outside any transaction, for the leader wherever it runs (./wake). */
+  private readonly notifyLeader = coalescedNotifier(
+    () => this.options.pool.query(`SELECT pg_notify('${OUTBOX_CHANNEL}', '')`),
+    () => this.stopped,
+  );
 
   constructor(private readonly options: RelayOptions) {}
 
@@ -135,25 +139,7 @@ export class Relay implements LocalRelay {
       this.wake();
       return;
     }
-    if (this.forwarding !== 'idle') {
-      this.forwarding = 'again';
-      return;
-    }
-    this.forwarding = 'sending';
-    const send = (): void => {
-      this.options.pool
-        .query(`SELECT pg_notify('${OUTBOX_CHANNEL}', '')`)
-        .catch(() => undefined) // the leader's poll finds the event later
-        .finally(() => {
-          if (this.forwarding === 'again' && !this.stopped) {
-            this.forwarding = 'sending';
-            send();
-          } else {
-            this.forwarding = 'idle';
-          }
-        });
-    };
-    send();
+    this.notifyLeader();
   }
 
   /** Looks at the outbox now (the NOTIFY does this; tests and callers may too). */

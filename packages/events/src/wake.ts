@@ -37,3 +37,31 @@ export function hasLocalRelay(): boolean {
 export function wakeLocalRelays(): void {
   for (const relay of localRelays) relay.outboxWritten();
 }
+
+/**
+ * A notification sent by `send`, at most one in flight: asked for again while one is on its way,
+ * it is sent once more when that one is done, however many times it was asked meanwhile. Stops
+ * sending once `stopped()` says so. A failed send is dropped: listeners find the work at their next
+ * poll. (The relay's NOTIFY to the leader, the PostgreSQL broker's NOTIFY to its consumers.)
+ */
+export function coalescedNotifier(
+  send: () => Promise<unknown>,
+  stopped: () => boolean,
+): () => void {
+  let state: 'idle' | 'sending' | 'again' = 'idle';
+  const notify = (): void => {
+    if (state !== 'idle') {
+      state = 'again';
+      return;
+    }
+    state = 'sending';
+    send()
+      .catch(() => undefined)
+      .finally(() => {
+        const again = state === 'again';
+        state = 'idle';
+        if (again && !stopped()) notify();
+      });
+  };
+  return notify;
+}
