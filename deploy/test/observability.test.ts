@@ -16,7 +16,7 @@ import {
   grpcServerMetrics,
 } from '@repo/service-kit/metrics';
 import { eventsMetrics } from '@repo/events/metrics';
-import { loadManifest } from '@repo/system/manifest';
+import { appManifest, loadManifest } from '@repo/system/manifest';
 import { createMetrics } from '../../apps/gateway/src/metrics';
 import {
   DASHBOARDS_DIR,
@@ -44,7 +44,7 @@ import {
 /** The apps of the manifest (apps/*\/package.json's `service`): each has a job and a dashboard. */
 const MANIFEST = loadManifest();
 const APPS = MANIFEST.map((app) => app.name);
-const manifest = (app: string) => MANIFEST.find((each) => each.name === app)!;
+const manifest = (app: string) => appManifest(app, MANIFEST);
 
 /** What @repo/events/metrics exposes; the dashboards and alerts of events read these. */
 const EVENTS_METRICS = [

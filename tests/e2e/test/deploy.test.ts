@@ -10,7 +10,13 @@ import { dropDatabase, ensureDatabase, withDatabase } from '@repo/database/admin
 import { checkHealth } from '@repo/service-kit/health-client';
 import { freePort } from '@repo/service-kit/ports';
 import { eventually } from '@repo/service-kit/testing';
-import { MANIFEST, PRODUCTION_NODE_OPTIONS, type AppManifest } from '@repo/system/system';
+import { appManifest } from '@repo/system/manifest';
+import {
+  GATEWAY_APP,
+  MANIFEST,
+  PRODUCTION_NODE_OPTIONS,
+  type AppManifest,
+} from '@repo/system/system';
 
 /**
  * No Docker engine runs on our CI machines, so these check what can be checked without one: the
@@ -22,10 +28,10 @@ const ROOT = join(__dirname, '..', '..', '..');
 /** Every app of the manifest (apps/*\/package.json's `service`), in start order. */
 const APPS = MANIFEST.map((app) => app.name);
 type App = string;
-const manifest = (app: App): AppManifest => MANIFEST.find((each) => each.name === app)!;
+const manifest = (app: App): AppManifest => appManifest(app, MANIFEST);
 /** The apps with a database of their own: each has a PostgreSQL container and a migration job. */
 const WITH_DATABASE = MANIFEST.filter((app) => app.database).map((app) => app.name);
-const GATEWAY = MANIFEST.find((app) => app.kind === 'gateway')!.name;
+const GATEWAY = GATEWAY_APP!;
 /** Each app's config schema: every app exports `configSchema` from src/config.ts. */
 const CONFIG: Record<App, z.ZodType> = Object.fromEntries(
   APPS.map((app) => {

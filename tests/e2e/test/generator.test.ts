@@ -42,6 +42,23 @@ function run(copy: string, command: string, args: string[], cwd = copy): string 
   return output;
 }
 
+/**
+ * Links what the generator added (offline: the copy has every package this checkout has), then
+ * builds, lints and type-checks `packages` and what they depend on.
+ */
+function installAndCheck(copy: string, packages: string[]): void {
+  run(copy, 'pnpm', ['install', '--offline', '--frozen-lockfile=false']);
+  run(copy, 'pnpm', [
+    'turbo',
+    'run',
+    'build',
+    'lint',
+    'typecheck',
+    ...packages.map((name) => `--filter=${name}...`),
+    '--output-logs=errors-only',
+  ]);
+}
+
 /** `pnpm gen service` without prompts; its exit status and output. */
 function generate(copy: string, name: string, port: number, routes = false) {
   const result = spawnSync(
@@ -226,17 +243,8 @@ describe('pnpm gen service', () => {
       expect.arrayContaining([`./${NAME}/v1`, `./${NAME}/v1/events`]),
     );
 
-    run(copy, 'pnpm', ['install', '--offline', '--frozen-lockfile=false']);
     // Its dependencies' builds, buf lint of the new proto (the contracts' lint), its lint and types.
-    run(copy, 'pnpm', [
-      'turbo',
-      'run',
-      'build',
-      'lint',
-      'typecheck',
-      `--filter=@repo/${NAME}...`,
-      '--output-logs=errors-only',
-    ]);
+    installAndCheck(copy, [`@repo/${NAME}`]);
     const tests = run(copy, 'pnpm', ['exec', 'jest'], app);
     expect(tests).toMatch(/Tests: +\d+ passed, \d+ total/);
     run(copy, 'pnpm', [
@@ -265,17 +273,7 @@ describe('pnpm gen service', () => {
       readFileSync(join(copy, 'deploy/kubernetes/base/gateway/kustomization.yaml'), 'utf8'),
     ).toContain(`- LEDGER_SERVICE_ADDR=dns:///${ROUTED}:50054`);
 
-    run(copy, 'pnpm', ['install', '--offline', '--frozen-lockfile=false']);
-    run(copy, 'pnpm', [
-      'turbo',
-      'run',
-      'build',
-      'lint',
-      'typecheck',
-      '--filter=@repo/gateway...',
-      `--filter=@repo/${ROUTED}...`,
-      '--output-logs=errors-only',
-    ]);
+    installAndCheck(copy, ['@repo/gateway', `@repo/${ROUTED}`]);
     // The services the gateway's tests start (the runner's apps; the system test below uses them).
     run(copy, 'pnpm', [
       'turbo',

@@ -17,7 +17,7 @@ import { replicasFromCommandLine } from './replicas';
 import {
   APPS,
   DEFAULT_PORTS,
-  MANIFEST,
+  GATEWAY_APP,
   PORT_VARIABLE,
   ROOT,
   SystemError,
@@ -66,7 +66,7 @@ async function main(): Promise<void> {
   const guard = exitGuard({ log: (line) => print('system', line) });
   const logLevel = process.env.LOG_LEVEL ?? 'info';
   const showPostgres = logLevel === 'debug' || logLevel === 'trace';
-  const gateway = MANIFEST.find((app) => app.kind === 'gateway')?.name;
+  const gateway = GATEWAY_APP;
   if (gateway && (replicas[gateway] ?? 1) > 1 && !process.env.REDIS_URL) {
     print(
       'system',

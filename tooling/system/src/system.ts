@@ -28,6 +28,10 @@ export type AppName = string;
 export const MANIFEST: readonly AppManifest[] = loadManifest();
 /** Start order: each app's dependencies come before it. Stop order is the reverse. */
 export const APPS: readonly AppName[] = MANIFEST.map((app) => app.name);
+/** The app of kind `gateway` (the public HTTP API), if the system has one. */
+export const GATEWAY_APP: AppName | undefined = MANIFEST.find(
+  (app) => app.kind === 'gateway',
+)?.name;
 
 const byApp = <T>(value: (app: AppManifest) => T): Readonly<Record<AppName, T>> =>
   Object.fromEntries(MANIFEST.map((app) => [app.name, value(app)]));
@@ -385,7 +389,7 @@ export async function startSystem(options: SystemOptions): Promise<RunningSystem
       throw new SystemError(`no app is called ${app} (the apps are ${APPS.join(', ')})`);
     }
   }
-  const gateway = MANIFEST.find((app) => app.kind === 'gateway')?.name;
+  const gateway = GATEWAY_APP;
   const counts = {} as Record<AppName, number>;
   for (const app of APPS) {
     const count = options.replicas?.[app] ?? 1;
