@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { createServer } from 'node:net';
 import request from 'supertest';
 import { freePort } from '@repo/service-kit/ports';
 import { TcpProxy } from '@repo/service-kit/testing';
@@ -130,18 +131,30 @@ describeWithRedis('gateway replicas sharing a rate limit in Redis', () => {
   });
 
   it('starts and serves while Redis is unreachable, and counts once it appears', async () => {
-    const proxy = new TcpProxy(await freePort(), TEST_REDIS_ADDRESS); // not started: nothing listens
+    const proxy = new TcpProxy(await freePort(), TEST_REDIS_ADDRESS); // not started yet
+    // Until the proxy starts, a listener that resets every connection holds its port: Redis is
+    // unreachable all the same, but the port is not left free while the gateway's Redis client
+    // keeps connecting to it, where one of those connections can take it (a TCP self-connect,
+    // source port = destination port) and the proxy then fails with EADDRINUSE (seen in CI).
+    const holder = createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve) => holder.listen(proxy.port, '127.0.0.1', resolve));
+    const release = () => new Promise<void>((resolve) => holder.close(() => resolve()));
     const gateway = await start({
       REDIS_URL: `redis://${proxy.address}`,
       RATE_LIMIT_MAX: '1000',
       RATE_LIMIT_WINDOW_MS: '3600000',
+    }).catch(async (error: unknown) => {
+      await release();
+      throw error;
     });
     try {
       await servedUncounted(gateway, 5);
       expect(await counterValue(gateway.url, STORE_ERRORS)).toBeGreaterThanOrEqual(5);
+      await release();
       await proxy.start();
       expect(remaining(await untilCounted(gateway))).toBeLessThan(1000);
     } finally {
+      if (holder.listening) await release();
       await proxy.stop();
     }
   });
