@@ -16,16 +16,15 @@ import {
 import { TraceState, W3CTraceContextPropagator, parseTraceParent } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import {
-  BatchSpanProcessor,
   SamplingDecision,
   TracerProvider,
   type ReadableSpan,
   type Sampler,
   type SpanProcessor,
 } from '@opentelemetry/sdk-trace';
-import type { OTLPTraceExporter as Exporter } from '@opentelemetry/exporter-trace-otlp-http';
 import type { Logger } from 'pino';
 import { currentContext, runWithContext } from './context';
+import { OtlpJsonExport } from './otlp-export';
 
 export { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 export type { Context, Span } from '@opentelemetry/api';
@@ -70,6 +69,9 @@ export interface Tracing {
   shutdown(): Promise<void>;
 }
 
+/** The instrumentation scope of every span made here. */
+const SCOPE = { name: '@repo/service-kit' };
+
 let tracer: Tracer | undefined;
 /** OTEL_TRACES_SAMPLER_ARG: the share of new traces sampled. */
 let ratio = 0;
@@ -109,13 +111,10 @@ export function setupTracing(config: TracingConfig, logger: Logger): Tracing {
   const slowMs = config.TRACE_SLOW_MS;
   const processors: SpanProcessor[] = [];
   if (endpoint) {
-    // Loaded only when used: it is the largest part of the SDK (tens of ms at start-up).
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { OTLPTraceExporter } = require('@opentelemetry/exporter-trace-otlp-http') as {
-      OTLPTraceExporter: typeof Exporter;
-    };
     const url = `${endpoint.replace(/\/+$/, '')}/v1/traces`;
-    processors.push(new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url }) }));
+    processors.push(
+      new OtlpJsonExport({ url, serviceName: config.OTEL_SERVICE_NAME, scope: SCOPE, logger }),
+    );
   }
   if (slowMs !== undefined) processors.push(new SlowRequestLog(slowMs, logger));
   if (processors.length === 0) return { shutdown: () => Promise.resolve() };
@@ -127,7 +126,7 @@ export function setupTracing(config: TracingConfig, logger: Logger): Tracing {
     sampler: decided,
     spanProcessors: processors,
   });
-  tracer = provider.getTracer('@repo/service-kit');
+  tracer = provider.getTracer(SCOPE.name);
   logger.info({ endpoint, ratio, slowMs }, 'tracing on');
   return {
     shutdown: async () => {
