@@ -102,10 +102,10 @@ describe('events metrics (real PostgreSQL)', () => {
       expect(sample(text, 'outbox_oldest_unsent_seconds')).toBeGreaterThanOrEqual(60);
     }
 
-    await proxy.stop(); // down: connections refused
+    proxy.down(); // connections dropped, new ones reset
     expect(sample(await registry.metrics(), 'outbox_backlog_events')).toBe(2);
 
-    await proxy.start();
+    proxy.up();
     await waitFor(
       'the backlog read again',
       async () => sample(await registry.metrics(), 'outbox_backlog_events') === 3,

@@ -69,12 +69,17 @@ export async function checkMetricsWithPromtool(text: string): Promise<string> {
  * network or a server fails: `hang()` keeps every connection open and accepts new ones, but nothing
  * gets through (a server that stopped answering); `stop()` closes every connection and the port (a
  * server that is down, or cut off: connections refused); `start()` again on the same port brings it
- * back.
+ * back. `down()` and `up()` do what `stop()` and `start()` do, but keep the port listening (new
+ * connections are reset at once): prefer them for an outage in the middle of a test. A stopped
+ * proxy's port is free, and it came from the ephemeral range, so a client reconnecting to it
+ * meanwhile can be given that very port as its own and connect to itself (TCP simultaneous open),
+ * then wait for ever for an answer from itself (seen in CI: a consumer never came back).
  */
 export class TcpProxy {
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
   private hanging = false;
+  private isDown = false;
 
   constructor(
     readonly port: number,
@@ -88,7 +93,12 @@ export class TcpProxy {
 
   async start(): Promise<void> {
     this.hanging = false;
+    this.isDown = false;
     const server = createServer((client) => {
+      if (this.isDown) {
+        client.destroy();
+        return;
+      }
       const upstream = createConnection(this.target);
       for (const [from, to] of [
         [client, upstream],
@@ -114,6 +124,18 @@ export class TcpProxy {
 
   hang(): void {
     this.hanging = true;
+  }
+
+  /** Cut off, keeping the port: every connection is dropped, new ones are reset at once. */
+  down(): void {
+    this.isDown = true;
+    for (const socket of this.sockets) socket.destroy();
+  }
+
+  /** Back after `down()`. */
+  up(): void {
+    this.isDown = false;
+    this.hanging = false;
   }
 
   async stop(): Promise<void> {
