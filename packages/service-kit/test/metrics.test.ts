@@ -42,7 +42,14 @@ describe('service metrics over real TCP', () => {
     );
     grpcServer.setServing(true);
     const port = await grpcServer.listen(0, '127.0.0.1');
-    client = createServiceClient(UserServiceClient, `127.0.0.1:${port}`, client_.hooks('user'));
+    // Attempt timeouts far above what a busy machine takes: each call reaches the server once unless
+    // a test fails it on purpose (a first call's connection set-up outlasted the default 300 ms in
+    // CI, its retry made the server count one call more than the client).
+    client = createServiceClient(UserServiceClient, `127.0.0.1:${port}`, {
+      ...client_.hooks('user'),
+      deadlineMs: 30_000,
+      retry: { attemptTimeoutMs: 10_000 },
+    });
     metricsServer = await startMetricsServer(registry, { host: '127.0.0.1', port: 0 });
   });
 
