@@ -11,7 +11,7 @@ import {
   type ReadableSpan,
 } from '@opentelemetry/sdk-trace';
 import { createLogger } from '../src/logger';
-import { OtlpJsonExport, encodeSpan, nanosText } from '../src/otlp-export';
+import { OtlpJsonExport, encodeSpan, nanosText, type OtlpExportOptions } from '../src/otlp-export';
 
 const logger = createLogger({ name: 'test', level: 'silent', pretty: false });
 const SCOPE = { name: '@repo/service-kit', version: '1.0.0' };
@@ -113,13 +113,13 @@ describe('OTLP/JSON export', () => {
       status = 200;
     });
 
+    /** An exporter of the gateway's spans to this test's collector. */
+    const exporterTo = (options: Partial<OtlpExportOptions>) =>
+      new OtlpJsonExport({ url, serviceName: 'gateway', scope: SCOPE, logger, ...options });
+
     it('sends sampled spans in batches of up to maxBatchBytes, under the service’s resource and scope, and nothing unsampled', async () => {
       const spans = await sdkSpans();
-      const exporter = new OtlpJsonExport({
-        url,
-        serviceName: 'gateway',
-        scope: SCOPE,
-        logger,
+      const exporter = exporterTo({
         // The first two spans make a batch.
         maxBatchBytes: encodeSpan(spans[0]!).length + 1,
         delayMs: 60_000,
@@ -167,10 +167,7 @@ describe('OTLP/JSON export', () => {
     it('drops a batch the collector refuses, warns once, and goes on when it answers again', async () => {
       const warnings: string[] = [];
       const spans = await sdkSpans();
-      const exporter = new OtlpJsonExport({
-        url,
-        serviceName: 'gateway',
-        scope: SCOPE,
+      const exporter = exporterTo({
         logger: {
           ...logger,
           warn: (_: unknown, message: string) => warnings.push(message),
@@ -195,11 +192,7 @@ describe('OTLP/JSON export', () => {
 
     it('keeps at most maxQueued spans waiting and counts the rest as dropped', async () => {
       const spans = await sdkSpans();
-      const exporter = new OtlpJsonExport({
-        url,
-        serviceName: 'gateway',
-        scope: SCOPE,
-        logger,
+      const exporter = exporterTo({
         maxBatchBytes: 1_000_000,
         maxQueued: 2,
         delayMs: 60_000,
