@@ -11,15 +11,16 @@ class SummaryReporter {
     const name = path.basename(process.cwd());
     // Suites that could not run at all (a crash in setup); their tests are not in the counts.
     const failedSuites = results.numRuntimeErrorTestSuites ?? 0;
-    // The failed tests by name, with the first line of their error, so the end of CI's output
-    // (often all that is kept of it) says what failed without the full log.
+    // The failed tests by name, with the gist of their error (its first lines, without the stack:
+    // an assertion's expected and received values), so the end of CI's output (often all that is
+    // kept of it) says what failed, and how, without the full log.
     const failures = [];
     for (const suite of results.testResults) {
       const file = path.relative(process.cwd(), suite.testFilePath);
-      if (suite.testExecError) failures.push(`${file}: ${firstLine(suite.testExecError.message)}`);
+      if (suite.testExecError) failures.push(`${file}: ${gist(suite.testExecError.message)}`);
       for (const test of suite.testResults) {
         if (test.status !== 'failed') continue;
-        failures.push(`${file} > ${test.fullName}: ${firstLine(test.failureMessages[0])}`);
+        failures.push(`${file} > ${test.fullName}: ${gist(test.failureMessages[0])}`);
       }
     }
     const summary = {
@@ -33,11 +34,16 @@ class SummaryReporter {
   }
 }
 
-function firstLine(message = '') {
-  // Jest's messages carry ANSI colours and a blank first line at times.
+/** The message's first non-blank lines before its stack trace, one line, at most 1,200 characters. */
+function gist(message = '') {
+  // Jest's messages carry ANSI colours and blank lines.
   const plain = String(message).replace(/\u001b\[[0-9;]*m/g, '');
-  const line = plain.split('\n').find((text) => text.trim() !== '') ?? '';
-  return line.trim().slice(0, 300);
+  const lines = [];
+  for (const line of plain.split('\n')) {
+    if (/^\s*at /.test(line)) break;
+    if (line.trim() !== '') lines.push(line.trim());
+  }
+  return lines.join(' / ').slice(0, 1200);
 }
 
 module.exports = SummaryReporter;

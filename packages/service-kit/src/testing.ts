@@ -71,9 +71,10 @@ export async function checkMetricsWithPromtool(text: string): Promise<string> {
  * server that is down, or cut off: connections refused); `start()` again on the same port brings it
  * back. `down()` and `up()` do what `stop()` and `start()` do, but keep the port listening (new
  * connections are reset at once): prefer them for an outage in the middle of a test. A stopped
- * proxy's port is free, and it came from the ephemeral range, so a client reconnecting to it
- * meanwhile can be given that very port as its own and connect to itself (TCP simultaneous open),
- * then wait for ever for an answer from itself (seen in CI: a consumer never came back).
+ * proxy's port is free for anyone to take meanwhile; and were it in the ephemeral range, a client
+ * reconnecting to it could be given that very port as its own and connect to itself (TCP
+ * simultaneous open), then wait for ever for an answer from itself. `freePort()` gives ports below
+ * that range for this reason too.
  */
 export class TcpProxy {
   private server: Server | undefined;
