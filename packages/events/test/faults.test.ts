@@ -130,6 +130,12 @@ class Child {
     );
   }
 
+  /** Running or how it exited, and the end of its stderr: for a failure message. */
+  get state(): string {
+    const how = this.exitCode === undefined ? 'running' : `exited (${this.exitCode})`;
+    return `${this.script} ${how}${this.stderr ? `, stderr: ${this.stderr.slice(-500)}` : ''}`;
+  }
+
   /** kill -9, and wait until it is gone. */
   async kill(): Promise<void> {
     if (this.exitCode === undefined) this.process.kill('SIGKILL');
@@ -418,7 +424,8 @@ describe.each([
       const backlog = await outboxBacklog(s.producer.pool);
       throw new Error(
         `${String(error)}: ${await s.appliedCount()} of ${written.length} applied, ` +
-          `${backlog.events} left in the outbox, relay facts ${JSON.stringify(relay.facts.slice(-5))}`,
+          `${backlog.events} left in the outbox; ${relay.state}; its last facts ` +
+          JSON.stringify(relay.facts.slice(-8)),
       );
     });
     const deliveredWithinMs = Date.now() - backAt;
