@@ -98,7 +98,8 @@ class Child {
     readonly argument: Record<string, unknown>,
   ) {
     this.process = spawn(process.execPath, [join(FIXTURES, script), JSON.stringify(argument)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
+      // stdin is the child's lifeline: see run() in fixtures/common.cjs.
+      stdio: ['pipe', 'pipe', 'pipe'],
     });
     createInterface({ input: this.process.stdout! }).on('line', (line) => {
       this.facts.push(JSON.parse(line) as Record<string, unknown>);
