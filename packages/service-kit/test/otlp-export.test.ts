@@ -12,6 +12,7 @@ import {
 } from '@opentelemetry/sdk-trace';
 import { createLogger } from '../src/logger';
 import { OtlpJsonExport, encodeSpan, nanosText, type OtlpExportOptions } from '../src/otlp-export';
+import { eventually } from '../src/testing';
 
 const logger = createLogger({ name: 'test', level: 'silent', pretty: false });
 const SCOPE = { name: '@repo/service-kit', version: '1.0.0' };
@@ -62,15 +63,6 @@ async function sdkSpans(): Promise<ReadableSpan[]> {
   server.end();
   await provider.forceFlush();
   return memory.getFinishedSpans();
-}
-
-/** Resolves once `done()` holds, looking every 10 ms; after 10 s, fails saying `what`. */
-async function waitUntil(done: () => boolean, what: () => string): Promise<void> {
-  const giveUp = Date.now() + 10_000;
-  while (!done()) {
-    if (Date.now() > giveUp) throw new Error(what());
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 describe('OTLP/JSON export', () => {
@@ -213,10 +205,7 @@ describe('OTLP/JSON export', () => {
       const exporter = exporterTo({ maxBatchBytes: 1 }); // a span a batch
       holding = true;
       for (const span of spans.slice(0, 9)) exporter.onEnd(span);
-      await waitUntil(
-        () => held.length >= 8,
-        () => `${held.length} exports under way, not 8`,
-      );
+      await eventually(() => Promise.resolve(held.length >= 8), true);
       await new Promise((resolve) => setTimeout(resolve, 50));
       expect(held).toHaveLength(8); // the ninth waits for a free slot
       holding = false;

@@ -2,6 +2,10 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { freePort } from '../src/ports';
 
+/** The first port of the kernel's ephemeral range (the tests run on Linux). */
+const ephemeralLow = () =>
+  Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+
 /** Listens on `port` of 127.0.0.1 and closes again: rejects if it is taken. */
 function listenOnce(port: number): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -16,9 +20,7 @@ function listenOnce(port: number): Promise<void> {
 describe('freePort', () => {
   // First in the file: no port has been handed out yet, so only the check can refuse `held`.
   it('skips a port a server listens on', async () => {
-    const below = Number(
-      readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0],
-    );
+    const below = ephemeralLow();
     // A server of someone else's on a port of that range.
     const server = createServer();
     let held = 0;
@@ -52,14 +54,11 @@ describe('freePort', () => {
   });
 
   it('hands out a port that can be listened on, outside the range outgoing connections use', async () => {
-    const [ephemeralLow] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
-      .trim()
-      .split(/\s+/)
-      .map(Number);
+    const below = ephemeralLow();
     for (let i = 0; i < 20; i++) {
       const port = await freePort();
       expect(port).toBeGreaterThanOrEqual(10_000);
-      expect(port).toBeLessThan(ephemeralLow!);
+      expect(port).toBeLessThan(below);
       await listenOnce(port);
     }
   });

@@ -1,24 +1,21 @@
 import { UserServiceClient } from '@repo/contracts/user/v1';
 import { createServiceClient } from '@repo/service-kit/grpc-client';
-import { Client } from 'pg';
-import { MOUSE, api, signUp, sleep, startTestSystem, type Api, type TestSystem } from './system';
+import {
+  MOUSE,
+  api,
+  query,
+  signUp,
+  sleep,
+  startTestSystem,
+  type Api,
+  type TestSystem,
+} from './system';
 
 /**
  * Events between the services, through the real processes and a real broker: the order service's
  * projection of users (from UserRegistered/UserDeleted) and what UserDeleted does to orders. Both
  * transports: the broker database on PostgreSQL (what `pnpm dev` uses) and NATS JetStream.
  */
-
-/** Rows of a query on one of the system's databases. */
-async function query<T>(url: string, text: string, values: unknown[] = []): Promise<T[]> {
-  const client = new Client({ connectionString: url });
-  await client.connect();
-  try {
-    return (await client.query(text, values)).rows as T[];
-  } finally {
-    await client.end();
-  }
-}
 
 /** Polls `check` until it returns a value (not undefined), for at most `timeoutMs`. */
 async function eventually<T>(

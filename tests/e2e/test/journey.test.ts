@@ -1,4 +1,5 @@
 import type { RunningSystem } from '@repo/system/system';
+import { eventually } from '@repo/service-kit/testing';
 import { KEYBOARD, MOUSE, api, signUp, sleep, startTestSystem, type Api } from './system';
 
 const isProblem = (response: { status: number; headers: Headers; body: any }, status: number) => {
@@ -181,11 +182,7 @@ describe('the whole system, end to end over HTTP', () => {
     expect(status).toBe(201);
     // Ready again too. /readyz asks both services live, each within 500 ms, which a machine running
     // every package's tests at once can miss now and then (seen in CI: a 503 right after the 201).
-    let readyAgain = await client.get('/readyz');
-    for (let attempt = 0; attempt < 50 && readyAgain.status !== 200; attempt++) {
-      await sleep(200);
-      readyAgain = await client.get('/readyz');
-    }
-    expect({ status: readyAgain.status, body: readyAgain.body }).toMatchObject({ status: 200 });
+    const readiness = async () => (await client.get('/readyz')).status;
+    expect(await eventually(readiness, 200, 10_000, 200)).toBe(200);
   });
 });

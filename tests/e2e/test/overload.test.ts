@@ -1,6 +1,5 @@
-import { Client } from 'pg';
 import { percentile } from './load';
-import { api, startTestSystem, type Api, type TestSystem } from './system';
+import { api, query, startTestSystem, type Api, type TestSystem } from './system';
 
 const PASSWORD = 'correct horse battery staple';
 /** The gateway's default route deadline: every answer must come within it (plus transit). */
@@ -9,17 +8,12 @@ const ROUTE_DEADLINE_MS = 3_000;
 const HASH_SLOTS = 2;
 
 async function countAccounts(system: TestSystem, email: string): Promise<number> {
-  const db = new Client({ connectionString: system.databases.user });
-  await db.connect();
-  try {
-    const { rows } = await db.query<{ n: number }>(
-      'SELECT count(*)::int AS n FROM users WHERE email_normalized = lower($1)',
-      [email],
-    );
-    return rows[0]!.n;
-  } finally {
-    await db.end();
-  }
+  const [row] = await query<{ n: number }>(
+    system.databases.user!,
+    'SELECT count(*)::int AS n FROM users WHERE email_normalized = lower($1)',
+    [email],
+  );
+  return row!.n;
 }
 
 interface Timed {
@@ -36,22 +30,15 @@ async function timed(call: () => Promise<{ status: number }>): Promise<Timed> {
 
 /** CreateUser and VerifyCredentials calls the user service finished, with when (from its logs). */
 function rpcLog() {
-  const finished: { rpc: string; time: number; code?: string; ms?: number }[] = [];
+  const finished: { rpc: string; time: number }[] = [];
   return {
     finished,
     onLog: (source: string, line: string) => {
       if (source !== 'user' || !line.includes('"rpc"')) return;
       try {
-        const record = JSON.parse(line) as {
-          rpc?: string;
-          time?: string;
-          code?: string;
-          ms?: number;
-        };
+        const record = JSON.parse(line) as { rpc?: string; time?: string };
         const time = Date.parse(record.time ?? '');
-        if (record.rpc && Number.isFinite(time)) {
-          finished.push({ rpc: record.rpc, time, code: record.code, ms: record.ms });
-        }
+        if (record.rpc && Number.isFinite(time)) finished.push({ rpc: record.rpc, time });
       } catch {
         // not a JSON log line
       }

@@ -1,4 +1,5 @@
 import { tmpdir } from 'node:os';
+import { Client } from 'pg';
 import { withDatabase } from '@repo/database/admin';
 import { createNatsTransport } from '@repo/events/nats';
 import {
@@ -167,3 +168,14 @@ export async function signUp(
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Rows of a query on one of the system's databases (a connection of its own, closed after). */
+export async function query<T>(url: string, text: string, values: unknown[] = []): Promise<T[]> {
+  const client = new Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query(text, values)).rows as T[];
+  } finally {
+    await client.end();
+  }
+}
