@@ -41,11 +41,11 @@ describe('database spans', () => {
   it("has a span for each of Prisma's queries, named by operation and table", async () => {
     const repository = new PrismaOrderRepository(db);
     const served = startServerSpan('GET /v1/orders', {})!;
-    await runWithContext({ requestId: 'r-1', trace: served.context }, async () => {
+    await runWithContext({ requestId: 'r-1', trace: served }, async () => {
       await repository.listOrders(randomUUID(), undefined, 10); // Prisma
       await repository.findProduct(randomUUID()); // a typed statement
     });
-    served.span.end();
+    served.end();
     const slow = lines.filter((line) => line.msg.startsWith('slow: GET /v1/orders'));
     expect(slow).toHaveLength(1);
     // Prisma reads the orders, then their lines; the product is one typed statement.

@@ -82,14 +82,14 @@ function tracedQuery<Q extends (config: QueryConfig) => Promise<unknown>>(query:
     const traced = startChildSpan('query', SpanKind.CLIENT, {});
     if (!traced) return query(config);
     const attributes = attributesOf(config.text);
-    traced.span.updateName(attributes['db.query.summary']);
-    traced.span.setAttributes(attributes);
+    traced.updateName(attributes['db.query.summary']);
+    traced.setAttributes(attributes);
     try {
       const result = await query(config);
-      traced.span.end();
+      traced.end();
       return result;
     } catch (error) {
-      endWithError(traced.span, error);
+      endWithError(traced, error);
       throw error;
     }
   }) as Q;

@@ -143,11 +143,11 @@ export function statement<Args extends Record<string, unknown>, Q extends Compil
       if (!traced) return running;
       return running.then(
         (result) => {
-          traced.span.end();
+          traced.end();
           return result;
         },
         (error: unknown) => {
-          endWithError(traced.span, error);
+          endWithError(traced, error);
           throw error;
         },
       );

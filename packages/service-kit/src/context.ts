@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
-import type { Context } from '@opentelemetry/api';
+import type { Span } from '@opentelemetry/api';
 
 /** Metadata key (and HTTP header) carrying the request id across every hop. */
 export const REQUEST_ID_KEY = 'x-request-id';
@@ -26,10 +26,10 @@ export interface RequestContext {
    */
   signal?: AbortSignal | undefined;
   /**
-   * The trace context of the work being done (the current span), when tracing is on: the parent of
-   * the spans it starts and what outgoing calls propagate (see `./tracing`).
+   * The span of the work being done, when tracing is on (recorded, or only the ids of an unsampled
+   * trace): the parent of the spans it starts and what outgoing calls propagate (see `./tracing`).
    */
-  trace?: Context | undefined;
+  trace?: Span | undefined;
 }
 
 const storage = new AsyncLocalStorage<RequestContext>();

@@ -24,13 +24,13 @@ export async function withEventContext<T>(
     ? { traceparent: event.traceparent, tracestate: event.tracestate }
     : {};
   const traced = startServerSpan(`process ${event.type}`, carrier, SpanKind.CONSUMER);
-  const span = traced?.span.isRecording() ? traced.span : undefined;
+  const span = traced?.isRecording() ? traced : undefined;
   span?.setAttributes({
     'messaging.operation.type': 'process',
     'messaging.destination.name': `events.${event.type}`,
     'messaging.message.id': event.id,
   });
-  return runWithContext({ requestId: event.id, trace: traced?.context }, async () => {
+  return runWithContext({ requestId: event.id, trace: traced }, async () => {
     try {
       const result = await handle();
       span?.end();

@@ -21,7 +21,7 @@ import {
   injectTraceContext,
   rpcAttributes,
   startChildSpan,
-  type Context,
+  type Span,
 } from './tracing';
 
 /** No call leaves without a deadline: this one applies when the caller sets none. */
@@ -196,7 +196,7 @@ export function createServiceClient<C extends { close(): void }, S extends objec
       deadline: number,
       signal: AbortSignal | undefined,
       avoidPeer: string | undefined,
-      trace: Context | undefined,
+      trace: Span | undefined,
     ) =>
       new Promise<unknown>((resolve, reject) => {
         const metadata = new Metadata();
@@ -230,10 +230,10 @@ export function createServiceClient<C extends { close(): void }, S extends objec
       // One span per logical call, its retries as events; unsampled calls pass the request's own
       // trace context on.
       const traced = startChildSpan(rpc, SpanKind.CLIENT, attributes, context?.trace);
-      const trace = traced?.context ?? context?.trace;
+      const trace = traced ?? context?.trace;
       const started = performance.now();
       const end = (code: number, attempts: number) => {
-        if (traced) endRpcSpan(traced.span, code, 'client', status[code]);
+        if (traced) endRpcSpan(traced, code, 'client', status[code]);
         options.onCallEnd?.({
           method,
           code: status[code]!,
@@ -276,7 +276,7 @@ export function createServiceClient<C extends { close(): void }, S extends objec
             throw Object.assign(error as ServiceError, { service: Client.serviceName });
           }
           options.onRetry?.({ method, code: status[code] });
-          traced?.span.addEvent('retry', {
+          traced?.addEvent('retry', {
             'rpc.grpc.status_code': code,
             attempt: attempts + 1,
             'backoff.ms': Math.round(pause),

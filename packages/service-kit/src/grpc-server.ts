@@ -112,9 +112,9 @@ export function unaryService<S>(
       call.once('cancelled', onCancelled);
       // Continues the caller's trace (its traceparent); logs and calls made below carry it.
       const traced = startServerSpan(rpc, call.metadata);
-      const span = traced?.span.isRecording() ? traced.span : undefined;
+      const span = traced?.isRecording() ? traced : undefined;
       span?.setAttributes(rpcAttributes(serviceName, wireMethod, requestId));
-      const context = { requestId, deadline, signal: controller.signal, trace: traced?.context };
+      const context = { requestId, deadline, signal: controller.signal, trace: traced };
       runWithContext(context, () => {
         const started = performance.now();
         // A call that arrives after its deadline (it waited in a socket buffer while this process

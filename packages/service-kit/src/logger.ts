@@ -1,4 +1,3 @@
-import { trace } from '@opentelemetry/api';
 import pino, { type Logger, type LevelWithSilent } from 'pino';
 import type PinoPretty from 'pino-pretty';
 import { currentContext } from './context';
@@ -29,7 +28,7 @@ export function createLogger(options: LoggerOptions): Logger {
     mixin() {
       const context = currentContext();
       if (!context) return {};
-      const span = context.trace && trace.getSpanContext(context.trace);
+      const span = context.trace?.spanContext();
       return span
         ? { requestId: context.requestId, trace_id: span.traceId, span_id: span.spanId }
         : { requestId: context.requestId };

@@ -1,33 +1,21 @@
 import { randomBytes } from 'node:crypto';
 import {
-  ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
   TraceFlags,
-  createContextKey,
   trace,
   type Attributes,
-  type Context,
   type Span,
   type SpanContext,
-  type TextMapSetter,
-  type Tracer,
 } from '@opentelemetry/api';
-import { TraceState, W3CTraceContextPropagator, parseTraceParent } from '@opentelemetry/core';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import {
-  SamplingDecision,
-  TracerProvider,
-  type ReadableSpan,
-  type Sampler,
-  type SpanProcessor,
-} from '@opentelemetry/sdk-trace';
+import { TraceState, parseTraceParent } from '@opentelemetry/core';
 import type { Logger } from 'pino';
 import { currentContext, runWithContext } from './context';
 import { OtlpJsonExport } from './otlp-export';
+import { RecordedSpan, type SpanSink } from './recorded-span';
 
 export { SpanKind, SpanStatusCode } from '@opentelemetry/api';
-export type { Context, Span } from '@opentelemetry/api';
+export type { Span } from '@opentelemetry/api';
 
 /**
  * Traces, set up once per process, with spans only where this project already has one choke point
@@ -35,17 +23,19 @@ export type { Context, Span } from '@opentelemetry/api';
  * auto-instrumentation, whose patches run for every request, sampled or not (measured: twice the
  * CPU per request, +80% at 10% sampling).
  *
- * The trace context travels in the async request context (`RequestContext.trace`, see context.ts)
- * that every request already has, as an explicit parent: no second AsyncLocalStorage, no global
- * context manager.
+ * Spans are OpenTelemetry's (`Span` of @opentelemetry/api), made by `RecordedSpan` rather than
+ * the SDK's tracer, and sent by this package's OTLP exporter rather than the SDK's: the bench
+ * measured both SDK parts as most of what tracing cost (recorded-span.ts and otlp-export.ts say
+ * how much). The current span travels in the async request context (`RequestContext.trace`, see
+ * context.ts) that every request already has, as an explicit parent: no second
+ * AsyncLocalStorage, no global context manager, no `Context` object per span.
  *
  * Sampling is parent-based with a ratio for new traces (what the SDK's
- * `ParentBasedSampler(TraceIdRatioBasedSampler(ratio))` does), but decided here, before the SDK is
- * asked for anything: a span that is not recorded is never created. An unsampled request gets a
- * trace id at the edge (for its log lines and X-Trace-Id) and passes that context on; a service
- * called with an unsampled `traceparent` serves in the caller's context. Measured: the SDK's own
- * `startSpan` for unsampled spans made the system 18% slower with nothing sampled at all; decided
- * here, an unsampled request costs a random number and a `traceparent` per call.
+ * `ParentBasedSampler(TraceIdRatioBasedSampler(ratio))` does), decided before any span exists: a
+ * span that is not recorded is never created. An unsampled request gets a trace id at the edge
+ * (for its log lines and X-Trace-Id) and passes it on; a service called with an unsampled
+ * `traceparent` serves in the caller's span context. So an unsampled request costs a random
+ * number and a `traceparent` per call.
  *
  * Tracing is on when there is somewhere for spans to go: an OTLP/HTTP endpoint
  * (`OTEL_EXPORTER_OTLP_ENDPOINT`) and/or the slow-request log (`TRACE_SLOW_MS`). Otherwise every
@@ -72,32 +62,12 @@ export interface Tracing {
 /** The instrumentation scope of every span made here. */
 const SCOPE = { name: '@repo/service-kit' };
 
-let tracer: Tracer | undefined;
+/** Where ended spans go; undefined while tracing is off. */
+let sinks: readonly SpanSink[] | undefined;
 /** OTEL_TRACES_SAMPLER_ARG: the share of new traces sampled. */
 let ratio = 0;
 /** With the slow-request log on, unsampled requests are recorded too (not exported). */
 let recordAll = false;
-
-/** Set on the parent context of a new trace's first span when that trace is sampled. */
-const SAMPLED_ROOT = createContextKey('@repo/service-kit sampled root');
-
-/**
- * The SDK's sampler. The SDK is asked to start a span only once it is decided that the span is
- * recorded (see `startServerSpan`, `startChildSpan`); what is left is whether it is exported:
- * a child as its parent is, the first span of a new trace as decided at the edge.
- */
-const decided: Sampler = {
-  shouldSample(context) {
-    const parent = trace.getSpanContext(context);
-    const sampled = parent
-      ? (parent.traceFlags & TraceFlags.SAMPLED) !== 0
-      : context.getValue(SAMPLED_ROOT) === true;
-    return {
-      decision: sampled ? SamplingDecision.RECORD_AND_SAMPLED : SamplingDecision.RECORD,
-    };
-  },
-  toString: () => 'ParentBased{root=ratio, decided in @repo/service-kit/tracing}',
-};
 
 /**
  * Starts tracing for this process (once; a second call is an error). Sampling is parent-based with
@@ -106,48 +76,35 @@ const decided: Sampler = {
  * sampled ones are *exported*: the log sees every slow request, the collector the sampled share.
  */
 export function setupTracing(config: TracingConfig, logger: Logger): Tracing {
-  if (tracer) throw new Error('tracing is already set up in this process');
+  if (sinks) throw new Error('tracing is already set up in this process');
   const endpoint = config.OTEL_EXPORTER_OTLP_ENDPOINT;
   const slowMs = config.TRACE_SLOW_MS;
-  const processors: SpanProcessor[] = [];
+  const chosen: SpanSink[] = [];
   if (endpoint) {
     const url = `${endpoint.replace(/\/+$/, '')}/v1/traces`;
-    processors.push(
+    chosen.push(
       new OtlpJsonExport({ url, serviceName: config.OTEL_SERVICE_NAME, scope: SCOPE, logger }),
     );
   }
-  if (slowMs !== undefined) processors.push(new SlowRequestLog(slowMs, logger));
-  if (processors.length === 0) return { shutdown: () => Promise.resolve() };
+  if (slowMs !== undefined) chosen.push(new SlowRequestLog(slowMs, logger));
+  if (chosen.length === 0) return { shutdown: () => Promise.resolve() };
 
   ratio = config.OTEL_TRACES_SAMPLER_ARG;
   recordAll = slowMs !== undefined;
-  const provider = new TracerProvider({
-    resource: resourceFromAttributes({ 'service.name': config.OTEL_SERVICE_NAME }),
-    sampler: decided,
-    spanProcessors: processors,
-  });
-  tracer = provider.getTracer(SCOPE.name);
+  sinks = chosen;
   logger.info({ endpoint, ratio, slowMs }, 'tracing on');
   return {
     shutdown: async () => {
-      tracer = undefined;
-      await provider.shutdown();
+      sinks = undefined;
+      await Promise.all(chosen.map((sink) => sink.shutdown()));
     },
   };
 }
 
-/** The trace context of the request being served here, if any. */
-export function activeTraceContext(): Context | undefined {
+/** The span of the work being done here (recorded or not), if it is traced. */
+export function activeSpan(): Span | undefined {
   return currentContext()?.trace;
 }
-
-/** The span context (trace and span ids) of the request being served here, if it is traced. */
-export function activeSpanContext(): SpanContext | undefined {
-  const context = currentContext()?.trace;
-  return context ? trace.getSpanContext(context) : undefined;
-}
-
-const propagator = new W3CTraceContextPropagator();
 
 /** Reads `traceparent`/`tracestate` from HTTP headers or gRPC metadata (first value). */
 export type Carrier = Record<string, unknown> | { get(key: string): unknown[] };
@@ -160,10 +117,6 @@ function firstValue(carrier: Carrier, key: string): string | undefined {
       : (carrier as Record<string, unknown>)[key];
   return typeof value === 'string' ? value : undefined;
 }
-
-const setter: TextMapSetter<{ set(key: string, value: string): void }> = {
-  set: (carrier, key, value) => carrier.set(key, value),
-};
 
 /**
  * Random hex digits for ids, drawn 4 KiB of random bytes at a time: one system call and one hex
@@ -199,66 +152,98 @@ function callerSpanContext(carrier: Carrier): SpanContext | undefined {
     : { ...parsed, isRemote: true };
 }
 
+/** Attributes of a span started with none: shared, and copied by the first `setAttribute`. */
+const NO_ATTRIBUTES: Attributes = Object.freeze({});
+
+/** A new span's own ids in the trace of `parent` (its flags and state too). */
+function childContext(parent: SpanContext, traceFlags = parent.traceFlags): SpanContext {
+  return parent.traceState
+    ? { traceId: parent.traceId, spanId: randomId(16), traceFlags, traceState: parent.traceState }
+    : { traceId: parent.traceId, spanId: randomId(16), traceFlags };
+}
+
 /**
  * Starts the span of a request or call arriving here (kind SERVER), continuing the caller's trace
  * when `carrier` holds a `traceparent`; for an event being handled, kind CONSUMER with the event's
  * `traceparent`/`tracestate` (from its envelope), so the handling is a child of the request that
- * wrote the event. Returns undefined when tracing is off. Otherwise the span,
- * recorded or not (its ids are what the logs and the next hop carry), and the context to serve the
- * request in: a sampled caller's trace is recorded here too, an unsampled caller's is not (its
- * context is served in as it came), and a new trace is sampled at the configured ratio.
+ * wrote the event. Returns undefined when tracing is off. Otherwise the span to serve the request
+ * in, recorded or not (its ids are what the logs and the next hop carry): a sampled caller's
+ * trace is recorded here too, an unsampled caller's is not (it is served in the caller's span
+ * context as it came), and a new trace is sampled at the configured ratio.
  */
 export function startServerSpan(
   name: string,
   carrier: Carrier,
   kind: SpanKind = SpanKind.SERVER,
-): { span: Span; context: Context } | undefined {
-  if (!tracer) return undefined;
-  const callerContext = callerSpanContext(carrier);
-  const caller = callerContext && trace.wrapSpanContext(callerContext);
-  const parent = caller ? trace.setSpan(ROOT_CONTEXT, caller) : ROOT_CONTEXT;
-  const sampled = callerContext
-    ? (callerContext.traceFlags & TraceFlags.SAMPLED) !== 0
-    : Math.random() < ratio;
+): Span | undefined {
+  if (!sinks) return undefined;
+  const caller = callerSpanContext(carrier);
+  const sampled = caller ? (caller.traceFlags & TraceFlags.SAMPLED) !== 0 : Math.random() < ratio;
   if (!sampled && !recordAll) {
-    if (caller) return { span: caller, context: parent };
-    const span = trace.wrapSpanContext({
-      traceId: randomId(32),
-      spanId: randomId(16),
-      traceFlags: TraceFlags.NONE,
-    });
-    return { span, context: trace.setSpan(ROOT_CONTEXT, span) };
+    return trace.wrapSpanContext(
+      caller ?? { traceId: randomId(32), spanId: randomId(16), traceFlags: TraceFlags.NONE },
+    );
   }
-  const span = tracer.startSpan(
-    name,
-    { kind },
-    caller ? parent : parent.setValue(SAMPLED_ROOT, sampled),
-  );
-  return { span, context: trace.setSpan(parent, span) };
+  const flags = sampled ? TraceFlags.SAMPLED : TraceFlags.NONE;
+  return caller
+    ? new RecordedSpan(
+        name,
+        kind,
+        childContext(caller, flags),
+        caller.spanId,
+        true,
+        NO_ATTRIBUTES,
+        sinks,
+      )
+    : new RecordedSpan(
+        name,
+        kind,
+        { traceId: randomId(32), spanId: randomId(16), traceFlags: flags },
+        undefined,
+        false,
+        NO_ATTRIBUTES,
+        sinks,
+      );
 }
 
 /**
  * Starts a span inside the request being served (a call out, a query), or returns undefined when
  * there is nothing to record: tracing off, no request, or a request that is not recorded (then the
- * request's own context is what goes on to the next hop).
+ * request's own span is what goes on to the next hop). `attributes` are kept as given (pass one
+ * constant object for every span of a kind; `setAttribute` copies it first).
  */
 export function startChildSpan(
   name: string,
   kind: SpanKind,
   attributes: Attributes,
-  parent: Context | undefined = activeTraceContext(),
-): { span: Span; context: Context } | undefined {
-  if (!tracer || !parent || !trace.getSpan(parent)?.isRecording()) return undefined;
-  const span = tracer.startSpan(name, { kind, attributes }, parent);
-  return { span, context: trace.setSpan(parent, span) };
+  parent: Span | undefined = activeSpan(),
+): Span | undefined {
+  if (!sinks || !parent?.isRecording()) return undefined;
+  const parentContext = parent.spanContext();
+  return new RecordedSpan(
+    name,
+    kind,
+    childContext(parentContext),
+    parentContext.spanId,
+    false,
+    attributes,
+    sinks,
+  );
 }
 
-/** Puts `traceparent` (and `tracestate`) for `context` into gRPC metadata or anything with `set`. */
+/**
+ * Puts `traceparent` (and `tracestate`) for `span` into gRPC metadata or anything with `set`, as
+ * W3CTraceContextPropagator's `inject` writes them (every span here has valid ids).
+ */
 export function injectTraceContext(
-  context: Context | undefined,
+  span: Span | undefined,
   carrier: { set(key: string, value: string): void },
 ): void {
-  if (context) propagator.inject(context, carrier, setter);
+  if (!span) return;
+  const { traceId, spanId, traceFlags, traceState } = span.spanContext();
+  const flags = (traceFlags & 0xff).toString(16);
+  carrier.set('traceparent', `00-${traceId}-${spanId}-${flags.length === 1 ? '0' : ''}${flags}`);
+  if (traceState) carrier.set('tracestate', traceState.serialize());
 }
 
 /**
@@ -268,7 +253,7 @@ export function injectTraceContext(
  */
 export function currentTraceHeaders(): { traceparent?: string; tracestate?: string } {
   const headers: { traceparent?: string; tracestate?: string } = {};
-  injectTraceContext(activeTraceContext(), {
+  injectTraceContext(activeSpan(), {
     set: (key, value) => {
       if (key === 'traceparent' || key === 'tracestate') headers[key] = value;
     },
@@ -296,10 +281,9 @@ export function withChildSpan<T>(
   work: () => Promise<T>,
 ): Promise<T> {
   const request = currentContext();
-  const started = request && startChildSpan(name, kind, attributes, request.trace);
-  if (!started) return work();
-  const { span, context } = started;
-  return runWithContext({ ...request, trace: context }, work).then(
+  const span = request && startChildSpan(name, kind, attributes, request.trace);
+  if (!span) return work();
+  return runWithContext({ ...request, trace: span }, work).then(
     (result) => {
       span.end();
       return result;
@@ -341,15 +325,13 @@ export function endRpcSpan(
   span.end();
 }
 
-const millis = (time: [number, number]) => time[0] * 1e3 + time[1] / 1e6;
-
 /** At most this many requests' spans are held at once; the oldest are dropped beyond it. */
 const MAX_PENDING_TRACES = 1_000;
 
 /** The label of a span in a breakdown: database spans say so (`pg SELECT products`). */
-function spanLabel(span: ReadableSpan): string {
+function spanLabel(span: RecordedSpan): string {
   const database = span.attributes['db.system.name'] === 'postgresql' ? 'pg ' : '';
-  return `${database}${span.name} ${millis(span.duration).toFixed(1)} ms`;
+  return `${database}${span.name} ${span.durationMs.toFixed(1)} ms`;
 }
 
 /**
@@ -361,22 +343,18 @@ function spanLabel(span: ReadableSpan): string {
  * ...]]` (siblings in brackets, in start order). Each process logs its own part, with the trace id,
  * so the lines of one request are found together; no collector is needed.
  */
-export class SlowRequestLog implements SpanProcessor {
-  private readonly pending = new Map<string, ReadableSpan[]>();
+export class SlowRequestLog implements SpanSink {
+  private readonly pending = new Map<string, RecordedSpan[]>();
 
   constructor(
     private readonly slowMs: number,
     private readonly logger: Logger,
   ) {}
 
-  onStart(): void {}
-
-  onEnd(span: ReadableSpan): void {
+  onEnd(span: RecordedSpan): void {
     const { traceId, spanId } = span.spanContext();
-    const parent = span.parentSpanContext;
-    const isLocalRoot = !parent || parent.isRemote === true;
     let spans = this.pending.get(traceId);
-    if (!isLocalRoot) {
+    if (!span.isLocalRoot) {
       if (!spans) {
         if (this.pending.size >= MAX_PENDING_TRACES) {
           this.pending.delete(this.pending.keys().next().value!);
@@ -388,18 +366,18 @@ export class SlowRequestLog implements SpanProcessor {
       return;
     }
     this.pending.delete(traceId);
-    const ms = millis(span.duration);
+    const ms = span.durationMs;
     if (ms < this.slowMs) return;
-    const children = new Map<string, ReadableSpan[]>();
+    const children = new Map<string, RecordedSpan[]>();
     for (const child of spans ?? []) {
-      const parentId = child.parentSpanContext!.spanId;
+      const parentId = child.parentSpanId!;
       const list = children.get(parentId);
       if (list) list.push(child);
       else children.set(parentId, [child]);
     }
-    const render = (node: ReadableSpan): string => {
+    const render = (node: RecordedSpan): string => {
       const below = (children.get(node.spanContext().spanId) ?? []).sort(
-        (a, b) => millis(a.startTime) - millis(b.startTime),
+        (a, b) => a.startTime - b.startTime,
       );
       if (below.length === 0) return spanLabel(node);
       const inner = below.length === 1 ? render(below[0]!) : `[${below.map(render).join(', ')}]`;

@@ -1,41 +1,44 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { SpanKind, SpanStatusCode, TraceFlags, trace, ROOT_CONTEXT } from '@opentelemetry/api';
+import { SpanKind, SpanStatusCode, TraceFlags, type HrTime } from '@opentelemetry/api';
 import { TraceState } from '@opentelemetry/core';
 import { JsonTraceSerializer } from '@opentelemetry/otlp-transformer';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import {
-  InMemorySpanExporter,
-  SimpleSpanProcessor,
-  TracerProvider,
-  type ReadableSpan,
-} from '@opentelemetry/sdk-trace';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { createLogger } from '../src/logger';
-import { OtlpJsonExport, encodeSpan, nanosText, type OtlpExportOptions } from '../src/otlp-export';
+import { OtlpJsonExport, encodeSpan, quote, type OtlpExportOptions } from '../src/otlp-export';
+import { RecordedSpan, unixNanosText, type SpanSink } from '../src/recorded-span';
 import { eventually } from '../src/testing';
 
 const logger = createLogger({ name: 'test', level: 'silent', pretty: false });
 const SCOPE = { name: '@repo/service-kit', version: '1.0.0' };
+const TRACE_ID = '0af7651916cd43dd8448eb211c80319c';
 
-/** Spans made by the SDK itself, of every shape this project makes (and some it does not). */
-async function sdkSpans(): Promise<ReadableSpan[]> {
-  const memory = new InMemorySpanExporter();
-  const provider = new TracerProvider({
-    resource: resourceFromAttributes({ 'service.name': 'gateway' }),
-    spanProcessors: [new SimpleSpanProcessor({ exporter: memory })],
-  });
-  const tracer = provider.getTracer(SCOPE.name, SCOPE.version);
-  const caller = trace.setSpan(
-    ROOT_CONTEXT,
-    trace.wrapSpanContext({
-      traceId: '0af7651916cd43dd8448eb211c80319c',
-      spanId: 'b7ad6b7169203331',
-      traceFlags: TraceFlags.SAMPLED,
-      isRemote: true,
+/** Ended spans of every shape this project makes (and some it does not), in the order they end. */
+function recordedSpans(traceFlags: number = TraceFlags.SAMPLED): RecordedSpan[] {
+  const ended: RecordedSpan[] = [];
+  const collect: SpanSink[] = [
+    {
+      onEnd: (span) => ended.push(span),
+      forceFlush: () => Promise.resolve(),
+      shutdown: () => Promise.resolve(),
+    },
+  ];
+  // A call from another process, with a tracestate that JSON has to escape.
+  const server = new RecordedSpan(
+    'GET /v1/products/:id',
+    SpanKind.SERVER,
+    {
+      traceId: TRACE_ID,
+      spanId: '00f067aa0ba902b7',
+      traceFlags,
       traceState: new TraceState('vendor=a"b,other=1'),
-    }),
+    },
+    'b7ad6b7169203331',
+    true,
+    {},
+    collect,
   );
-  const server = tracer.startSpan('GET /v1/products/:id', { kind: SpanKind.SERVER }, caller);
   server.setAttributes({
     'http.request.method': 'GET',
     'http.response.status_code': 200,
@@ -46,40 +49,148 @@ async function sdkSpans(): Promise<ReadableSpan[]> {
     'list.strings': ['a', 'b'],
     'list.numbers': [1, 2.5],
   });
-  const child = tracer.startSpan(
+  const child = new RecordedSpan(
     'SELECT products',
-    { kind: SpanKind.CLIENT, attributes: { 'db.system.name': 'postgresql' } },
-    trace.setSpan(caller, server),
+    SpanKind.CLIENT,
+    { traceId: TRACE_ID, spanId: '53995c3f42cd8ad8', traceFlags },
+    '00f067aa0ba902b7',
+    false,
+    { 'db.system.name': 'postgresql' },
+    collect,
   );
   child.addEvent('retry', { 'rpc.grpc.status_code': 14, backoff: 12.5 });
   child.setStatus({ code: SpanStatusCode.ERROR, message: 'connection "reset"' });
   child.end();
-  const linked = tracer.startSpan('process order.v1.OrderPlaced', {
-    kind: SpanKind.CONSUMER,
-    links: [{ context: server.spanContext(), attributes: { reason: 'caused by' } }],
-  });
+  const linked = new RecordedSpan(
+    'process order.v1.OrderPlaced',
+    SpanKind.CONSUMER,
+    { traceId: 'a3ce929d0e0e47364bf92f3577b34da6', spanId: '1ad7e6d4f7e3f2a1', traceFlags },
+    undefined,
+    false,
+    {},
+    collect,
+  );
+  linked.addLink({ context: server.spanContext(), attributes: { reason: 'caused by' } });
   linked.setStatus({ code: SpanStatusCode.OK });
   linked.end();
   server.end();
-  await provider.forceFlush();
-  return memory.getFinishedSpans();
+  return ended;
+}
+
+/** A time on the spans' clock as an HrTime, for OpenTelemetry's serializer. */
+function hrTime(clockMs: number): HrTime {
+  const nanos = BigInt(unixNanosText(clockMs));
+  return [Number(nanos / 1_000_000_000n), Number(nanos % 1_000_000_000n)];
+}
+
+const RESOURCE = resourceFromAttributes({ 'service.name': 'gateway' });
+
+/** `span` as the SDK's ReadableSpan, which OpenTelemetry's own serializer takes. */
+function asReadableSpan(span: RecordedSpan): ReadableSpan {
+  const context = span.spanContext();
+  return {
+    name: span.name,
+    kind: span.kind,
+    spanContext: () => context,
+    parentSpanContext:
+      span.parentSpanId === undefined
+        ? undefined
+        : {
+            traceId: context.traceId,
+            spanId: span.parentSpanId,
+            traceFlags: context.traceFlags,
+            isRemote: span.parentIsRemote,
+          },
+    startTime: hrTime(span.startTime),
+    endTime: hrTime(span.endTime),
+    duration: [0, Math.round(span.durationMs * 1e6)],
+    status: span.status,
+    attributes: span.attributes,
+    links: span.links,
+    events: span.events.map((event) => ({ ...event, time: hrTime(event.time) })),
+    ended: true,
+    resource: RESOURCE,
+    instrumentationScope: SCOPE,
+    droppedAttributesCount: span.droppedAttributesCount,
+    droppedEventsCount: span.droppedEventsCount,
+    droppedLinksCount: span.droppedLinksCount,
+  };
+}
+
+/** What OpenTelemetry's own serializer makes of `spans`. */
+function theirJson(spans: RecordedSpan[]) {
+  return JSON.parse(
+    new TextDecoder().decode(JsonTraceSerializer.serializeRequest(spans.map(asReadableSpan))),
+  ) as {
+    resourceSpans: [{ resource: unknown; scopeSpans: [{ scope: unknown; spans: unknown[] }] }];
+  };
 }
 
 describe('OTLP/JSON export', () => {
-  it('encodes each span exactly as OpenTelemetry’s own JSON serializer does', async () => {
-    const spans = await sdkSpans();
+  it('encodes each span exactly as OpenTelemetry’s own JSON serializer does', () => {
+    const spans = recordedSpans();
     expect(spans).toHaveLength(3);
-    const theirs = JSON.parse(
-      new TextDecoder().decode(JsonTraceSerializer.serializeRequest(spans)),
-    ) as { resourceSpans: [{ scopeSpans: [{ spans: unknown[] }] }] };
-    const expected = theirs.resourceSpans[0].scopeSpans[0].spans;
+    const expected = theirJson(spans).resourceSpans[0].scopeSpans[0].spans;
     expect(spans.map((span) => JSON.parse(encodeSpan(span)) as unknown)).toEqual(expected);
   });
 
+  it('quotes text as JSON.stringify does', () => {
+    const texts = [
+      '',
+      'plain ascii / route',
+      'quote " and backslash \\',
+      'control \u0000 \u001f \n \t',
+      'é \u2028 \u2029 €',
+      'pair \ud83d\ude00',
+      'lone \ud83d high',
+      'lone \ude00 low',
+      '\u007f del',
+    ];
+    for (const text of texts) expect(quote(text)).toBe(JSON.stringify(text));
+  });
+
+  it('encodes a span’s shared attributes once, and a changed copy afresh', () => {
+    const statement = Object.freeze({
+      'db.system.name': 'postgresql',
+      'db.query.text': 'SELECT 1',
+    });
+    const spanWith = (change: boolean) => {
+      const span = new RecordedSpan(
+        'SELECT',
+        SpanKind.CLIENT,
+        { traceId: TRACE_ID, spanId: '53995c3f42cd8ad8', traceFlags: 1 },
+        undefined,
+        false,
+        statement,
+        [],
+      );
+      if (change) span.setAttribute('db.response.status_code', '57014');
+      span.end();
+      return span;
+    };
+    const attributesOf = (span: RecordedSpan) =>
+      (JSON.parse(encodeSpan(span)) as { attributes: { key: string }[] }).attributes.map(
+        (attribute) => attribute.key,
+      );
+    expect(attributesOf(spanWith(false))).toEqual(['db.system.name', 'db.query.text']);
+    expect(attributesOf(spanWith(true))).toEqual([
+      'db.system.name',
+      'db.query.text',
+      'db.response.status_code',
+    ]);
+    expect(attributesOf(spanWith(false))).toEqual(['db.system.name', 'db.query.text']);
+  });
+
   it('writes nanoseconds since the epoch without losing digits', () => {
-    expect(nanosText([1_764_000_000, 5])).toBe('1764000000000000005');
-    expect(nanosText([1_764_000_000, 123_456_789])).toBe('1764000000123456789');
-    expect(nanosText([0, 42])).toBe('42');
+    const origin = BigInt(Math.round(performance.timeOrigin * 1e6));
+    for (const clockMs of [0, 0.000001, 1.5, 999.9999996, 1_234_567.891234]) {
+      const written = BigInt(unixNanosText(clockMs));
+      // Within a microsecond: the Unix time is a double of ~1.8e12 ms, good to a quarter of one.
+      const error = written - origin - BigInt(Math.round(clockMs * 1e6));
+      expect(error >= -1000n && error <= 1000n).toBe(true);
+    }
+    // Digits are never lost at the boundary of a millisecond.
+    expect(unixNanosText(1)).toMatch(/^\d{19}$/);
   });
 
   describe('to a collector', () => {
@@ -126,28 +237,20 @@ describe('OTLP/JSON export', () => {
       new OtlpJsonExport({ url, serviceName: 'gateway', scope: SCOPE, logger, ...options });
 
     it('sends sampled spans in batches of up to maxBatchBytes, under the service’s resource and scope, and nothing unsampled', async () => {
-      const spans = await sdkSpans();
+      const spans = recordedSpans();
       const exporter = exporterTo({
         // The first two spans make a batch.
         maxBatchBytes: encodeSpan(spans[0]!).length + 1,
         delayMs: 60_000,
       });
-      const unsampled = {
-        ...spans[0]!,
-        spanContext: () => ({ ...spans[0]!.spanContext(), traceFlags: TraceFlags.NONE }),
-      } as ReadableSpan;
-      exporter.onEnd(unsampled);
+      // Recorded for the slow-request log, not sampled: not exported.
+      exporter.onEnd(recordedSpans(TraceFlags.NONE)[0]!);
       for (const span of spans) exporter.onEnd(span);
       // Two make a batch at once; the third waits for its delay, or a flush.
       await exporter.forceFlush();
       await exporter.shutdown();
       expect(bodies).toHaveLength(2);
-      const theirs = JSON.parse(
-        new TextDecoder().decode(JsonTraceSerializer.serializeRequest(spans)),
-      ) as {
-        resourceSpans: [{ resource: unknown; scopeSpans: [{ scope: unknown; spans: unknown[] }] }];
-      };
-      const [resourceSpans] = theirs.resourceSpans;
+      const [resourceSpans] = theirJson(spans).resourceSpans;
       expect(bodies).toEqual([
         {
           resourceSpans: [
@@ -172,9 +275,33 @@ describe('OTLP/JSON export', () => {
       ]);
     });
 
+    it('sends a span larger than a batch’s room whole, in a batch of its own size', async () => {
+      const [first, second] = recordedSpans();
+      // 120 KB of UTF-8 (three bytes a character): more than a 1 KiB batch and its 16 KiB slack.
+      const huge = new RecordedSpan(
+        'huge',
+        SpanKind.INTERNAL,
+        { traceId: TRACE_ID, spanId: '1ad7e6d4f7e3f2a2', traceFlags: TraceFlags.SAMPLED },
+        undefined,
+        false,
+        { text: '€'.repeat(40_000) },
+        [],
+      );
+      huge.end();
+      const exporter = exporterTo({ maxBatchBytes: 1024, delayMs: 60_000 });
+      for (const span of [first!, huge, second!]) exporter.onEnd(span);
+      await exporter.shutdown();
+      const sent = bodies.flatMap(
+        (body) =>
+          (body as { resourceSpans: [{ scopeSpans: [{ spans: unknown[] }] }] }).resourceSpans[0]
+            .scopeSpans[0].spans,
+      );
+      expect(sent).toEqual([first!, huge, second!].map((span) => JSON.parse(encodeSpan(span))));
+    });
+
     it('drops a batch the collector refuses, warns once, and goes on when it answers again', async () => {
       const warnings: string[] = [];
-      const spans = await sdkSpans();
+      const spans = recordedSpans();
       const exporter = exporterTo({
         logger: {
           ...logger,
@@ -201,7 +328,7 @@ describe('OTLP/JSON export', () => {
     it('keeps 8 exports under way while the collector is slow to answer, then sends what waited', async () => {
       // A process with long event loop turns reads its exports' answers late; with 2 under way
       // (the first default), `pnpm run tracing-cost` at 100% dropped three spans in four.
-      const spans = [...(await sdkSpans()), ...(await sdkSpans()), ...(await sdkSpans())];
+      const spans = [...recordedSpans(), ...recordedSpans(), ...recordedSpans()];
       const exporter = exporterTo({ maxBatchBytes: 1 }); // a span a batch
       holding = true;
       for (const span of spans.slice(0, 9)) exporter.onEnd(span);
@@ -217,7 +344,7 @@ describe('OTLP/JSON export', () => {
 
     it('keeps at most maxQueued spans waiting, counts the rest as dropped, and warns once', async () => {
       const warnings: string[] = [];
-      const spans = await sdkSpans();
+      const spans = recordedSpans();
       const exporter = exporterTo({
         logger: {
           ...logger,

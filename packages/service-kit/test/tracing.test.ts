@@ -7,9 +7,9 @@ import {
   trace,
 } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import { TracerProvider } from '@opentelemetry/sdk-trace';
 import { runWithContext } from '../src/context';
 import { createLogger } from '../src/logger';
+import { RecordedSpan } from '../src/recorded-span';
 import {
   SlowRequestLog,
   SpanKind,
@@ -57,9 +57,9 @@ describe('tracing', () => {
     const served = startServerSpan('GET /x', {
       traceparent: `00-${TRACE_ID}-${CALLER_SPAN_ID}-00`,
     })!;
-    expect(served.span.spanContext().traceId).toBe(TRACE_ID);
+    expect(served.spanContext().traceId).toBe(TRACE_ID);
     const outgoing = new Metadata();
-    await runWithContext({ requestId: 'r-1', trace: served.context }, async () => {
+    await runWithContext({ requestId: 'r-1', trace: served }, async () => {
       logger.info('serving');
       await withChildSpan(
         'transaction',
@@ -68,22 +68,22 @@ describe('tracing', () => {
         () => {
           startChildSpan('SELECT users', SpanKind.CLIENT, {
             'db.system.name': 'postgresql',
-          })!.span.end();
+          })!.end();
           return Promise.resolve();
         },
       );
       const call = startChildSpan('user.v1.UserService/GetUser', SpanKind.CLIENT, {})!;
-      injectTraceContext(call.context, outgoing);
-      call.span.end();
+      injectTraceContext(call, outgoing);
+      call.end();
     });
-    served.span.end();
+    served.end();
     await tracing.shutdown();
 
     const serving = lines.find((line) => line.msg === 'serving')!;
     expect(serving).toMatchObject({
       requestId: 'r-1',
       trace_id: TRACE_ID,
-      span_id: served.span.spanContext().spanId,
+      span_id: served.spanContext().spanId,
     });
     // The next hop gets the trace, unsampled as the caller decided.
     expect(String(outgoing.get('traceparent')[0])).toMatch(
@@ -114,23 +114,23 @@ describe('tracing', () => {
       traceparent: `00-${TRACE_ID}-${CALLER_SPAN_ID}-00`,
     })!;
     // Served in the caller's own context: no span of its own, nothing below recorded either.
-    expect(fromCaller.span.isRecording()).toBe(false);
-    expect(fromCaller.span.spanContext()).toMatchObject({
+    expect(fromCaller.isRecording()).toBe(false);
+    expect(fromCaller.spanContext()).toMatchObject({
       traceId: TRACE_ID,
       spanId: CALLER_SPAN_ID,
     });
-    expect(startChildSpan('SELECT users', SpanKind.CLIENT, {}, fromCaller.context)).toBeUndefined();
+    expect(startChildSpan('SELECT users', SpanKind.CLIENT, {}, fromCaller)).toBeUndefined();
     // A new trace at ratio 0: ids for the logs and the next hop, nothing recorded.
     const fresh = startServerSpan('GET /x', {})!;
-    expect(fresh.span.isRecording()).toBe(false);
-    expect(fresh.span.spanContext().traceId).toMatch(/^[0-9a-f]{32}$/);
-    expect(fresh.span.spanContext().traceId).not.toBe(TRACE_ID);
+    expect(fresh.isRecording()).toBe(false);
+    expect(fresh.spanContext().traceId).toMatch(/^[0-9a-f]{32}$/);
+    expect(fresh.spanContext().traceId).not.toBe(TRACE_ID);
     // A sampled caller is followed whatever the ratio.
     const sampledCaller = startServerSpan('GET /x', {
       traceparent: `00-${TRACE_ID}-${CALLER_SPAN_ID}-01`,
     })!;
-    expect(sampledCaller.span.isRecording()).toBe(true);
-    sampledCaller.span.end();
+    expect(sampledCaller.isRecording()).toBe(true);
+    sampledCaller.end();
     await unsampled.shutdown().catch(() => undefined);
 
     const everything = setupTracing(
@@ -142,8 +142,8 @@ describe('tracing', () => {
       logger,
     );
     const root = startServerSpan('GET /x', {})!;
-    expect(root.span.isRecording()).toBe(true);
-    expect(root.span.spanContext().traceFlags).toBe(1);
+    expect(root.isRecording()).toBe(true);
+    expect(root.spanContext().traceFlags).toBe(1);
     await everything.shutdown().catch(() => undefined);
   });
 
@@ -155,20 +155,18 @@ describe('tracing', () => {
       logger,
     );
     const request = startServerSpan('POST /v1/orders', {})!;
-    const headers = runWithContext({ requestId: 'r-2', trace: request.context }, () =>
+    const headers = runWithContext({ requestId: 'r-2', trace: request }, () =>
       currentTraceHeaders(),
     );
-    const { traceId, spanId } = request.span.spanContext();
+    const { traceId, spanId } = request.spanContext();
     expect(headers).toEqual({ traceparent: `00-${traceId}-${spanId}-01` });
     // Later, elsewhere: the consumer's span is a child of the request that wrote the event.
     const handling = startServerSpan('order.placed process', headers, SpanKind.CONSUMER)!;
-    expect(handling.span.isRecording()).toBe(true);
-    expect(handling.span.spanContext().traceId).toBe(traceId);
-    expect(
-      (handling.span as unknown as { parentSpanContext?: { spanId: string } }).parentSpanContext
-        ?.spanId,
-    ).toBe(spanId);
-    expect((handling.span as unknown as { kind: SpanKind }).kind).toBe(SpanKind.CONSUMER);
+    expect(handling.isRecording()).toBe(true);
+    expect(handling.spanContext().traceId).toBe(traceId);
+    expect(handling).toBeInstanceOf(RecordedSpan);
+    expect((handling as RecordedSpan).parentSpanId).toBe(spanId);
+    expect((handling as RecordedSpan).kind).toBe(SpanKind.CONSUMER);
     await tracing.shutdown();
   });
 
@@ -204,13 +202,11 @@ describe('tracing', () => {
         );
         for (const carrier of [headers, metadata]) {
           const served = startServerSpan('GET /x', carrier)!;
-          const got = served.span.spanContext();
+          const got = served.spanContext();
           if (expected) {
             expect(got).toEqual(expected);
             // Passed on as it came, tracestate included.
-            expect(
-              runWithContext({ requestId: 'r', trace: served.context }, currentTraceHeaders),
-            ).toEqual({
+            expect(runWithContext({ requestId: 'r', trace: served }, currentTraceHeaders)).toEqual({
               traceparent: `00-${TRACE_ID}-${CALLER_SPAN_ID}-00`,
               ...(tracestate ? { tracestate } : {}),
             });
@@ -222,9 +218,7 @@ describe('tracing', () => {
       }
     }
     // New traces: valid ids (32 and 16 hex digits, not all zero), never the same twice.
-    const ids = Array.from({ length: 2_000 }, () =>
-      startServerSpan('GET /x', {})!.span.spanContext(),
-    );
+    const ids = Array.from({ length: 2_000 }, () => startServerSpan('GET /x', {})!.spanContext());
     for (const { traceId, spanId } of ids) {
       expect(isValidTraceId(traceId) && isValidSpanId(spanId)).toBe(true);
     }
@@ -235,9 +229,15 @@ describe('tracing', () => {
 
   it('logs nothing for a request faster than TRACE_SLOW_MS', () => {
     const { logger, lines } = capturingLogger();
-    const provider = new TracerProvider({ spanProcessors: [new SlowRequestLog(60_000, logger)] });
-    const tracer = provider.getTracer('test');
-    const root = tracer.startSpan('GET /fast');
+    const root = new RecordedSpan(
+      'GET /fast',
+      SpanKind.SERVER,
+      { traceId: TRACE_ID, spanId: CALLER_SPAN_ID, traceFlags: 1 },
+      undefined,
+      false,
+      {},
+      [new SlowRequestLog(60_000, logger)],
+    );
     root.end();
     expect(lines).toEqual([]);
   });

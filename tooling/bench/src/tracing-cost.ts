@@ -41,10 +41,10 @@ const CLIENT_ATTRIBUTES = rpcAttributes('order.v1.OrderService', 'GetProduct');
 /** The order service's part: its server span, the statement's span below it. */
 function orderService(metadata: Metadata): void {
   const traced = startServerSpan(RPC, metadata);
-  const span = traced?.span.isRecording() ? traced.span : undefined;
+  const span = traced?.isRecording() ? traced : undefined;
   span?.setAttributes(rpcAttributes('order.v1.OrderService', 'GetProduct', 'r-1'));
-  runWithContext({ requestId: 'r-1', trace: traced?.context }, () => {
-    startChildSpan('SELECT products', SpanKind.CLIENT, STATEMENT_ATTRIBUTES)?.span.end();
+  runWithContext({ requestId: 'r-1', trace: traced }, () => {
+    startChildSpan('SELECT products', SpanKind.CLIENT, STATEMENT_ATTRIBUTES)?.end();
   });
   if (span) endRpcSpan(span, 0, 'server');
 }
@@ -52,19 +52,19 @@ function orderService(metadata: Metadata): void {
 /** One S1 request's tracing, in the order the gateway, the client and the order service do it. */
 function request(headers: Record<string, string>, response: Map<string, string>): void {
   const traced = startServerSpan('GET', headers);
-  if (traced) response.set('x-trace-id', traced.span.spanContext().traceId);
-  const span = traced?.span.isRecording() ? traced.span : undefined;
+  if (traced) response.set('x-trace-id', traced.spanContext().traceId);
+  const span = traced?.isRecording() ? traced : undefined;
   span?.setAttributes({
     'http.request.method': 'GET',
     'url.path': '/v1/products/1',
     'url.scheme': 'http',
     'request.id': 'r-1',
   });
-  const call = startChildSpan(RPC, SpanKind.CLIENT, CLIENT_ATTRIBUTES, traced?.context);
+  const call = startChildSpan(RPC, SpanKind.CLIENT, CLIENT_ATTRIBUTES, traced);
   const metadata = new Metadata();
-  injectTraceContext(call?.context ?? traced?.context, metadata);
+  injectTraceContext(call ?? traced, metadata);
   orderService(metadata);
-  if (call) endRpcSpan(call.span, 0, 'client', 'OK');
+  if (call) endRpcSpan(call, 0, 'client', 'OK');
   if (span) {
     span.updateName('GET /v1/products/:id');
     span.setAttribute('http.route', '/v1/products/:id');

@@ -34,8 +34,8 @@ export const requestContext: RequestHandler = (req, res, next) => {
   const traced = UNTRACED_PATHS.has(req.path)
     ? undefined
     : startServerSpan(req.method, req.headers);
-  if (traced) res.setHeader('X-Trace-Id', traced.span.spanContext().traceId);
-  const span = traced?.span.isRecording() ? traced.span : undefined;
+  if (traced) res.setHeader('X-Trace-Id', traced.spanContext().traceId);
+  const span = traced?.isRecording() ? traced : undefined;
   span?.setAttributes({
     'http.request.method': req.method,
     'url.path': req.path,
@@ -49,7 +49,7 @@ export const requestContext: RequestHandler = (req, res, next) => {
     if (!res.writableFinished) controller.abort();
     if (span) endHttpSpan(span, req, res);
   });
-  runWithContext({ requestId, signal: controller.signal, trace: traced?.context }, next);
+  runWithContext({ requestId, signal: controller.signal, trace: traced }, next);
 };
 
 /** Names the span after the route pattern and records the outcome (OpenTelemetry's HTTP conventions). */
