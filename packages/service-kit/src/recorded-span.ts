@@ -145,6 +145,10 @@ function cleanAttributes(attributes: Attributes | undefined): {
   return { attributes: clean, droppedAttributesCount: dropped };
 }
 
+/** Shared by every span without events or links (most spans): no two empty arrays per span. */
+const NONE: never[] = Object.freeze([]) as unknown as never[];
+const UNSET: SpanStatus = Object.freeze({ code: SpanStatusCode.UNSET });
+
 export class RecordedSpan implements Span {
   /** When it started and ended, on `now()`'s clock (ms); `endTime` means nothing until it ends. */
   readonly startTime: number;
@@ -155,10 +159,10 @@ export class RecordedSpan implements Span {
    */
   attributes: Attributes;
   droppedAttributesCount = 0;
-  status: SpanStatus = { code: SpanStatusCode.UNSET };
-  events: RecordedEvent[] = [];
+  status: SpanStatus = UNSET;
+  events: RecordedEvent[] = NONE;
   droppedEventsCount = 0;
-  links: RecordedLink[] = [];
+  links: RecordedLink[] = NONE;
   droppedLinksCount = 0;
   private ownAttributes = false;
   private attributeCount: number;
@@ -237,6 +241,7 @@ export class RecordedSpan implements Span {
       attributesOrTime instanceof Date ||
       Array.isArray(attributesOrTime);
     const at = isTime ? (time ?? attributesOrTime) : time;
+    if (this.events === NONE) this.events = [];
     if (this.events.length >= SPAN_COUNT_LIMIT) {
       this.events.shift();
       this.droppedEventsCount++;
@@ -251,6 +256,7 @@ export class RecordedSpan implements Span {
 
   addLink(link: Link): this {
     if (this.ended) return this;
+    if (this.links === NONE) this.links = [];
     if (this.links.length >= SPAN_COUNT_LIMIT) {
       this.links.shift();
       this.droppedLinksCount++;
