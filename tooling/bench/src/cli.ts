@@ -14,6 +14,8 @@
 //   pnpm bench --compare-tracing     also run S1 and S2 on two more systems, tracing at the
 //                                    default sampling ratio and at 100% into a local OTLP sink,
 //                                    interleaved with the rest (what tracing costs)
+//   pnpm bench --compare-tracing --tracing-ratios 0,0.1   other ratios for those systems (0: what
+//                                    tracing costs when nothing is sampled)
 //   pnpm bench --scenario s1,x1,r1,r2   scale: S1 through 2 gateways (X1), registrations on 1 and
 //                                    2 user services (R1, R2), on a second, scaled system
 //   pnpm bench --scenario e1 --users 20   events through outbox -> broker -> inbox (E1), over the
@@ -61,6 +63,8 @@ interface Options {
   compareTree: string | undefined;
   /** S1 and S2 also on systems that trace (at the default ratio, and everything). */
   compareTracing: boolean;
+  /** Their sampling ratios (`--tracing-ratios`; the default ratio and 1 unless given). */
+  tracingRatios: number[];
   /** E1's burst: events written into the outbox at once. */
   eventsBurst: number;
   /** The report's name in results/: `latest`, `quick` with --quick, or --save's. */
@@ -71,12 +75,18 @@ interface Options {
  * --compare-tracing's systems: scenario ids `<id>@<id>`, processes `<app>@<id>`. The first traces
  * nothing: the A/A control, a second untraced system measured exactly like the traced ones, which
  * shows how far two systems differ when nothing does (and is half of what they are compared with).
+ * Then one system per sampling ratio: `sampled` at the default ratio, `all` at 1, `ratio<n>` at
+ * n% otherwise.
  */
-const TRACING = [
-  { id: 'control', ratio: undefined },
-  { id: 'sampled', ratio: DEFAULT_TRACE_RATIO },
-  { id: 'all', ratio: 1 },
-] as const;
+function tracingLevels(ratios: number[]): { id: string; ratio: number | undefined }[] {
+  return [
+    { id: 'control', ratio: undefined },
+    ...ratios.map((ratio) => ({
+      id: ratio === DEFAULT_TRACE_RATIO ? 'sampled' : ratio === 1 ? 'all' : `ratio${ratio * 100}`,
+      ratio,
+    })),
+  ];
+}
 
 const tracingLabel = (ratio: number | undefined) =>
   ratio === undefined ? 'A/A control, tracing off' : `tracing ${ratio * 100}%`;
@@ -87,6 +97,20 @@ const ALL_SCENARIOS = ['b0', 'b1', 's1', 'x1', 'b2', 's2', 's3', 'r1', 'r2', 'e1
 /** HASH_CONCURRENCY of the user services (unset: the cores, at most 4, as apps/user/src/config.ts has it). */
 const hashConcurrency = () =>
   Number(process.env.HASH_CONCURRENCY) || Math.min(4, availableParallelism());
+
+/** `--tracing-ratios 0,0.1`: distinct sampling ratios from 0 to 1. */
+function tracingRatios(raw: string | undefined): number[] {
+  if (raw === undefined) return [DEFAULT_TRACE_RATIO, 1];
+  const ratios = raw.split(',').map((part) => Number(part.trim()));
+  if (
+    ratios.length === 0 ||
+    ratios.some((ratio) => !Number.isFinite(ratio) || ratio < 0 || ratio > 1) ||
+    new Set(ratios).size !== ratios.length
+  ) {
+    throw new Error(`--tracing-ratios takes distinct ratios from 0 to 1, e.g. 0,0.1 (got ${raw})`);
+  }
+  return ratios;
+}
 
 function parseOptions(argv: string[]): Options {
   const value = (flag: string) => {
@@ -130,6 +154,7 @@ function parseOptions(argv: string[]): Options {
     compareNode: value('--compare-node'),
     compareTree: value('--compare-tree'),
     compareTracing: argv.includes('--compare-tracing'),
+    tracingRatios: tracingRatios(value('--tracing-ratios')),
     eventsBurst: number('--events-burst', quick ? 200 : 2000),
     save,
   };
@@ -287,9 +312,10 @@ async function main(): Promise<void> {
   // control tracing nothing: systems of their own, started beside the first and measured in the
   // same rounds.
   const sink = options.compareTracing ? await startOtlpSink() : undefined;
+  const levels = tracingLevels(options.tracingRatios);
   if (sink) guard.defer(() => sink.close());
   const startingTraced = sink
-    ? TRACING.map((level) =>
+    ? levels.map((level) =>
         startBenchSystem({
           users: options.users,
           signal: guard.signal,
@@ -501,7 +527,7 @@ async function main(): Promise<void> {
       const onTraced = (id: string): Scenario[] => {
         const base = all.find((scenario) => scenario.id === id);
         if (!base || (id !== 's1' && id !== 's2')) return [];
-        return TRACING.map((level, index) => {
+        return levels.map((level, index) => {
           const bench = traced[index]!;
           return {
             id: `${id}@${level.id}`,
@@ -574,8 +600,10 @@ async function main(): Promise<void> {
       }
     };
     await timeRestarts(system);
-    const tracingAll = traced[TRACING.length - 1];
-    if (tracingAll) await timeRestarts(tracingAll.system, ' (tracing 100%)');
+    // Start-up with tracing on: the apps of the system sampling the most.
+    const most = levels.reduce((a, b) => ((b.ratio ?? -1) > (a.ratio ?? -1) ? b : a));
+    const mostTraced = traced[levels.indexOf(most)];
+    if (mostTraced) await timeRestarts(mostTraced.system, ` (${tracingLabel(most.ratio)})`);
 
     const report: Report = {
       date: new Date().toISOString(),
@@ -604,10 +632,10 @@ async function main(): Promise<void> {
       ...(sink
         ? {
             tracing: {
-              levels: TRACING.flatMap(({ id, ratio }) =>
+              levels: levels.flatMap(({ id, ratio }) =>
                 ratio === undefined ? [] : [{ id, ratio }],
               ),
-              control: TRACING.find(({ ratio }) => ratio === undefined)!.id,
+              control: levels.find(({ ratio }) => ratio === undefined)!.id,
               exported: sink.stats(),
             },
           }
