@@ -189,6 +189,12 @@ describe('tracing', () => {
       `00-${'0'.repeat(32)}-${CALLER_SPAN_ID}-00`,
       `00-${TRACE_ID.toUpperCase()}-${CALLER_SPAN_ID}-00`,
       `ff-${TRACE_ID}-${CALLER_SPAN_ID}-00`,
+      `00-${TRACE_ID}-${'0'.repeat(16)}-01`,
+      `00-${TRACE_ID.slice(1)}-${CALLER_SPAN_ID}-01`,
+      `00-${TRACE_ID}-${CALLER_SPAN_ID}-fe`, // flags other than sampled, unsampled
+      `00-${TRACE_ID}-${CALLER_SPAN_ID}-0g`,
+      `00_${TRACE_ID}-${CALLER_SPAN_ID}-01`,
+      `cc-${TRACE_ID}-${CALLER_SPAN_ID}-00-what-the-future-will-add`,
       '',
     ];
     for (const traceparent of traceparents) {
@@ -207,7 +213,7 @@ describe('tracing', () => {
             expect(got).toEqual(expected);
             // Passed on as it came, tracestate included.
             expect(runWithContext({ requestId: 'r', trace: served }, currentTraceHeaders)).toEqual({
-              traceparent: `00-${TRACE_ID}-${CALLER_SPAN_ID}-00`,
+              traceparent: `00-${TRACE_ID}-${CALLER_SPAN_ID}-${expected.traceFlags.toString(16).padStart(2, '0')}`,
               ...(tracestate ? { tracestate } : {}),
             });
           } else {
