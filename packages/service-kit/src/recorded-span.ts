@@ -15,15 +15,16 @@ import {
  * The spans this project records: OpenTelemetry's `Span` interface (@opentelemetry/api), written
  * here rather than taken from the SDK (`@opentelemetry/sdk-trace`).
  *
- * Why: the bench's CPU profile of the gateway under S1 at 100% sampling put 31 µs of every request
- * in the SDK for its two spans (its `Tracer.startSpan`, tracer metrics, attribute cleaning,
- * `SpanImpl` and a `Context` copied for each span) and most of the 24 µs of extra garbage
- * collection, against an S1 request that costs the gateway about 430 µs in all: the SDK alone
- * spent most of the 10% budget at 100% (README, "Tracing"). A span here is one object whose
- * fields are what a span sink reads; the request context holds the span itself, not a `Context`.
+ * Why: a CPU profile of the gateway under S1 at 100% sampling (`pnpm run profile`) put 31 µs of
+ * every request in the SDK for its two spans (its `Tracer.startSpan`, tracer metrics, attribute
+ * cleaning, `SpanImpl` and a `Context` copied for each span), 7% of the gateway's 430 µs per
+ * request, before the garbage those objects make (README, "Tracing"). A span here is one object
+ * whose fields are what a span sink reads; the request context holds the span itself, not a
+ * `Context`.
  *
  * It keeps the SDK's behaviour where a caller can see it: attributes set after `end()` are ignored,
- * invalid values are not stored, at most 128 attributes, events and links (beyond, counted as
+ * values outside the API's `AttributeValue` types are not stored (the SDK 3.x now keeps any value;
+ * nothing here sets one), at most 128 attributes, events and links (beyond, counted as
  * dropped, the oldest events and links make room), an OK status is final, UNSET is ignored, a
  * second `end()` does nothing, `isRecording()` is false once ended, and `recordException` writes
  * the semantic conventions' `exception` event. test/recorded-span.test.ts checks each against the
