@@ -34,8 +34,7 @@ import {
 /** What happens to every span when it ends: the OTLP export, the slow-request log. */
 export interface SpanSink {
   onEnd(span: RecordedSpan): void;
-  /** Sends what is waiting. */
-  forceFlush(): Promise<void>;
+  /** Sends or drops what is waiting; for the shutdown hook. */
   shutdown(): Promise<void>;
 }
 
@@ -59,7 +58,7 @@ export interface RecordedLink {
 }
 
 /** Milliseconds on `performance.now()`'s clock: the clock of every span time here. */
-export const now = (): number => performance.now();
+const now = (): number => performance.now();
 
 /** `performance.timeOrigin` (Unix ms, with a fraction) split once into whole and fraction. */
 const ORIGIN_WHOLE = Math.floor(performance.timeOrigin);

@@ -406,10 +406,6 @@ export class SlowRequestLog implements SpanSink {
     );
   }
 
-  forceFlush(): Promise<void> {
-    return Promise.resolve();
-  }
-
   shutdown(): Promise<void> {
     this.pending.clear();
     return Promise.resolve();

@@ -21,11 +21,7 @@ function both(script: (span: Span) => void) {
   const theirs = memory.getFinishedSpans()[0];
 
   const ended: RecordedSpan[] = [];
-  const sink: SpanSink = {
-    onEnd: (span) => ended.push(span),
-    forceFlush: () => Promise.resolve(),
-    shutdown: () => Promise.resolve(),
-  };
+  const sink: SpanSink = { onEnd: (span) => ended.push(span), shutdown: () => Promise.resolve() };
   const ours = new RecordedSpan(
     'first name',
     SpanKind.CLIENT,

@@ -101,9 +101,9 @@ const hashConcurrency = () =>
 /** `--tracing-ratios 0,0.1`: distinct sampling ratios from 0 to 1. */
 function tracingRatios(raw: string | undefined): number[] {
   if (raw === undefined) return [DEFAULT_TRACE_RATIO, 1];
-  const ratios = raw.split(',').map((part) => Number(part.trim()));
+  // An empty part is refused, not read as 0 (Number('') is 0).
+  const ratios = raw.split(',').map((part) => (part.trim() === '' ? NaN : Number(part)));
   if (
-    ratios.length === 0 ||
     ratios.some((ratio) => !Number.isFinite(ratio) || ratio < 0 || ratio > 1) ||
     new Set(ratios).size !== ratios.length
   ) {
@@ -308,8 +308,8 @@ async function main(): Promise<void> {
       })
     : undefined;
   if (startingOther) guard.defer(async () => (await startingOther.catch(() => undefined))?.stop());
-  // Tracing at the default ratio and at 100%, exporting to a sink in this process, and the A/A
-  // control tracing nothing: systems of their own, started beside the first and measured in the
+  // Tracing at the default ratio and at 100% (or --tracing-ratios), exporting to a sink in this
+  // process, and the A/A control tracing nothing: systems of their own, started beside the first and measured in the
   // same rounds.
   const sink = options.compareTracing ? await startOtlpSink() : undefined;
   const levels = tracingLevels(options.tracingRatios);
