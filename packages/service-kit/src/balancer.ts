@@ -1,4 +1,4 @@
-import { experimental, type Metadata } from '@grpc/grpc-js';
+import { experimental } from '@grpc/grpc-js';
 
 type Picker = experimental.Picker;
 type PickArgs = experimental.PickArgs;
@@ -18,17 +18,20 @@ const {
 export const AVOID_PEER_POLICY = 'avoid_failed_peer';
 
 /**
- * Metadata a retry carries: the address of the replica its previous attempt failed on. (It reaches
- * the server too, as a harmless extra header: it tells which replica a retry left.)
+ * Metadata a retry carries, once per replica its earlier attempts failed on: that replica's
+ * address. (It reaches the server too, as a harmless extra header: it tells which replicas a
+ * retry left.)
  */
 export const AVOID_PEER_KEY = 'x-retry-avoid-peer';
 
 /**
- * A retry must go to another replica. grpc-js's round_robin takes the next ready replica in turn,
- * but calls from everywhere take turns too: with one replica of two hung, a retry would land on it
- * again half the time, and a third attempt a quarter of the time, each costing a whole attempt
- * timeout, until outlier detection ejects it. This picker asks its child (round_robin) again, up to
- * once per replica, when the pick is the replica that the call's AVOID_PEER_KEY names.
+ * A retry must go to a replica the call has not failed on yet. grpc-js's round_robin takes the
+ * next ready replica in turn, but calls from everywhere take turns too: with one replica of two
+ * hung, a retry would land on it again half the time, each time costing a whole attempt timeout,
+ * until outlier detection ejects it. And a third attempt that avoided only the second's replica
+ * could go back to the first's (Envoy's `previous_hosts` retry predicate avoids them all, too).
+ * This picker asks its child (round_robin) again, up to once per replica, while the pick is one
+ * the call's AVOID_PEER_KEY names. When every replica is named, the last pick stands.
  */
 class AvoidPeerPicker implements Picker {
   constructor(
@@ -37,23 +40,20 @@ class AvoidPeerPicker implements Picker {
   ) {}
 
   pick(args: PickArgs): PickResult {
-    const avoid = avoidedPeer(args.metadata);
     let result = this.child.pick(args);
-    for (let tries = 1; avoid && tries < this.replicas && isPeer(result, avoid); tries++) {
+    const avoid = args.metadata.get(AVOID_PEER_KEY);
+    if (avoid.length === 0) return result;
+    for (let tries = 1; tries < this.replicas && isOneOf(result, avoid); tries++) {
       result = this.child.pick(args);
     }
     return result;
   }
 }
 
-function avoidedPeer(metadata: Metadata): string | undefined {
-  const value = metadata.get(AVOID_PEER_KEY)[0];
-  return typeof value === 'string' ? value : undefined;
-}
-
-function isPeer(result: PickResult, peer: string): boolean {
+function isOneOf(result: PickResult, peers: readonly unknown[]): boolean {
   return (
-    result.pickResultType === PickResultType.COMPLETE && result.subchannel?.getAddress() === peer
+    result.pickResultType === PickResultType.COMPLETE &&
+    peers.includes(result.subchannel?.getAddress())
   );
 }
 

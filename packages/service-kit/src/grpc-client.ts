@@ -33,8 +33,8 @@ export const DEFAULT_DEADLINE_MS = 2_000;
  * `round_robin` sends each call to the next ready replica, over a connection to every one of them;
  * grpc-js's default (`pick_first`) would pin every call to the first address.
  *
- * `avoid_failed_peer` between them (balancer.ts) sends a retry to another replica than the one its
- * previous attempt failed on.
+ * `avoid_failed_peer` between them (balancer.ts) sends a retry to a replica none of the call's
+ * earlier attempts failed on, while there is one.
  *
  * `outlier_detection` around them ejects a replica whose calls keep failing, for 15 s the first time
  * and longer each time it happens again, so callers stop hitting a replica whose database is gone
@@ -195,7 +195,7 @@ export function createServiceClient<C extends { close(): void }, S extends objec
       requestId: string | undefined,
       deadline: number,
       signal: AbortSignal | undefined,
-      avoidPeer: string | undefined,
+      avoidPeers: readonly string[],
       trace: Span | undefined,
     ) =>
       new Promise<unknown>((resolve, reject) => {
@@ -203,7 +203,7 @@ export function createServiceClient<C extends { close(): void }, S extends objec
         if (isValidRequestId(requestId)) metadata.set(REQUEST_ID_KEY, requestId);
         metadata.set(DEADLINE_KEY, String(deadline));
         injectTraceContext(trace, metadata);
-        if (avoidPeer) metadata.set(AVOID_PEER_KEY, avoidPeer);
+        for (const peer of avoidPeers) metadata.add(AVOID_PEER_KEY, peer);
         const onAbort = () => pending.cancel();
         const pending = call(
           request,
@@ -242,7 +242,7 @@ export function createServiceClient<C extends { close(): void }, S extends objec
         });
       };
       if (maxAttempts > 1) budget.deposit();
-      let failedPeer: string | undefined;
+      const failedPeers: string[] = [];
       for (let attempts = 1; ; attempts++) {
         // An attempt that could be retried gets attemptTimeoutMs; the last one, the rest.
         const retryable = attempts < maxAttempts && budget.canRetry();
@@ -255,14 +255,14 @@ export function createServiceClient<C extends { close(): void }, S extends objec
             requestId,
             attemptDeadline,
             signal,
-            failedPeer,
+            failedPeers,
             trace,
           );
           end(status.OK, attempts);
           return response;
         } catch (error) {
           const { code, peer } = error as ServiceError & { peer?: string };
-          failedPeer = peer;
+          if (peer) failedPeers.push(peer);
           const timedOut = code === status.DEADLINE_EXCEEDED && attemptDeadline < deadline;
           const pause = retryable ? backoffMs(policy!, attempts) : 0;
           const again =

@@ -215,31 +215,59 @@ describe('client-side balancing, discovery and retries over real replicas', () =
     );
   });
 
-  it('sends a retry to another replica than the one that hung: no call pays two attempt timeouts', async () => {
-    const [a, b] = replicas as [Replica, Replica];
-    register(a, b);
-    const users = client({ deadlineMs: 5_000 });
-    await connected(users, a, b);
-    a.behaviour = 'hang';
-    // Concurrent callers: round_robin alone would send a retry back to the hung replica about
-    // half the time, since the other callers' picks come in between. Each call asks for an id of
-    // its own, so the hung replica's requests tell whether one call reached it twice (what a
-    // busy machine's timings cannot tell: one attempt timeout can then take as long as two).
-    const seenBefore = a.getUserIds.length;
+  /**
+   * Calls GetUser from eight concurrent callers for `ms`, each call with an id of its own, so the
+   * replicas' request logs tell whether one call reached a replica twice (what a busy machine's
+   * timings cannot tell: one attempt timeout can then take as long as two). Concurrent, because
+   * round_robin alone would then send a retry back to a hung replica about half the time: the
+   * other callers' picks come in between.
+   */
+  const callConcurrently = async (users: ReturnType<typeof client>, ms: number) => {
     const started = performance.now();
     let calls = 0;
     await Promise.all(
       Array.from({ length: 8 }, async () => {
-        while (performance.now() - started < 1_500) {
+        while (performance.now() - started < ms) {
           await users.getUser({
             id: `00000000-0000-4000-8000-${String(++calls).padStart(12, '0')}`,
           });
         }
       }),
     );
+  };
+  /**
+   * Attempts on a hung replica are abandoned after this: longer than the default, so that on a
+   * busy machine (CI runs several test processes on two cores) a healthy replica's answer does not
+   * outlast an attempt too and send the call's last attempt back to a hung one.
+   */
+  const retry = { attemptTimeoutMs: 1_000 };
+
+  it('sends a retry to another replica than the one that hung: no call pays two attempt timeouts', async () => {
+    const [a, b] = replicas as [Replica, Replica];
+    register(a, b);
+    const users = client({ deadlineMs: 10_000, retry });
+    await connected(users, a, b);
+    a.behaviour = 'hang';
+    const seenBefore = a.getUserIds.length;
+    await callConcurrently(users, 2_500);
     const hungIds = a.getUserIds.slice(seenBefore);
     expect(hungIds.length).toBeGreaterThan(0);
     expect(new Set(hungIds).size).toBe(hungIds.length);
+  });
+
+  it('sends a third attempt to neither replica the first two failed on', async () => {
+    const [a, b, c] = replicas as [Replica, Replica, Replica];
+    register(a, b, c);
+    const users = client({ deadlineMs: 10_000, retry });
+    await connected(users, a, b, c);
+    a.behaviour = 'hang';
+    b.behaviour = 'hang';
+    const seenBefore = [a.getUserIds.length, b.getUserIds.length];
+    await callConcurrently(users, 4_000);
+    const [hungOnA, hungOnB] = [a, b].map((replica, i) => replica.getUserIds.slice(seenBefore[i]));
+    // Some calls failed on both, in either order, and went on to c (every call above succeeded).
+    expect(hungOnA!.filter((id) => hungOnB!.includes(id)).length).toBeGreaterThan(0);
+    for (const ids of [hungOnA!, hungOnB!]) expect(new Set(ids).size).toBe(ids.length);
   });
 
   it('never retries past the deadline: with every replica hung, a read fails with DEADLINE_EXCEEDED on time', async () => {
