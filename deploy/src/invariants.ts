@@ -451,13 +451,15 @@ export const invariants: Record<string, Invariant> = {
           problems.push(
             `${where}: METRICS_PORT ${String(config.METRICS_PORT)} is not the scraped port ${port}`,
           );
-        const endpoint = resolvedEnv(objects, workload, context).env.OTEL_EXPORTER_OTLP_ENDPOINT;
-        if (endpoint) {
+        const { env } = resolvedEnv(objects, workload, context);
+        for (const name of ['OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT']) {
+          const endpoint = env[name];
+          if (!endpoint) continue;
           const url = new URL(endpoint);
           const otlpPort = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
           if (!reachable(objects, workload, url.hostname, otlpPort))
             problems.push(
-              `${where}: OTEL_EXPORTER_OTLP_ENDPOINT ${endpoint} is not reachable through the NetworkPolicies`,
+              `${where}: ${name} ${endpoint} is not reachable through the NetworkPolicies`,
             );
         }
         return problems;

@@ -299,11 +299,13 @@ describe('the invariants have teeth', () => {
               object.kind === 'ConfigMap' && object.metadata.name.startsWith('order-config'),
           );
           config.data.OTEL_EXPORTER_OTLP_ENDPOINT = 'http://collector.tracing.svc:4318';
+          config.data.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = 'https://traces.example.com/v1/traces';
         },
         'production',
       ),
     ).toEqual([
       'Deployment/order: OTEL_EXPORTER_OTLP_ENDPOINT http://collector.tracing.svc:4318 is not reachable through the NetworkPolicies',
+      'Deployment/order: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT https://traces.example.com/v1/traces is not reachable through the NetworkPolicies',
     ]);
   });
 

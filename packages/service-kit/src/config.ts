@@ -15,12 +15,18 @@ export function loadConfig<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEn
   if (result.success) return result.data;
   const lines = result.error.issues.map((issue) => {
     const name = issue.path.map(String).join('.') || '(environment)';
-    const value = issue.path.length === 1 ? env[String(issue.path[0])] : undefined;
+    const value =
+      issue.path.length === 1 && !SECRET_NAME.test(String(issue.path[0]))
+        ? env[String(issue.path[0])]
+        : undefined;
     const got = value === undefined ? '' : ` (got ${JSON.stringify(value)})`;
     return `  ${name}: ${issue.message}${got}`;
   });
   return failConfig(`Invalid configuration:\n${lines.join('\n')}`);
 }
+
+/** Variables whose values are not repeated in an error: they may hold credentials. */
+const SECRET_NAME = /_HEADERS$/;
 
 function failConfig(message: string): never {
   throw new ConfigError(message);
@@ -91,15 +97,19 @@ export const env = {
 export function tracingEnv(serviceName: string) {
   return {
     /** OTLP/HTTP collector base URL (`http://otel-collector:4318`); unset: nothing is exported. */
-    OTEL_EXPORTER_OTLP_ENDPOINT: z
-      .string()
-      .trim()
-      .optional()
-      .transform((value) => (value ? value : undefined))
-      .refine(
-        (value) => value === undefined || /^https?:\/\/[^/]+/.test(value),
-        'must be an http:// or https:// URL',
-      ),
+    OTEL_EXPORTER_OTLP_ENDPOINT: httpUrl(),
+    /** The traces URL itself (`.../v1/traces`), used as it is; wins over the base URL above. */
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: httpUrl(),
+    /** Headers of every export request (`api-key=secret,x-tenant=a`), values percent-encoded. */
+    OTEL_EXPORTER_OTLP_HEADERS: otlpHeaders(),
+    /** More headers for trace exports; a name in both takes this one's value. */
+    OTEL_EXPORTER_OTLP_TRACES_HEADERS: otlpHeaders(),
+    /** An export request that takes longer is abandoned (milliseconds; default 10 s). */
+    OTEL_EXPORTER_OTLP_TIMEOUT: optionalMillis(),
+    OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: optionalMillis(),
+    /** `gzip` compresses export requests; `none` (the default) sends them as they are. */
+    OTEL_EXPORTER_OTLP_COMPRESSION: otlpCompression(),
+    OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: otlpCompression(),
     OTEL_SERVICE_NAME: z.string().trim().min(1).default(serviceName),
     /** Share of new traces sampled, 0 to 1; a caller's decision (traceparent) is followed. */
     OTEL_TRACES_SAMPLER_ARG: blankAsUnset(
@@ -175,6 +185,68 @@ export function eventsEnv() {
 /** `VAR=` means unset, not 0 (which is what coercing '' to a number would make of it). */
 const blankAsUnset = <S extends z.ZodType>(schema: S) =>
   z.preprocess((value) => (value === '' ? undefined : value), schema);
+
+const httpUrl = () =>
+  z
+    .string()
+    .trim()
+    .optional()
+    .transform((value) => (value ? value : undefined))
+    .refine(
+      (value) => value === undefined || /^https?:\/\/[^/]+/.test(value),
+      'must be an http:// or https:// URL',
+    );
+
+const optionalMillis = () =>
+  blankAsUnset(
+    z.coerce
+      .number({ error: 'must be a number (milliseconds)' })
+      .int('must be an integer (milliseconds)')
+      .positive('must be positive (milliseconds)')
+      .optional(),
+  );
+
+const otlpCompression = () =>
+  blankAsUnset(z.enum(['gzip', 'none'], { error: 'must be gzip or none' }).optional());
+
+/** An HTTP header name (RFC 9110's token). */
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/**
+ * OTEL_EXPORTER_OTLP_HEADERS: `name=value` pairs separated by commas, each value percent-encoded
+ * (what OpenTelemetry's SDKs read). A pair without `=`, a name that is not a header name or a
+ * value that does not decode is refused, naming the pair: an API key silently dropped would show
+ * up only as a collector refusing every export.
+ */
+const otlpHeaders = () =>
+  z
+    .string()
+    .optional()
+    .transform((text, context) => {
+      const headers: Record<string, string> = {};
+      const pairs = (text ?? '').split(',');
+      for (const [index, pair] of pairs.entries()) {
+        if (pair.trim() === '') continue;
+        const equals = pair.indexOf('=');
+        const name = pair.slice(0, Math.max(equals, 0)).trim();
+        let value: string | undefined;
+        try {
+          value = equals > 0 ? decodeURIComponent(pair.slice(equals + 1).trim()) : undefined;
+        } catch {
+          value = undefined;
+        }
+        if (!HEADER_NAME.test(name) || value === undefined || /[\r\n\0]/.test(value)) {
+          context.addIssue({
+            code: 'custom',
+            // The pair's name only: its value may be a secret.
+            message: `must be name=value pairs separated by commas, values percent-encoded: pair ${index + 1}${name ? ` (${name})` : ''} is not one`,
+          });
+          return z.NEVER;
+        }
+        headers[name.toLowerCase()] = value;
+      }
+      return headers;
+    });
 
 /** OTEL_TRACES_SAMPLER_ARG's default: see "Tracing" in the README for what it costs. */
 export const DEFAULT_TRACE_RATIO = 0.1;

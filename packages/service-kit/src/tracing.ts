@@ -11,7 +11,7 @@ import {
 import type * as OpenTelemetryCore from '@opentelemetry/core';
 import type { Logger } from 'pino';
 import { currentContext, runWithContext } from './context';
-import { OtlpJsonExport } from './otlp-export';
+import { OtlpJsonExport, type OtlpExportOptions } from './otlp-export';
 import { RecordedSpan, type SpanSink } from './recorded-span';
 
 export { SpanKind, SpanStatusCode } from '@opentelemetry/api';
@@ -48,6 +48,17 @@ export interface TracingConfig {
   OTEL_SERVICE_NAME: string;
   /** OTLP/HTTP base URL; spans go to `<endpoint>/v1/traces`. Unset: nothing is exported. */
   OTEL_EXPORTER_OTLP_ENDPOINT?: string | undefined;
+  /** The traces URL as it is; wins over the base URL. */
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?: string | undefined;
+  /** Headers of every export request; the traces ones win for a name in both. */
+  OTEL_EXPORTER_OTLP_HEADERS?: Record<string, string> | undefined;
+  OTEL_EXPORTER_OTLP_TRACES_HEADERS?: Record<string, string> | undefined;
+  /** Milliseconds an export request may take; the traces one wins. */
+  OTEL_EXPORTER_OTLP_TIMEOUT?: number | undefined;
+  OTEL_EXPORTER_OTLP_TRACES_TIMEOUT?: number | undefined;
+  /** `gzip` or `none`; the traces one wins. */
+  OTEL_EXPORTER_OTLP_COMPRESSION?: 'gzip' | 'none' | undefined;
+  OTEL_EXPORTER_OTLP_TRACES_COMPRESSION?: 'gzip' | 'none' | undefined;
   /** Share of new traces sampled; a caller's decision is kept. */
   OTEL_TRACES_SAMPLER_ARG: number;
   /** Log a span breakdown of every request slower than this (ms). Unset: off. */
@@ -77,27 +88,56 @@ let recordAll = false;
  */
 export function setupTracing(config: TracingConfig, logger: Logger): Tracing {
   if (sinks) throw new Error('tracing is already set up in this process');
-  const endpoint = config.OTEL_EXPORTER_OTLP_ENDPOINT;
+  const exporting = otlpExportOptions(config);
   const slowMs = config.TRACE_SLOW_MS;
   const chosen: SpanSink[] = [];
-  if (endpoint) {
-    const url = `${endpoint.replace(/\/+$/, '')}/v1/traces`;
-    chosen.push(
-      new OtlpJsonExport({ url, serviceName: config.OTEL_SERVICE_NAME, scope: SCOPE, logger }),
-    );
-  }
+  if (exporting) chosen.push(new OtlpJsonExport({ ...exporting, logger }));
   if (slowMs !== undefined) chosen.push(new SlowRequestLog(slowMs, logger));
   if (chosen.length === 0) return { shutdown: () => Promise.resolve() };
 
   ratio = config.OTEL_TRACES_SAMPLER_ARG;
   recordAll = slowMs !== undefined;
   sinks = chosen;
-  logger.info({ endpoint, ratio, slowMs }, 'tracing on');
+  // The headers' names only: their values are often credentials.
+  logger.info(
+    {
+      url: exporting?.url,
+      headers: exporting && Object.keys(exporting.headers ?? {}),
+      compression: exporting?.compression,
+      ratio,
+      slowMs,
+    },
+    'tracing on',
+  );
   return {
     shutdown: async () => {
       sinks = undefined;
       await Promise.all(chosen.map((sink) => sink.shutdown()));
     },
+  };
+}
+
+/**
+ * Where and how spans are exported, from the OTLP exporter settings as OpenTelemetry's SDKs read
+ * them: a traces-only setting wins over the general one, and the traces endpoint is used as it is
+ * while the general one gets `/v1/traces` appended. Undefined when neither endpoint is set.
+ */
+export function otlpExportOptions(
+  config: TracingConfig,
+): Omit<OtlpExportOptions, 'logger'> | undefined {
+  const base = config.OTEL_EXPORTER_OTLP_ENDPOINT;
+  const url =
+    config.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ??
+    (base === undefined ? undefined : `${base.replace(/\/+$/, '')}/v1/traces`);
+  if (url === undefined) return undefined;
+  return {
+    url,
+    serviceName: config.OTEL_SERVICE_NAME,
+    scope: SCOPE,
+    headers: { ...config.OTEL_EXPORTER_OTLP_HEADERS, ...config.OTEL_EXPORTER_OTLP_TRACES_HEADERS },
+    timeoutMs: config.OTEL_EXPORTER_OTLP_TRACES_TIMEOUT ?? config.OTEL_EXPORTER_OTLP_TIMEOUT,
+    compression:
+      config.OTEL_EXPORTER_OTLP_TRACES_COMPRESSION ?? config.OTEL_EXPORTER_OTLP_COMPRESSION,
   };
 }
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ConfigError, env, eventsEnv, loadConfig } from '../src/config';
+import { ConfigError, env, eventsEnv, loadConfig, tracingEnv } from '../src/config';
 
 const schema = z.object({
   PORT: env.port(50051),
@@ -67,5 +67,51 @@ describe('eventsEnv', () => {
         /EVENTS_STREAM_REPLICAS: must be a number of servers from 1 to 5/,
       );
     }
+  });
+});
+
+describe('tracingEnv', () => {
+  const tracing = z.object(tracingEnv('gateway'));
+
+  it('reads OTLP headers as OpenTelemetry’s SDKs do: name=value pairs, values percent-decoded', () => {
+    const config = loadConfig(tracing, {
+      OTEL_EXPORTER_OTLP_HEADERS: ' Api-Key = abc%3D%3D , x-tenant=a%2Cb,,',
+      OTEL_EXPORTER_OTLP_TRACES_HEADERS: '',
+    });
+    expect(config.OTEL_EXPORTER_OTLP_HEADERS).toEqual({ 'api-key': 'abc==', 'x-tenant': 'a,b' });
+    expect(config.OTEL_EXPORTER_OTLP_TRACES_HEADERS).toEqual({});
+    expect(loadConfig(tracing, {}).OTEL_EXPORTER_OTLP_HEADERS).toEqual({});
+  });
+
+  it.each([
+    ['a pair without =', 'x-tenant=a,secret-without-name', 'pair 2 is not one'],
+    ['a name that is no header name', 'bad name=secret', 'pair 1 \\(bad name\\) is not one'],
+    ['a value that does not decode', 'api-key=%E0%A4%A', 'pair 1 \\(api-key\\) is not one'],
+    ['a line break in a value', 'api-key=a%0D%0Ab', 'pair 1 \\(api-key\\) is not one'],
+  ])('refuses %s, naming the pair and never repeating its value', (_, value, message) => {
+    const attempt = () => loadConfig(tracing, { OTEL_EXPORTER_OTLP_TRACES_HEADERS: value });
+    expect(attempt).toThrow(new RegExp(`OTEL_EXPORTER_OTLP_TRACES_HEADERS: .*${message}`));
+    expect(attempt).not.toThrow(/secret|%E0|%0D/);
+  });
+
+  it('takes an export timeout in milliseconds and gzip or none as compression', () => {
+    expect(
+      loadConfig(tracing, {
+        OTEL_EXPORTER_OTLP_TIMEOUT: '2500',
+        OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: 'gzip',
+      }),
+    ).toMatchObject({
+      OTEL_EXPORTER_OTLP_TIMEOUT: 2500,
+      OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: 'gzip',
+    });
+    expect(() => loadConfig(tracing, { OTEL_EXPORTER_OTLP_TIMEOUT: '0' })).toThrow(
+      /OTEL_EXPORTER_OTLP_TIMEOUT: must be positive/,
+    );
+    expect(() => loadConfig(tracing, { OTEL_EXPORTER_OTLP_COMPRESSION: 'zstd' })).toThrow(
+      /OTEL_EXPORTER_OTLP_COMPRESSION: must be gzip or none \(got "zstd"\)/,
+    );
+    expect(() => loadConfig(tracing, { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'collector' })).toThrow(
+      /OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: must be an http:\/\/ or https:\/\/ URL/,
+    );
   });
 });

@@ -1,5 +1,6 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { gunzipSync } from 'node:zlib';
 import { SpanKind, SpanStatusCode, TraceFlags, type HrTime } from '@opentelemetry/api';
 import { TraceState } from '@opentelemetry/core';
 import { JsonTraceSerializer } from '@opentelemetry/otlp-transformer';
@@ -194,6 +195,8 @@ describe('OTLP/JSON export', () => {
     let url: string;
     let status = 200;
     const bodies: { resourceSpans: unknown[] }[] = [];
+    /** Each export request's headers and body size on the wire, in the order they came. */
+    const received: { headers: IncomingHttpHeaders; bytes: number }[] = [];
     /** While true, answers wait in `held` until a test sends them (a collector slow to answer). */
     let holding = false;
     const held: (() => void)[] = [];
@@ -206,7 +209,10 @@ describe('OTLP/JSON export', () => {
           expect(req.method).toBe('POST');
           expect(req.url).toBe('/v1/traces');
           expect(req.headers['content-type']).toBe('application/json');
-          bodies.push(JSON.parse(Buffer.concat(chunks).toString('utf8')) as never);
+          const body = Buffer.concat(chunks);
+          received.push({ headers: req.headers, bytes: body.length });
+          const json = req.headers['content-encoding'] === 'gzip' ? gunzipSync(body) : body;
+          bodies.push(JSON.parse(json.toString('utf8')) as never);
           const answer = () =>
             res.writeHead(status, { 'Content-Type': 'application/json' }).end('{}');
           if (holding) held.push(answer);
@@ -224,6 +230,7 @@ describe('OTLP/JSON export', () => {
 
     beforeEach(() => {
       bodies.length = 0;
+      received.length = 0;
       status = 200;
       holding = false;
     });
@@ -269,6 +276,31 @@ describe('OTLP/JSON export', () => {
           ],
         },
       ]);
+    });
+
+    it('sends the configured headers, and gzips the body when told to (the same spans arrive)', async () => {
+      const spans = recordedSpans();
+      for (const compression of ['none', 'gzip'] as const) {
+        const exporter = exporterTo({
+          compression,
+          // A header of the exporter's own is not the configuration's to change.
+          headers: { 'api-key': 'abc==', 'x-tenant': 'a,b', 'content-type': 'text/plain' },
+        });
+        for (const span of spans) exporter.onEnd(span);
+        await exporter.shutdown();
+      }
+      expect(received).toHaveLength(2);
+      for (const { headers } of received) {
+        expect(headers).toMatchObject({
+          'api-key': 'abc==',
+          'x-tenant': 'a,b',
+          'content-type': 'application/json',
+        });
+      }
+      expect(received[0]!.headers['content-encoding']).toBeUndefined();
+      expect(received[1]!.headers['content-encoding']).toBe('gzip');
+      expect(received[1]!.bytes).toBeLessThan(received[0]!.bytes / 2);
+      expect(bodies[1]).toEqual(bodies[0]);
     });
 
     it('sends a span larger than a batch’s buffer whole (the buffer grows for it)', async () => {
@@ -319,6 +351,31 @@ describe('OTLP/JSON export', () => {
       await exporter.shutdown();
       expect(bodies).toHaveLength(3);
       expect(exporter.dropped).toBe(2);
+    });
+
+    it('abandons an export the collector has not answered within timeoutMs, and drops its spans', async () => {
+      const warnings: { err: Error; message: string }[] = [];
+      const spans = recordedSpans();
+      const exporter = exporterTo({
+        logger: {
+          ...logger,
+          warn: (fields: { err: Error }, message: string) =>
+            warnings.push({ err: fields.err, message }),
+        } as never,
+        timeoutMs: 200,
+      });
+      holding = true;
+      for (const span of spans) exporter.onEnd(span);
+      await exporter.forceFlush();
+      expect(exporter.dropped).toBe(spans.length);
+      expect(warnings).toEqual([
+        {
+          err: new Error('no answer within 200 ms'),
+          message: 'cannot export traces: spans are dropped until the collector answers',
+        },
+      ]);
+      held.splice(0).forEach((answer) => answer());
+      await exporter.shutdown();
     });
 
     it('keeps 8 exports under way while the collector is slow to answer, then sends what waited', async () => {

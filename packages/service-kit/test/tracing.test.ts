@@ -15,6 +15,7 @@ import {
   SpanKind,
   currentTraceHeaders,
   injectTraceContext,
+  otlpExportOptions,
   setupTracing,
   startChildSpan,
   startServerSpan,
@@ -231,6 +232,42 @@ describe('tracing', () => {
     expect(new Set(ids.map(({ traceId }) => traceId)).size).toBe(ids.length);
     expect(new Set(ids.map(({ spanId }) => spanId)).size).toBe(ids.length);
     await tracing.shutdown().catch(() => undefined);
+  });
+
+  it('exports where the OTLP settings say, a traces-only setting winning over the general one', () => {
+    const base = { OTEL_SERVICE_NAME: 'order', OTEL_TRACES_SAMPLER_ARG: 0.1 };
+    expect(otlpExportOptions(base)).toBeUndefined();
+    expect(
+      otlpExportOptions({
+        ...base,
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318/',
+        OTEL_EXPORTER_OTLP_HEADERS: { 'api-key': 'a', 'x-tenant': 't' },
+      }),
+    ).toMatchObject({
+      url: 'http://collector:4318/v1/traces',
+      serviceName: 'order',
+      headers: { 'api-key': 'a', 'x-tenant': 't' },
+      timeoutMs: undefined,
+      compression: undefined,
+    });
+    expect(
+      otlpExportOptions({
+        ...base,
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318',
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'https://traces.example.com/otlp/traces',
+        OTEL_EXPORTER_OTLP_HEADERS: { 'api-key': 'a', 'x-tenant': 't' },
+        OTEL_EXPORTER_OTLP_TRACES_HEADERS: { 'api-key': 'b' },
+        OTEL_EXPORTER_OTLP_TIMEOUT: 5_000,
+        OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: 2_000,
+        OTEL_EXPORTER_OTLP_COMPRESSION: 'none',
+        OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: 'gzip',
+      }),
+    ).toMatchObject({
+      url: 'https://traces.example.com/otlp/traces',
+      headers: { 'api-key': 'b', 'x-tenant': 't' },
+      timeoutMs: 2_000,
+      compression: 'gzip',
+    });
   });
 
   it('logs nothing for a request faster than TRACE_SLOW_MS', () => {
