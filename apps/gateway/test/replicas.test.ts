@@ -120,10 +120,13 @@ describeWithRedis('gateway replicas sharing a rate limit in Redis', () => {
       await gateway.waitFor(/rate-limit store \(Redis\) failing/);
 
       // Redis back: counting resumes without a restart (reconnection attempts are a second apart).
+      // Counted answers go on coming down. (Not exactly one a request: on a busy machine a command
+      // can still outlast the 50 ms timeout here and there, and that request is served uncounted,
+      // as it should be; CI saw one.)
       await proxy.start();
       const resumed = await untilCounted(gateway);
-      const next = await request(gateway.url).get(product).expect(200);
-      expect(remaining(next)).toBe(remaining(resumed) - 1);
+      const next = await untilCounted(gateway);
+      expect(remaining(next)).toBeLessThan(remaining(resumed));
       await gateway.waitFor(/rate-limit store \(Redis\) answers again/);
     } finally {
       await proxy.stop();

@@ -4,6 +4,7 @@ import { dirname } from 'node:path';
 import { promisify } from 'node:util';
 import type { ServiceError } from '@grpc/grpc-js';
 import { OrderStatus } from '@repo/contracts/order/v1';
+import { Client } from 'pg';
 import { createTestDatabase, startTcpProxy, type TestDatabase } from '@repo/database/testing';
 import { fieldViolationsOf } from '@repo/service-kit/errors';
 import { checkHealth } from '@repo/service-kit/health-client';
@@ -512,6 +513,55 @@ describe('health follows the database', () => {
         await eventually(() => checkHealth(service.address, 'order.v1.OrderService'), 'SERVING'),
       ).toBe('SERVING');
     } finally {
+      await service.stop();
+      await users.stop();
+      await proxy.close();
+      await database.drop();
+    }
+  });
+  it('fails a call whose connection is lost mid-transaction with UNAVAILABLE, and lives on', async () => {
+    const database = await createTestDatabase();
+    const proxy = await startTcpProxy(database.url);
+    const users = new StandInUserService();
+    const service = await startOrderService(proxy.url, await users.start());
+    // Holds MOUSE's row lock from outside the proxy, so the order's transaction waits on it.
+    const locker = new Client({ connectionString: database.url });
+    await locker.connect();
+    try {
+      const userId = randomUUID();
+      users.knownUsers.add(userId);
+      await locker.query('BEGIN');
+      await locker.query('SELECT 1 FROM products WHERE id = $1 FOR UPDATE', [MOUSE]);
+      const placing = failure(
+        service.client.createOrder({
+          userId,
+          items: [{ productId: MOUSE, quantity: 1 }],
+          idempotencyKey: '',
+        }),
+      );
+      // The service's transaction is checked out, its statement waiting for the lock.
+      const waiting = await eventually(async () => {
+        const { rows } = await locker.query<{ n: number }>(
+          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        );
+        return rows[0]!.n;
+      }, 1);
+      expect(waiting).toBe(1);
+      proxy.block(); // the database "restarts" under it
+      expect((await placing).code).toBe(status.UNAVAILABLE);
+      await locker.query('ROLLBACK');
+      proxy.unblock();
+      // Still up (the lost connection did not take the process down), and it connects afresh.
+      const placed = await eventually(
+        () =>
+          service.client
+            .createOrder({ userId, items: [{ productId: MOUSE, quantity: 1 }], idempotencyKey: '' })
+            .then((response) => response.order!.status),
+        OrderStatus.ORDER_STATUS_CONFIRMED,
+      );
+      expect(placed).toBe(OrderStatus.ORDER_STATUS_CONFIRMED);
+    } finally {
+      await locker.end();
       await service.stop();
       await users.stop();
       await proxy.close();

@@ -1,7 +1,8 @@
 import { PrismaPg } from '@prisma/adapter-pg';
-import { Pool, type PoolClient, type QueryConfig } from 'pg';
+import type { Pool, PoolClient, QueryConfig } from 'pg';
 import type { PoolStats } from '@repo/service-kit/metrics';
 import { SpanKind, endWithError, startChildSpan } from '@repo/service-kit/tracing';
+import { createPool } from './pool';
 import { queryAttributes } from './sql';
 
 export interface DatabaseOptions {
@@ -29,7 +30,8 @@ export function createPrismaDatabase<C extends { $disconnect(): Promise<void> }>
   createClient: (adapter: PrismaPg) => C,
   options: DatabaseOptions,
 ): PrismaDatabase<C> {
-  const pool = new Pool({
+  // A lost connection fails the statement on it, never the process (see createPool).
+  const pool = createPool({
     connectionString: options.connectionString,
     max: options.poolSize,
     // Bounds both connecting and waiting for a free pooled connection: fail within 5 s when the
@@ -43,9 +45,6 @@ export function createPrismaDatabase<C extends { $disconnect(): Promise<void> }>
     keepAlive: true,
     keepAliveInitialDelayMillis: 30_000,
   });
-  // An idle client that loses its connection emits 'error' on the pool; without a listener that
-  // would crash the process. The next checkout reconnects; health checks report the outage.
-  pool.on('error', () => undefined);
   const prisma = createClient(new PrismaPg(tracedPool(pool)));
   return {
     prisma,

@@ -1,5 +1,6 @@
-import { Client, Pool, type PoolClient } from 'pg';
+import { Client, type Pool, type PoolClient } from 'pg';
 import { ensureDatabase } from '@repo/database/admin';
+import { createPool } from '@repo/database/pool';
 import { decodeEnvelope, encodeEnvelope, type Envelope } from './envelope';
 import { EVENTS_PREFIX, subjectOf } from './subjects';
 import { coalescedNotifier } from './wake';
@@ -738,7 +739,8 @@ export async function createPostgresTransport(options: PostgresTransportOptions)
     const name = decodeURIComponent(new URL(options.url).pathname.slice(1));
     await ensureDatabase(options.url, name);
   }
-  const pool = new Pool({
+  // A lost connection fails the claim or publish on it, never the process (see createPool).
+  const pool = createPool({
     connectionString: options.url,
     max: options.maxConnections ?? 5,
     // Bounded, so that a broker database that stops answering (a network that drops packets rather
@@ -754,7 +756,6 @@ export async function createPostgresTransport(options: PostgresTransportOptions)
     // At-least-once bookkeeping need not wait for the disk; publishing does (see PostgresTransport).
     options: '-c synchronous_commit=off',
   });
-  pool.on('error', () => undefined); // an idle connection dropped: the pool replaces it
   const transport = new PostgresTransport(pool, options);
   try {
     await transport.start();
