@@ -27,7 +27,7 @@ import { unixNanosText, type RecordedSpan, type SpanSink } from './recorded-span
  * failures, and at most `maxInFlight` exports are under way at once.
  */
 export interface OtlpExportOptions {
-  /** `<endpoint>/v1/traces`. */
+  /** Where batches are POSTed: `<endpoint>/v1/traces`, or the traces endpoint as it is set. */
   url: string;
   /** `service.name` of the resource every span belongs to. */
   serviceName: string;

@@ -309,8 +309,8 @@ async function main(): Promise<void> {
     : undefined;
   if (startingOther) guard.defer(async () => (await startingOther.catch(() => undefined))?.stop());
   // Tracing at the default ratio and at 100% (or --tracing-ratios), exporting to a sink in this
-  // process, and the A/A control tracing nothing: systems of their own, started beside the first and measured in the
-  // same rounds.
+  // process, and the A/A control tracing nothing: systems of their own, started beside the first
+  // and measured in the same rounds.
   const sink = options.compareTracing ? await startOtlpSink() : undefined;
   const levels = tracingLevels(options.tracingRatios);
   if (sink) guard.defer(() => sink.close());
